@@ -1,0 +1,180 @@
+# --- Source ---------------------------------------------------------------------
+
+locals {
+  repo_root = abspath("${path.module}/..")
+
+  # An allowlist, not an exclude list: the zip holds exactly the entry point, its
+  # requirements and the sync package (code + migrations). Anything else in the
+  # repo (tests, bench, terraform, virtualenvs, __pycache__, .git) cannot leak in.
+  # tests/test_terraform.py evaluates these same patterns against the repo.
+  function_source_patterns = ["main.py", "requirements.txt", "sync/**/*.py", "sync/**/*.sql"]
+
+  function_source_files = sort(distinct(flatten([
+    for pattern in local.function_source_patterns : tolist(fileset(local.repo_root, pattern))
+  ])))
+}
+
+data "archive_file" "source" {
+  type        = "zip"
+  output_path = "${path.module}/.build/${var.name}-source.zip"
+
+  dynamic "source" {
+    for_each = local.function_source_files
+    content {
+      filename = source.value
+      content  = file("${local.repo_root}/${source.value}")
+    }
+  }
+}
+
+resource "google_storage_bucket" "source" {
+  #checkov:skip=CKV_GCP_62:Holds build inputs only (source zips); object access is already in Cloud Audit Logs, a separate access-log bucket adds cost without a reader.
+  name     = "${var.project_id}-${var.name}-source"
+  location = var.region
+
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+
+  # Every deployed zip stays retrievable for rollback (README: "Roll back").
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      num_newer_versions = 20
+      with_state         = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+resource "google_storage_bucket_object" "source" {
+  # Content-addressed: a code change is a new object, which makes the function
+  # rebuild; an unchanged tree plans no change.
+  name   = "${var.name}/${data.archive_file.source.output_md5}.zip"
+  bucket = google_storage_bucket.source.name
+  source = data.archive_file.source.output_path
+}
+
+resource "google_artifact_registry_repository" "images" {
+  #checkov:skip=CKV_GCP_84:Images are rebuilt from the versioned source zip on every deploy and hold no data; Google-managed encryption is sufficient.
+  repository_id = "${var.name}-images"
+  location      = var.region
+  format        = "DOCKER"
+  description   = "Container images Cloud Build produces for the ${var.name} function."
+
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 10
+    }
+  }
+}
+
+# --- Function -------------------------------------------------------------------
+
+locals {
+  # Exactly the variables sync/config.py reads (KNOWN_ENV_VARS); checked by
+  # tests/test_terraform.py. DATABASE_URL and BIGQUERY_API_ENDPOINT are local-only
+  # and must never be set here.
+  function_env_common = {
+    BIGQUERY_PROJECT              = local.bigquery_project
+    SALESFORCE_DATASET            = var.salesforce_dataset
+    GONG_DATASET                  = var.gong_dataset
+    INSTANCE_CONNECTION_NAME      = local.sql_instance_connection_name
+    DB_USER                       = local.db_user
+    DB_NAME                       = google_sql_database.sync.name
+    SYNC_TOPIC                    = google_pubsub_topic.sync.id
+    SYNC_PAGE_SIZE                = tostring(var.page_size)
+    SYNC_TIME_BUDGET_SECONDS      = tostring(local.time_budget_seconds)
+    SYNC_LOOKBACK_SECONDS         = tostring(var.lookback_seconds)
+    SYNC_LEASE_SECONDS            = tostring(local.lease_seconds)
+    SYNC_MAX_PAGES                = tostring(var.max_pages)
+    SYNC_AUTO_MIGRATE             = tostring(var.auto_migrate)
+    SYNC_REJECTION_RETENTION_DAYS = tostring(var.rejection_retention_days)
+    LOG_LEVEL                     = var.log_level
+  }
+
+  # Set only when configured; unset lets BigQuery infer the location.
+  function_env_optional = {
+    BIGQUERY_LOCATION = var.bigquery_location
+  }
+
+  # The two auth modes are mutually exclusive in sync/config.py.
+  function_env_iam = {
+    DB_IAM_AUTH = "true"
+  }
+  function_env_password = {
+    # The code reads the value at runtime; only the version's name is in config.
+    DB_PASSWORD_SECRET = "${try(google_secret_manager_secret.db_password[0].id, "")}/versions/latest"
+  }
+
+  function_env = merge(
+    local.function_env_common,
+    { for k, v in local.function_env_optional : k => v if v != null },
+    local.iam_auth ? local.function_env_iam : local.function_env_password,
+  )
+}
+
+resource "google_cloudfunctions2_function" "sync" {
+  name        = var.name
+  location    = var.region
+  description = "Syncs Salesforce/Gong opportunities from the Fivetran BigQuery datasets to Cloud SQL."
+
+  build_config {
+    runtime           = "python311"
+    entry_point       = "sync_opportunities"
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.images.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    # Single flight is enforced in the database (lease row); one instance and one
+    # request per instance make overlapping runs rare in the first place.
+    max_instance_count               = 1
+    min_instance_count               = 0
+    max_instance_request_concurrency = 1
+    available_memory                 = var.function_memory
+    timeout_seconds                  = var.function_timeout_seconds
+    environment_variables            = local.function_env
+    # Only Eventarc (Pub/Sub push, an internal source in this project) calls it.
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.runtime.email
+  }
+
+  event_trigger {
+    trigger_region        = var.region
+    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
+    pubsub_topic          = google_pubsub_topic.sync.id
+    service_account_email = google_service_account.trigger.email
+    # Redeliver when the function raises (retryable errors). Permanent errors are
+    # acked by the code; see pubsub.tf for what happens after 24 h of retries.
+    retry_policy = "RETRY_POLICY_RETRY"
+  }
+
+  depends_on = [
+    google_project_iam_member.build_log_writer,
+    google_storage_bucket_iam_member.build_source_reader,
+    google_artifact_registry_repository_iam_member.build_image_writer,
+    # The first cold start migrates the schema and must be able to log in.
+    google_project_iam_member.runtime_cloudsql_client,
+    google_project_iam_member.runtime_cloudsql_instance_user,
+    google_secret_manager_secret_iam_member.runtime_db_password_accessor,
+    google_secret_manager_secret_version.db_password,
+    google_sql_user.iam,
+    google_sql_user.password,
+  ]
+}

@@ -1,0 +1,27 @@
+# Shared values. Each topical file (pubsub.tf, function.tf, ...) owns its resources;
+# what more than one of them needs lives here.
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+locals {
+  bigquery_project = coalesce(var.bigquery_project, var.project_id)
+  sql_project      = coalesce(var.sql_instance_project, var.project_id)
+  iam_auth         = var.db_auth_mode == "iam"
+
+  time_budget_seconds = coalesce(var.time_budget_seconds, var.function_timeout_seconds - 120)
+  lease_seconds       = coalesce(var.lease_seconds, var.function_timeout_seconds + 60)
+
+  # Messages on the trigger topic. The scheduler sends tick; operators send
+  # full_resync by hand (see outputs.full_resync_command).
+  tick_message        = { type = "tick" }
+  full_resync_message = { type = "full_resync" }
+
+  # Log-based metric names: underscores only, so their PromQL names
+  # (logging_googleapis_com:user_<name>) need no escaping.
+  metric_prefix = replace(var.name, "-", "_")
+
+  # Every log line a 2nd-gen function writes is attributed to its Cloud Run service.
+  function_log_filter = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.name}\""
+}

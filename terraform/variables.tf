@@ -1,0 +1,360 @@
+# ---------------------------------------------------------------------------
+# Where it runs
+# ---------------------------------------------------------------------------
+
+variable "project_id" {
+  type        = string
+  description = "Project that hosts the function, topics, scheduler job, secret and alerts."
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a GCP project id (6-30 chars, lowercase letters, digits, hyphens)."
+  }
+}
+
+variable "region" {
+  type        = string
+  description = "Region for the function, Eventarc trigger, scheduler job, source bucket and Artifact Registry repository, e.g. europe-west1."
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]{1,2}$", var.region))
+    error_message = "region must look like europe-west1 or us-central1 (a single region, not a multi-region)."
+  }
+}
+
+variable "name" {
+  type        = string
+  description = "Base name for every resource (function, topics, service accounts, metrics). Short, because service account ids are limited to 30 characters and get a suffix."
+  default     = "opportunity-sync"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,20}[a-z0-9]$", var.name))
+    error_message = "name must be 6-22 chars of lowercase letters, digits and hyphens, starting with a letter (\"<name>-trigger\" must fit a 30-char service account id)."
+  }
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Extra labels applied to every resource that supports them (provider default_labels)."
+  default     = {}
+}
+
+# ---------------------------------------------------------------------------
+# BigQuery (the Fivetran landing zone the function reads)
+# ---------------------------------------------------------------------------
+
+variable "bigquery_project" {
+  type        = string
+  description = "Project that holds the Fivetran datasets and runs the query jobs (BIGQUERY_PROJECT). Null means project_id."
+  default     = null
+
+  validation {
+    condition     = var.bigquery_project == null || can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.bigquery_project))
+    error_message = "bigquery_project must be null or a GCP project id."
+  }
+}
+
+variable "bigquery_location" {
+  type        = string
+  description = "BigQuery location of the datasets (BIGQUERY_LOCATION), e.g. US or EU. Null leaves it unset so BigQuery infers it."
+  default     = null
+}
+
+variable "salesforce_dataset" {
+  type        = string
+  description = "Dataset Fivetran writes the Salesforce connector to (SALESFORCE_DATASET). The function's service account gets dataViewer on this dataset only."
+  default     = "salesforce"
+
+  validation {
+    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]{0,1023}$", var.salesforce_dataset))
+    error_message = "salesforce_dataset must be a BigQuery dataset name (letters, digits, underscores)."
+  }
+}
+
+variable "gong_dataset" {
+  type        = string
+  description = "Dataset Fivetran writes the Gong connector to (GONG_DATASET). The function's service account gets dataViewer on this dataset only."
+  default     = "gongio_ft"
+
+  validation {
+    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]{0,1023}$", var.gong_dataset))
+    error_message = "gong_dataset must be a BigQuery dataset name (letters, digits, underscores)."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Cloud SQL
+# ---------------------------------------------------------------------------
+
+variable "create_sql_instance" {
+  type        = bool
+  description = "Create a new Cloud SQL for PostgreSQL 15 instance named sql_instance_name. False (the default) uses an existing instance of that name."
+  default     = false
+}
+
+variable "sql_instance_name" {
+  type        = string
+  description = "Name (not connection name) of the Cloud SQL for PostgreSQL instance, existing or to be created."
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,96}[a-z0-9]$", var.sql_instance_name))
+    error_message = "sql_instance_name must be a Cloud SQL instance id (lowercase letters, digits, hyphens)."
+  }
+}
+
+variable "sql_instance_project" {
+  type        = string
+  description = "Project of an existing Cloud SQL instance, when it is not project_id. Null means project_id."
+  default     = null
+
+  validation {
+    condition     = var.sql_instance_project == null || can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.sql_instance_project))
+    error_message = "sql_instance_project must be null or a GCP project id."
+  }
+}
+
+variable "sql_instance_tier" {
+  type        = string
+  description = "Machine tier, used only when create_sql_instance = true."
+  default     = "db-custom-1-3840"
+}
+
+variable "sql_deletion_protection" {
+  type        = bool
+  description = "Deletion protection on a created instance (create_sql_instance = true). Keep true outside throwaway environments."
+  default     = true
+}
+
+variable "database_name" {
+  type        = string
+  description = "Postgres database the function writes to (DB_NAME). Terraform creates it on the instance."
+  default     = "opportunity_sync"
+
+  validation {
+    condition     = can(regex("^[a-z_][a-z0-9_]{0,62}$", var.database_name))
+    error_message = "database_name must be a lowercase Postgres identifier (letters, digits, underscores; max 63)."
+  }
+}
+
+variable "db_auth_mode" {
+  type        = string
+  description = "How the function logs in to Postgres: \"iam\" (Cloud SQL IAM database authentication as its service account; no password anywhere, recommended) or \"password\" (built-in user whose generated password lives only in Secret Manager)."
+  default     = "iam"
+
+  validation {
+    condition     = contains(["iam", "password"], var.db_auth_mode)
+    error_message = "db_auth_mode must be \"iam\" or \"password\"."
+  }
+}
+
+variable "db_user_name" {
+  type        = string
+  description = "Built-in Postgres user name, used only when db_auth_mode = \"password\". In IAM mode the user name is the service account email without .gserviceaccount.com."
+  default     = "opportunity_sync"
+
+  validation {
+    condition     = can(regex("^[a-z_][a-z0-9_]{0,62}$", var.db_user_name))
+    error_message = "db_user_name must be a lowercase Postgres identifier."
+  }
+}
+
+variable "db_password_version" {
+  type        = number
+  description = "Password mode only: bump to generate a new password and write it to both Secret Manager and the Cloud SQL user in one apply (rotation)."
+  default     = 1
+
+  validation {
+    condition     = var.db_password_version >= 1 && floor(var.db_password_version) == var.db_password_version
+    error_message = "db_password_version must be a positive integer."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Trigger and schedule
+# ---------------------------------------------------------------------------
+
+variable "schedule" {
+  type        = string
+  description = "Cron schedule (5 fields, unix-cron) on which Cloud Scheduler publishes {\"type\":\"tick\"}."
+  default     = "*/15 * * * *"
+
+  validation {
+    condition     = length(regexall("^\\S+(\\s+\\S+){4}$", trimspace(var.schedule))) == 1
+    error_message = "schedule must be a 5-field unix-cron expression, e.g. \"*/15 * * * *\"."
+  }
+}
+
+variable "schedule_time_zone" {
+  type        = string
+  description = "IANA time zone the schedule is interpreted in."
+  default     = "Etc/UTC"
+}
+
+variable "dead_letter_retention" {
+  type        = string
+  description = "How long messages stay in the dead-letter inspection subscription, in seconds with an s suffix (max 7 days)."
+  default     = "604800s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.dead_letter_retention)) && try(tonumber(trimsuffix(var.dead_letter_retention, "s")) >= 600 && tonumber(trimsuffix(var.dead_letter_retention, "s")) <= 604800, false)
+    error_message = "dead_letter_retention must be between 600s and 604800s."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Function runtime
+# ---------------------------------------------------------------------------
+
+variable "function_timeout_seconds" {
+  type        = number
+  description = "Function timeout. 540 is the maximum for event-driven 2nd-gen functions."
+  default     = 540
+
+  validation {
+    condition     = var.function_timeout_seconds >= 180 && var.function_timeout_seconds <= 540
+    error_message = "function_timeout_seconds must be between 180 and 540 (event-driven 2nd-gen maximum)."
+  }
+}
+
+variable "function_memory" {
+  type        = string
+  description = "Memory per instance, e.g. 256M, 512M, 1Gi."
+  default     = "256M"
+
+  validation {
+    condition     = can(regex("^[0-9]+(M|Mi|G|Gi)$", var.function_memory))
+    error_message = "function_memory must be a number with unit M, Mi, G or Gi, e.g. 256M."
+  }
+}
+
+variable "page_size" {
+  type        = number
+  description = "Rows per page (SYNC_PAGE_SIZE)."
+  default     = 2000
+
+  validation {
+    condition     = var.page_size >= 1 && var.page_size <= 50000 && floor(var.page_size) == var.page_size
+    error_message = "page_size must be an integer between 1 and 50000 (the range sync/config.py accepts)."
+  }
+}
+
+variable "time_budget_seconds" {
+  type        = number
+  description = "Seconds one invocation may spend before it stops and publishes a continuation (SYNC_TIME_BUDGET_SECONDS). Null means function_timeout_seconds - 120."
+  default     = null
+
+  validation {
+    # Leave at least 60 s for the last page's commit and the continuation publish.
+    condition     = var.time_budget_seconds == null || try(var.time_budget_seconds >= 30 && var.time_budget_seconds <= var.function_timeout_seconds - 60, false)
+    error_message = "time_budget_seconds must be between 30 and function_timeout_seconds - 60."
+  }
+}
+
+variable "lookback_seconds" {
+  type        = number
+  description = "Overlap re-read behind the stored cursor to catch late-landing rows (SYNC_LOOKBACK_SECONDS)."
+  default     = 3600
+
+  validation {
+    condition     = var.lookback_seconds >= 0 && var.lookback_seconds <= 2592000
+    error_message = "lookback_seconds must be between 0 and 2592000 (30 days)."
+  }
+}
+
+variable "lease_seconds" {
+  type        = number
+  description = "Single-flight lease length in the database (SYNC_LEASE_SECONDS). Null means function_timeout_seconds + 60, so a crashed run's lease expires only after it surely stopped."
+  default     = null
+
+  validation {
+    condition     = var.lease_seconds == null || try(var.lease_seconds >= var.function_timeout_seconds && var.lease_seconds <= 7200, false)
+    error_message = "lease_seconds must be between function_timeout_seconds and 7200."
+  }
+}
+
+variable "max_pages" {
+  type        = number
+  description = "Upper bound on continuation hops per run (SYNC_MAX_PAGES), so a bug cannot loop forever."
+  default     = 10000
+
+  validation {
+    condition     = var.max_pages >= 1 && var.max_pages <= 1000000
+    error_message = "max_pages must be between 1 and 1000000."
+  }
+}
+
+variable "auto_migrate" {
+  type        = bool
+  description = "Apply pending SQL migrations at cold start under an advisory lock (SYNC_AUTO_MIGRATE)."
+  default     = true
+}
+
+variable "rejection_retention_days" {
+  type        = number
+  description = "Days rejected rows are kept for inspection (SYNC_REJECTION_RETENTION_DAYS)."
+  default     = 30
+
+  validation {
+    condition     = var.rejection_retention_days >= 1 && var.rejection_retention_days <= 3650
+    error_message = "rejection_retention_days must be between 1 and 3650."
+  }
+}
+
+variable "log_level" {
+  type        = string
+  description = "LOG_LEVEL for the function."
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be one of DEBUG, INFO, WARNING, ERROR."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Alerts
+# ---------------------------------------------------------------------------
+
+variable "notification_channels" {
+  type        = list(string)
+  description = "Monitoring notification channel ids (projects/P/notificationChannels/N) the alert policies notify. Empty: alerts open incidents without notifying."
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[0-9]+$", c))])
+    error_message = "Each notification channel must be a full id: projects/PROJECT/notificationChannels/NUMBER."
+  }
+}
+
+variable "alert_stale_after_minutes" {
+  type        = number
+  description = "Alert when no run has finished with status=success for this many minutes. Make it a few schedule intervals long."
+  default     = 120
+
+  validation {
+    condition     = var.alert_stale_after_minutes >= 15 && var.alert_stale_after_minutes <= 10080
+    error_message = "alert_stale_after_minutes must be between 15 and 10080 (7 days)."
+  }
+}
+
+variable "alert_rejected_rate_threshold" {
+  type        = number
+  description = "Alert when rows_skipped / rows_read over alert_rejected_rate_window_minutes exceeds this fraction (0.05 = 5%)."
+  default     = 0.05
+
+  validation {
+    condition     = var.alert_rejected_rate_threshold > 0 && var.alert_rejected_rate_threshold <= 1
+    error_message = "alert_rejected_rate_threshold must be a fraction in (0, 1]."
+  }
+}
+
+variable "alert_rejected_rate_window_minutes" {
+  type        = number
+  description = "Window over which the rejected-row rate is computed."
+  default     = 60
+
+  validation {
+    condition     = var.alert_rejected_rate_window_minutes >= 5 && var.alert_rejected_rate_window_minutes <= 1440
+    error_message = "alert_rejected_rate_window_minutes must be between 5 and 1440."
+  }
+}
