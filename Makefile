@@ -1,0 +1,30 @@
+# One task runner for people and CI. `make help` lists the targets.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: help setup demo test lint typecheck terraform-check bench
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+setup: ## create .venv with pinned deps and offline emulator extensions
+	@bash scripts/setup.sh
+
+demo: setup ## seed local BigQuery emulator + Postgres, sync until done, print status
+	@$(PY) scripts/demo.py
+
+lint: setup ## ruff on everything
+	@$(PY) -m ruff check .
+
+typecheck: setup ## mypy --strict on sync/
+	@$(PY) -m mypy
+
+terraform-check: ## offline Terraform checks (fmt, providers, checkov)
+	@bash scripts/check_terraform.sh
+
+test: setup lint typecheck ## the whole suite: lint, types, tests, Terraform checks
+	@$(PY) -m pytest
+	@$(MAKE) --no-print-directory terraform-check
+
+bench: setup ## benchmarks (see bench/README.md)
+	@$(PY) -m bench

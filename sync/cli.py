@@ -1,0 +1,198 @@
+"""``python -m sync``: migrate, run, status, runs, rejections, publish.
+
+Exit codes: 0 ok; 1 a sync failure; 2 bad usage or configuration. Failures print one line
+to stderr saying why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from sync import logs, report
+from sync.config import Settings
+from sync.errors import ConfigurationError, SyncError, classify
+from sync.messages import Message, MessageType
+from sync.schema import current_version, migrate
+from sync.pipeline import Outcome
+from sync.runtime import Runtime
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sync", description="Sync Salesforce/Gong opportunities from BigQuery to Postgres.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply pending schema migrations", description="Apply pending schema migrations (idempotent).")
+    run = sub.add_parser(
+        "run",
+        help="process one page, exactly as one function invocation",
+        description="Process one page as one invocation would; --until-done drains every page in-process.",
+    )
+    run.add_argument("--until-done", action="store_true", help="loop pages in-process until the run completes (no Pub/Sub)")
+    run.add_argument("--full-resync", action="store_true", help="start a full resync instead of a tick")
+    status = sub.add_parser("status", help="show sync status", description="Show the sync status, the current or last run, and lag.")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    runs = sub.add_parser("runs", help="list recent runs", description="List recent sync runs, newest first.")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--json", action="store_true")
+    rej = sub.add_parser("rejections", help="list skipped or degraded rows", description="List rejected rows with reasons.")
+    rej.add_argument("--run", type=uuid.UUID, help="only this run id")
+    rej.add_argument("--limit", type=int, default=100)
+    rej.add_argument("--json", action="store_true")
+    pub = sub.add_parser("publish", help="publish a message to SYNC_TOPIC", description="Publish tick or full-resync to SYNC_TOPIC.")
+    pub.add_argument("kind", choices=["tick", "full-resync"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None, out: TextIO | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = out or sys.stdout
+    try:
+        settings = Settings.from_env(os.environ if env is None else env)
+    except ConfigurationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    # Logs go to stderr so that stdout stays the command's own output.
+    logs.configure(settings.log_level, sys.stderr)
+    runtime = Runtime(settings)
+    try:
+        return _dispatch(args, runtime, out)
+    except SyncError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 - the CLI reports every failure as one line
+        print(f"error: {classify(err)}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, runtime: Runtime, out: TextIO) -> int:
+    if args.command == "migrate":
+        conn = runtime.connect()
+        try:
+            applied = migrate(conn)
+            print(f"schema at version {current_version(conn)}; applied {applied or 'nothing'}", file=out)
+        finally:
+            conn.close()
+        return 0
+    if args.command == "run":
+        runtime.ensure_schema()
+        return _run(runtime, out, until_done=args.until_done, full=args.full_resync)
+    if args.command == "publish":
+        publisher = runtime.publisher()
+        if publisher is None:
+            print("error: SYNC_TOPIC is not set", file=sys.stderr)
+            return 2
+        publisher.publish(Message.full_resync() if args.kind == "full-resync" else Message.tick())
+        print(f"published {args.kind} to {runtime.settings.sync_topic}", file=out)
+        return 0
+    conn = runtime.connect()
+    try:
+        if args.command == "status":
+            data: Any = report.status(conn)
+            _emit(data, out, as_json=args.json, table=_status_table)
+        elif args.command == "runs":
+            _emit(report.runs(conn, args.limit), out, as_json=args.json, table=_rows_table)
+        else:
+            _emit(report.rejections(conn, args.run, args.limit), out, as_json=args.json, table=_rows_table)
+    finally:
+        conn.close()
+    return 0
+
+
+def _run(runtime: Runtime, out: TextIO, *, until_done: bool, full: bool) -> int:
+    # Draining locally needs no Pub/Sub: each outcome carries the next message.
+    pipeline = runtime.pipeline(None if until_done else runtime.publisher())
+    message = Message.full_resync(f"cli-{uuid.uuid4()}") if full else Message.tick()
+    pages = rows = 0
+    progress = until_done and out.isatty()
+    while True:
+        outcome: Outcome = pipeline.handle(message)
+        if outcome.action == "busy":
+            print("error: another sync run is in flight; try again when it finishes", file=sys.stderr)
+            return 1
+        if outcome.action != "page":
+            print(f"{outcome.action}: {outcome.reason}", file=out)
+            return 0 if outcome.action == "dropped" else 1
+        pages += 1
+        rows += outcome.rows_read
+        if progress:
+            print(f"\rpage {pages}, {rows} rows read", end="", file=out, flush=True)
+        if not until_done or outcome.continuation is None:
+            break
+        message = outcome.continuation
+    if progress:
+        print(file=out)
+    done = "run complete" if outcome.continuation is None else "more pages remain"
+    c = outcome.counts
+    print(
+        f"{pages} page(s), {rows} rows read; last page: {c.inserted} inserted, {c.updated} updated,"
+        f" {c.unchanged} unchanged, {outcome.skipped} skipped, {c.deleted} deleted; {done}",
+        file=out,
+    )
+    return 0
+
+
+def _emit(data: Any, out: TextIO, *, as_json: bool, table: Any) -> None:
+    if as_json:
+        json.dump(report.jsonable(data), out, indent=2, default=str)
+        out.write("\n")
+    else:
+        table(data, out)
+
+
+def _status_table(data: dict[str, Any], out: TextIO) -> None:
+    opp = data.get("opportunities", {})
+    last = data.get("last_run") or {}
+    lines = [
+        ("status", data.get("status")),
+        ("last sync (watermark)", data.get("last_sync_timestamp")),
+        ("lag behind source stamp", _duration(data.get("lag_seconds"))),
+        ("items synced (last run)", data.get("items_synced")),
+        ("errors (last run)", data.get("error_count")),
+        ("last error", data.get("last_error") or "-"),
+        ("run in progress", f"{data.get('run_id')} ({data.get('run_trigger')}, next page {data.get('run_next_page')})" if data.get("run_id") else "-"),
+        ("in flight now", "yes" if data.get("in_flight") else "no"),
+        ("opportunities", f"{opp.get('live', 0)} live, {opp.get('deleted', 0)} soft-deleted, {opp.get('call_links', 0)} call links"),
+        (
+            "last run",
+            f"{last.get('run_id')} {last.get('trigger')} {last.get('status')}: {last.get('pages')} pages, "
+            f"{last.get('rows_read')} read, {last.get('rows_inserted')} ins, {last.get('rows_updated')} upd, "
+            f"{last.get('rows_skipped')} skipped"
+            if last
+            else "-",
+        ),
+    ]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        print(f"{key:<{width}}  {'-' if value is None else value}", file=out)
+
+
+def _rows_table(rows: list[dict[str, Any]], out: TextIO) -> None:
+    if not rows:
+        print("(none)", file=out)
+        return
+    columns = list(rows[0])
+    cells = [[_cell(r[c]) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)), file=out)
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)), file=out)
+
+
+def _cell(value: Any) -> str:
+    text = json.dumps(report.jsonable(value), default=str) if isinstance(value, (dict, list)) else str(report.jsonable(value))
+    return "-" if value is None else (text if len(text) <= 60 else text[:57] + "...")
+
+
+def _duration(seconds: Any) -> str:
+    if seconds is None:
+        return "-"
+    s = int(float(seconds))
+    return f"{s // 3600}h {s % 3600 // 60}m {s % 60}s"
+
+
+__all__ = ["MessageType", "build_parser", "main"]

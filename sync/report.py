@@ -1,0 +1,78 @@
+"""Read-only queries for operators: status, run history, rejected rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sync.db import Connection
+
+
+def _rows(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    cur = conn.cursor()
+    cur.execute(sql, params)
+    names = [d[0] for d in cur.description or []]
+    rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    conn.rollback()
+    return rows
+
+
+def status(conn: Connection) -> dict[str, Any]:
+    """The spec's summary row, the run in progress or the last run, and source lag."""
+    summary = _rows(
+        conn,
+        "SELECT entity_type, status, last_sync_timestamp, items_synced, error_count, last_error, last_success_at,"
+        " run_id, run_trigger, run_next_page, run_started_at, run_cursor_stamp, run_upper_bound,"
+        " lease_expires_at > now() AS in_flight,"
+        " extract(epoch FROM now() - last_sync_timestamp) AS lag_seconds"
+        " FROM sync_status WHERE entity_type = 'opportunities'",
+    )
+    counts = _rows(
+        conn,
+        "SELECT count(*) FILTER (WHERE deleted_at IS NULL) AS live, count(*) FILTER (WHERE deleted_at IS NOT NULL) AS deleted,"
+        " (SELECT count(*) FROM call_opportunities) AS call_links FROM opportunities",
+    )
+    last_runs = runs(conn, limit=1)
+    return {**(summary[0] if summary else {}), "opportunities": counts[0], "last_run": last_runs[0] if last_runs else None}
+
+
+def runs(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
+    return _rows(
+        conn,
+        "SELECT run_id, trigger, status, started_at, finished_at, pages, rows_read, rows_inserted, rows_updated,"
+        " rows_unchanged, rows_skipped, rows_degraded, rows_deleted, links_added, links_removed, error"
+        " FROM sync_runs ORDER BY started_at DESC LIMIT %s",
+        (limit,),
+    )
+
+
+def rejections(conn: Connection, run_id: uuid.UUID | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    if run_id is None:
+        return _rows(
+            conn,
+            "SELECT run_id, source_id, kind, reason, field_values, rejected_at FROM sync_rejections"
+            " ORDER BY rejected_at DESC, id DESC LIMIT %s",
+            (limit,),
+        )
+    return _rows(
+        conn,
+        "SELECT run_id, source_id, kind, reason, field_values, rejected_at FROM sync_rejections"
+        " WHERE run_id = %s ORDER BY id LIMIT %s",
+        (str(run_id), limit),
+    )
+
+
+def jsonable(value: Any) -> Any:
+    """Values as JSON-friendly scalars for ``--json`` output."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if hasattr(value, "as_integer_ratio") and not isinstance(value, (int, float)):
+        return float(value)
+    return value

@@ -1,0 +1,113 @@
+"""Decide what one invocation does, from the message and the stored state. Pure.
+
+Rules:
+- ``tick``: continue the run in progress from its stored cursor (this is how a chain whose
+  continuation was lost resumes), else start an incremental run.
+- ``full_resync``: start a full run from the beginning, superseding any run in progress;
+  a redelivery of the same Pub/Sub message is recognised by its message id and dropped.
+- ``continue``: only if its run id and page are exactly the ones the database expects;
+  anything else is a duplicate or a late delivery from a superseded chain, and is dropped.
+- A run past ``max_pages`` pages is stopped: a chain that long is a bug, not a backlog.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from sync.cursor import Keyset, run_start
+from sync.messages import Message, MessageType
+from sync.state import SyncState
+
+TRIGGER_TICK = "tick"
+TRIGGER_FULL = "full_resync"
+
+
+@dataclass(frozen=True)
+class PagePlan:
+    """Read and write one page of ``run_id``."""
+
+    run_id: uuid.UUID
+    trigger: str
+    page: int
+    new_run: bool
+    cursor: Keyset
+    upper_bound: dt.datetime | None
+    opportunities_done: bool
+    link_cursor: Keyset
+    link_upper_bound: dt.datetime | None
+    links_done: bool
+    superseded_run: uuid.UUID | None = None
+    resync_message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Acknowledge the message without doing anything."""
+
+    reason: str
+    run_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class StopRun:
+    """Abandon the run in progress (hop limit)."""
+
+    reason: str
+    run_id: uuid.UUID
+
+
+def plan(message: Message, state: SyncState, *, lookback: dt.timedelta, max_pages: int) -> PagePlan | Drop | StopRun:
+    """What to do for ``message`` given ``state``."""
+    in_progress = state.run_id is not None and state.next_page is not None
+    if message.type is MessageType.FULL_RESYNC:
+        if message.message_id is not None and message.message_id == state.last_resync_message_id:
+            return Drop(f"full_resync message {message.message_id} was already started")
+        return _new_run(state, TRIGGER_FULL, lookback, message.message_id)
+    if message.type is MessageType.TICK:
+        if not in_progress:
+            return _new_run(state, TRIGGER_TICK, lookback, None)
+        return _continue(state, max_pages)
+    if not in_progress or message.run_id != state.run_id or message.page != state.next_page:
+        expected = f"{state.run_id}/page {state.next_page}" if in_progress else "no run in progress"
+        return Drop(f"stale continuation {message.run_id}/page {message.page}; expected {expected}", message.run_id)
+    if message.upper_bound != state.upper_bound:
+        return Drop(f"continuation bound {message.upper_bound} does not match the run's {state.upper_bound}", message.run_id)
+    return _continue(state, max_pages)
+
+
+def _continue(state: SyncState, max_pages: int) -> PagePlan | StopRun:
+    assert state.run_id is not None and state.next_page is not None  # noqa: S101 - guarded by caller
+    if state.next_page > max_pages:
+        return StopRun(f"run exceeded SYNC_MAX_PAGES={max_pages} pages; stopping the chain", state.run_id)
+    return PagePlan(
+        run_id=state.run_id,
+        trigger=state.trigger or TRIGGER_TICK,
+        page=state.next_page,
+        new_run=False,
+        cursor=state.cursor,
+        upper_bound=state.upper_bound,
+        opportunities_done=state.opportunities_done,
+        link_cursor=state.link_cursor,
+        link_upper_bound=state.link_upper_bound,
+        links_done=state.links_done,
+    )
+
+
+def _new_run(state: SyncState, trigger: str, lookback: dt.timedelta, message_id: str | None) -> PagePlan:
+    full = trigger == TRIGGER_FULL
+    return PagePlan(
+        run_id=uuid.uuid4(),
+        trigger=trigger,
+        page=1,
+        new_run=True,
+        cursor=run_start(state.watermark, lookback, full=full),
+        upper_bound=None,
+        opportunities_done=False,
+        link_cursor=run_start(state.link_watermark, lookback, full=full),
+        link_upper_bound=None,
+        links_done=False,
+        superseded_run=state.run_id,
+        resync_message_id=message_id,
+    )

@@ -1,0 +1,64 @@
+"""Wires settings to real parts, once per process, lazily.
+
+Cold start matters for a Cloud Function, so nothing here imports a Google client or opens a
+connection until the first message needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sync import db
+from sync.config import Settings
+from sync.schema import migrate
+from sync.pipeline import Pipeline, Publisher
+from sync.publisher import PubSubPublisher
+
+if TYPE_CHECKING:
+    from sync.source import BigQuerySource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The process-wide parts built from one :class:`Settings`."""
+
+    settings: Settings
+    _source: BigQuerySource | None = None
+    _migrated: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def connect(self) -> db.Connection:
+        return db.connect(self.settings)
+
+    def source(self) -> BigQuerySource:
+        with self._lock:
+            if self._source is None:
+                from sync.source import BigQuerySource, make_client
+
+                self._source = BigQuerySource(make_client(self.settings), self.settings)
+            return self._source
+
+    def ensure_schema(self) -> None:
+        """Apply pending migrations once per process (under the migration lock)."""
+        with self._lock:
+            if self._migrated or not self.settings.auto_migrate:
+                return
+            conn = self.connect()
+            try:
+                applied = migrate(conn)
+            finally:
+                conn.close()
+            if applied:
+                log.info("schema migrated at start-up", extra={"event": "migrated", "versions": applied})
+            self._migrated = True
+
+    def pipeline(self, publisher: Publisher | None) -> Pipeline:
+        return Pipeline(self.settings, self.source(), self.connect, publisher)
+
+    def publisher(self) -> PubSubPublisher | None:
+        return PubSubPublisher(self.settings.sync_topic) if self.settings.sync_topic else None

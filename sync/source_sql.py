@@ -1,0 +1,278 @@
+"""BigQuery SQL for one page of opportunities and one page of call links.
+
+Pure builders: given the resolved source tables they return SQL text whose only variable
+parts are validated, backtick-quoted identifiers; every value is a query parameter.
+
+A row's change stamp is the greatest stamp of the opportunity and everything joined to it
+(account, owner, stage history, Gong row), so a renamed account or a new owner email re-syncs
+the opportunities that show it. Where ``_fivetran_synced`` exists it is the stamp (set when
+Fivetran writes the row, so late-landing rows are still caught); otherwise the source's own
+last-modified time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sync.columns import Column, Table, quote, quote_project
+
+_EPOCH_SQL = "TIMESTAMP '1970-01-01 00:00:00+00'"
+
+
+@dataclass(frozen=True)
+class SourceTables:
+    """Which source tables exist; optional ones switch features on."""
+
+    project: str
+    opportunity: Table
+    account: Table | None
+    user: Table | None
+    history: Table | None
+    gong_opportunity: Table | None
+    links: Table | None
+
+    def features(self) -> dict[str, bool]:
+        return {
+            "account_names": self.account is not None,
+            "owner_emails": self.user is not None,
+            "stage_history": self.history is not None,
+            "health_score": self._health_table() is not None,
+            "call_links": self.links is not None,
+            "fivetran_synced_stamp": self.opportunity.find("_fivetran_synced") is not None,
+            "history_mode": self.opportunity.find("_fivetran_active") is not None,
+        }
+
+    def _health_table(self) -> Table | None:
+        if self.opportunity.find("health_score") is not None:
+            return self.opportunity
+        if self.gong_opportunity is not None and self.gong_opportunity.find("health_score") is not None:
+            return self.gong_opportunity
+        return None
+
+
+def _ref(project: str, table: Table) -> str:
+    return f"{quote_project(project)}.{quote(table.dataset)}.{quote(table.name)}"
+
+
+def _col(alias: str, column: Column) -> str:
+    return f"{alias}.{quote(column.name)}"
+
+
+def _timestamp(alias: str, column: Column | None) -> str:
+    if column is None:
+        return "CAST(NULL AS TIMESTAMP)"
+    expr = _col(alias, column)
+    if column.data_type == "TIMESTAMP":
+        return expr
+    if column.data_type in {"DATETIME", "DATE"}:
+        return f"TIMESTAMP({expr})"
+    return f"SAFE_CAST({expr} AS TIMESTAMP)"
+
+
+def _stamp(alias: str, table: Table) -> str:
+    """The change stamp of a table's row, never NULL."""
+    parts = [
+        _timestamp(alias, table.find(name))
+        for name in ("_fivetran_synced", "last_modified_date", "system_modstamp")
+        if table.find(name) is not None
+    ]
+    return f"COALESCE({', '.join([*parts, _EPOCH_SQL])})"
+
+
+def _id(alias: str, table: Table, logical: str = "id") -> str:
+    return f"CAST({_col(alias, table.require(logical))} AS STRING)"
+
+
+def _latest(table: Table, alias: str, select: str, project: str) -> str:
+    """Rows of a table, one per id: active rows in history mode, else the newest stamp."""
+    active = table.find("_fivetran_active")
+    where = f"COALESCE({_col(alias, active)}, TRUE)" if active is not None else "TRUE"
+    # BigQuery requires a WHERE, GROUP BY or HAVING beside QUALIFY.
+    return (
+        f"SELECT {select} FROM {_ref(project, table)} AS {alias} WHERE {where} "
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {_id(alias, table)} ORDER BY {_stamp(alias, table)} DESC) = 1"
+    )
+
+
+def _optional(alias: str, table: Table, logical: str, default: str = "NULL") -> str:
+    column = table.find(logical)
+    return _col(alias, column) if column is not None else default
+
+
+def _deleted(alias: str, table: Table) -> str:
+    flags = [_col(alias, c) for c in (table.find("is_deleted"), table.find("_fivetran_deleted")) if c is not None]
+    if not flags:
+        return "FALSE"
+    return " OR ".join(f"COALESCE({f}, FALSE)" for f in flags)
+
+
+def joined_opportunities_sql(t: SourceTables) -> str:
+    """A CTE list ending in ``joined``: one row per opportunity with its change stamp."""
+    o = t.opportunity
+    health = t._health_table()
+    ctes = [
+        "opp AS ("
+        + _latest(
+            o,
+            "o",
+            ", ".join(
+                [
+                    f"{_id('o', o)} AS id",
+                    f"{_col('o', o.require('name'))} AS name",
+                    f"CAST({_optional('o', o, 'account_id')} AS STRING) AS account_id",
+                    f"CAST({_optional('o', o, 'owner_id')} AS STRING) AS owner_id",
+                    f"{_col('o', o.require('stage_name'))} AS stage_name",
+                    f"{_col('o', o.require('amount'))} AS amount",
+                    f"{_col('o', o.require('close_date'))} AS close_date",
+                    f"({_deleted('o', o)}) AS is_deleted",
+                    f"{_timestamp('o', o.find('last_modified_date') or o.find('system_modstamp'))} AS last_modified",
+                    f"{_stamp('o', o)} AS stamp",
+                    f"{_optional('o', o, 'health_score')} AS own_health_score",
+                ]
+            ),
+            t.project,
+        )
+        + ")"
+    ]
+    select = [
+        "opp.id",
+        "opp.name",
+        "opp.account_id",
+        "opp.owner_id",
+        "opp.stage_name",
+        "opp.amount",
+        "opp.close_date",
+        "opp.is_deleted",
+        "opp.last_modified",
+    ]
+    stamps = ["opp.stamp"]
+    joins = []
+    if t.account is not None:
+        a = t.account
+        ctes.append(
+            "acct AS ("
+            + _latest(
+                a,
+                "a",
+                f"{_id('a', a)} AS id, {_col('a', a.require('name'))} AS name, "
+                f"TO_JSON_STRING(a) AS details, {_stamp('a', a)} AS stamp",
+                t.project,
+            )
+            + ")"
+        )
+        joins.append("LEFT JOIN acct ON acct.id = opp.account_id")
+        select += ["acct.name AS account_name", "acct.details AS account_details", "acct.id IS NOT NULL AS account_found"]
+        stamps.append("acct.stamp")
+    else:
+        select += ["CAST(NULL AS STRING) AS account_name", "CAST(NULL AS STRING) AS account_details", "FALSE AS account_found"]
+    if t.user is not None:
+        u = t.user
+        ctes.append(
+            "usr AS ("
+            + _latest(
+                u,
+                "u",
+                f"{_id('u', u)} AS id, {_col('u', u.require('email'))} AS email, "
+                f"{_optional('u', u, 'is_active')} AS is_active, {_stamp('u', u)} AS stamp",
+                t.project,
+            )
+            + ")"
+        )
+        joins.append("LEFT JOIN usr ON usr.id = opp.owner_id")
+        select += ["usr.email AS owner_email", "usr.id IS NOT NULL AS owner_found", "usr.is_active AS owner_active"]
+        stamps.append("usr.stamp")
+    else:
+        select += ["CAST(NULL AS STRING) AS owner_email", "FALSE AS owner_found", "CAST(NULL AS BOOL) AS owner_active"]
+    if t.history is not None:
+        h = t.history
+        ref = _ref(t.project, h)
+        opp_id = _id("h", h, "opportunity_id")
+        created = _timestamp("h", h.require("created_date"))
+        # Aggregate live history rows, but take the stamp over all rows so that deleting a
+        # history row also counts as a change.
+        ctes.append(
+            f"hist AS (SELECT {opp_id} AS opportunity_id, "
+            f"ARRAY_AGG(STRUCT({_col('h', h.require('stage_name'))} AS stage, {created} AS changed_at) "
+            f"ORDER BY {created}, {_id('h', h)}) AS stages "
+            f"FROM {ref} AS h WHERE NOT ({_deleted('h', h)}) GROUP BY opportunity_id), "
+            f"hist_stamp AS (SELECT {opp_id} AS opportunity_id, MAX({_stamp('h', h)}) AS stamp "
+            f"FROM {ref} AS h GROUP BY opportunity_id)"
+        )
+        joins.append("LEFT JOIN hist ON hist.opportunity_id = opp.id")
+        joins.append("LEFT JOIN hist_stamp ON hist_stamp.opportunity_id = opp.id")
+        select.append("hist.stages AS stage_history")
+        stamps.append("hist_stamp.stamp")
+    else:
+        select.append("CAST(NULL AS STRING) AS stage_history")
+    if health is not None and health is not o:
+        g = health
+        ctes.append(
+            "gong AS ("
+            + _latest(g, "g", f"{_id('g', g)} AS id, {_col('g', g.require('health_score'))} AS health_score, "
+                      f"{_stamp('g', g)} AS stamp", t.project)
+            + ")"
+        )
+        joins.append("LEFT JOIN gong ON gong.id = opp.id")
+        select.append("gong.health_score AS health_score")
+        stamps.append("gong.stamp")
+    else:
+        select.append("opp.own_health_score AS health_score")
+    greatest = "GREATEST(" + ", ".join(f"COALESCE({s}, opp.stamp)" for s in stamps) + ")"
+    select.append(f"{greatest} AS change_stamp")
+    ctes.append(f"joined AS (SELECT {', '.join(select)} FROM opp {' '.join(joins)})")
+    return "WITH " + ",\n".join(ctes)
+
+
+def opportunity_page_sql(t: SourceTables, *, bound_known: bool) -> str:
+    """One keyset page. Parameters: ``after_stamp``, ``after_id``, ``upper_bound``, ``page_limit``.
+
+    On a run's first page (``bound_known=False``) the upper bound is computed in the same
+    query as the source's greatest change stamp and returned on every row.
+    """
+    bound = "@upper_bound" if bound_known else "(SELECT MAX(change_stamp) FROM joined)"
+    return (
+        joined_opportunities_sql(t)
+        + f"\nSELECT joined.*, {bound} AS run_upper_bound FROM joined"
+        + "\nWHERE (joined.change_stamp > @after_stamp"
+        + " OR (joined.change_stamp = @after_stamp AND joined.id > @after_id))"
+        + f" AND joined.change_stamp <= {bound}"
+        + "\nORDER BY joined.change_stamp, joined.id\nLIMIT @page_limit"
+    )
+
+
+def all_ids_sql(t: SourceTables) -> str:
+    """Every opportunity id present in the source now, deleted-flagged or not."""
+    o = t.opportunity
+    return f"SELECT DISTINCT {_id('o', o)} AS id FROM {_ref(t.project, o)} AS o"
+
+
+def link_page_sql(t: SourceTables, *, bound_known: bool) -> str:
+    """One keyset page of call links, ordered by ``(stamp, call_id, object_id)``.
+
+    Parameters: ``after_stamp``, ``after_call``, ``after_object``, ``upper_bound``,
+    ``page_limit`` and ``object_type``.
+
+    Gong writes one row per CRM field per link, so rows are grouped to (call, object); the
+    link is gone when every one of its rows is flagged deleted.
+    """
+    if t.links is None:
+        msg = "call link table is not present"
+        raise ValueError(msg)
+    c = t.links
+    deleted = _optional("c", c, "_fivetran_deleted", "FALSE")
+    grouped = (
+        f"WITH links AS (SELECT CAST({_col('c', c.require('call_id'))} AS STRING) AS call_id, "
+        f"CAST({_col('c', c.require('object_id'))} AS STRING) AS object_id, "
+        f"LOGICAL_AND(COALESCE({deleted}, FALSE)) AS deleted, MAX({_stamp('c', c)}) AS stamp "
+        f"FROM {_ref(t.project, c)} AS c WHERE LOWER({_col('c', c.require('object_type'))}) = @object_type "
+        "GROUP BY call_id, object_id)"
+    )
+    bound = "@upper_bound" if bound_known else "(SELECT MAX(stamp) FROM links)"
+    return (
+        grouped
+        + f"\nSELECT links.*, {bound} AS run_upper_bound FROM links"
+        + "\nWHERE (links.stamp > @after_stamp OR (links.stamp = @after_stamp AND (links.call_id > @after_call"
+        + " OR (links.call_id = @after_call AND links.object_id > @after_object))))"
+        + f" AND links.stamp <= {bound}"
+        + "\nORDER BY links.stamp, links.call_id, links.object_id\nLIMIT @page_limit"
+    )

@@ -1,0 +1,204 @@
+"""Real parts for every test: a PostgreSQL database per test, the BigQuery emulator per session
+with fresh datasets per test, driven through the real ``google-cloud-bigquery`` client."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from standins import bigquery as sbq
+from standins.generator import FivetranData
+from standins.postgres import ensure_server
+from sync.config import Settings
+from sync.db import Connection, connect_url
+from sync.messages import Message
+from sync.schema import migrate
+from sync.pipeline import Checkpoint, Outcome, Pipeline, Publisher
+from sync.source import BigQuerySource
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    return ensure_server()
+
+
+def _with_db(admin_url: str, name: str) -> str:
+    base, _, _ = admin_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, migrated database for this test, dropped afterwards."""
+    name = f"os_test_{uuid.uuid4().hex[:12]}"
+    admin = connect_url(pg_admin_url)
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    url = _with_db(pg_admin_url, name)
+    conn = connect_url(url)
+    migrate(conn)
+    conn.close()
+    try:
+        yield url
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def bq_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    emulator = sbq.start_emulator(tmp_path_factory.mktemp("bqemu"))
+    try:
+        yield emulator.endpoint
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def bq_client(bq_endpoint: str) -> Any:
+    return sbq.client(bq_endpoint)
+
+
+@dataclass
+class ListPublisher:
+    """Collects continuations in memory; a test decides when (and how often) to deliver them."""
+
+    sent: list[Message] = field(default_factory=list)
+    fail: bool = False
+
+    def publish(self, message: Message) -> None:
+        if self.fail:
+            msg = "publish failed (injected)"
+            raise ConnectionError(msg)
+        self.sent.append(message)
+
+
+@dataclass
+class Env:
+    """One test's source datasets and database, and helpers to run the real pipeline on them."""
+
+    bq: Any
+    endpoint: str
+    database_url: str
+    salesforce_dataset: str
+    gong_dataset: str
+    overrides: dict[str, str] = field(default_factory=dict)
+    _source: BigQuerySource | None = None
+
+    def settings(self, **overrides: str) -> Settings:
+        env = {
+            "BIGQUERY_PROJECT": sbq.PROJECT,
+            "BIGQUERY_API_ENDPOINT": self.endpoint,
+            "SALESFORCE_DATASET": self.salesforce_dataset,
+            "GONG_DATASET": self.gong_dataset,
+            "DATABASE_URL": self.database_url,
+            "SYNC_LOOKBACK_SECONDS": "0",
+            **self.overrides,
+            **overrides,
+        }
+        return Settings.from_env(env)
+
+    def env_vars(self, **overrides: str) -> dict[str, str]:
+        return {
+            "BIGQUERY_PROJECT": sbq.PROJECT,
+            "BIGQUERY_API_ENDPOINT": self.endpoint,
+            "SALESFORCE_DATASET": self.salesforce_dataset,
+            "GONG_DATASET": self.gong_dataset,
+            "DATABASE_URL": self.database_url,
+            "SYNC_LOOKBACK_SECONDS": "0",
+            **self.overrides,
+            **overrides,
+        }
+
+    def seed(self, data: FivetranData, **kwargs: Any) -> None:
+        sbq.seed(self.bq, data, salesforce_dataset=self.salesforce_dataset, gong_dataset=self.gong_dataset, **kwargs)
+        self._source = None  # schema may differ now
+
+    def append(self, logical_table: str, rows: list[dict[str, Any]], spelling: str = "snake") -> None:
+        """Land more rows in a source table, as a later Fivetran sync would."""
+        home, table = sbq.TABLE_HOME[logical_table]
+        dataset = self.salesforce_dataset if home == "salesforce" else self.gong_dataset
+        rename = sbq.pascal_case if spelling == "pascal" else (lambda c: c)
+        sbq.load_rows(self.bq, f"{sbq.PROJECT}.{dataset}.{table}", [{rename(k): v for k, v in r.items()} for r in rows])
+
+    def execute(self, sql: str) -> None:
+        """Run DML in the source (the emulator), e.g. a purge Fivetran would mirror."""
+        self.bq.query(sql).result(timeout=60)
+
+    def table(self, logical_table: str) -> str:
+        home, table = sbq.TABLE_HOME[logical_table]
+        dataset = self.salesforce_dataset if home == "salesforce" else self.gong_dataset
+        return f"`{sbq.PROJECT}`.`{dataset}`.`{table}`"
+
+    def source(self, settings: Settings | None = None) -> BigQuerySource:
+        if settings is not None:
+            return BigQuerySource(self.bq, settings)
+        if self._source is None:
+            self._source = BigQuerySource(self.bq, self.settings())
+        return self._source
+
+    def connect(self) -> Connection:
+        return connect_url(self.database_url)
+
+    def pipeline(
+        self,
+        publisher: Publisher | None = None,
+        checkpoint: Callable[[Checkpoint], None] | None = None,
+        **overrides: str,
+    ) -> Pipeline:
+        settings = self.settings(**overrides)
+        source = self.source(settings) if overrides else self.source()
+        return Pipeline(settings, source, self.connect, publisher, checkpoint)
+
+    def drain(self, first: Message | None = None, **overrides: str) -> list[Outcome]:
+        """Run pages in-process until the run completes, as ``run --until-done`` does."""
+        pipeline = self.pipeline(**overrides)
+        outcomes = [pipeline.handle(first or Message.tick())]
+        while outcomes[-1].continuation is not None:
+            outcomes.append(pipeline.handle(outcomes[-1].continuation))
+            assert len(outcomes) < 10_000, "runaway chain"
+        return outcomes
+
+    def snapshot(self) -> dict[str, tuple[Any, ...]]:
+        """The synced state by source id: every stored column that the source decides."""
+        rows = self.query(
+            "SELECT gong_opportunity_id, name, account_name, owner_email, stage, close_date, amount, health_score,"
+            " metadata::text, deleted_at IS NOT NULL,"
+            " (SELECT array_agg(call_id ORDER BY call_id) FROM call_opportunities c WHERE c.opportunity_id = o.id)"
+            " FROM opportunities o ORDER BY gong_opportunity_id"
+        )
+        return {r[0]: r[1:] for r in rows}
+
+    def live_ids(self) -> set[str]:
+        return {r[0] for r in self.query("SELECT gong_opportunity_id FROM active_opportunities")}
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = self.connect()
+        try:
+            cur = conn.cursor()
+            cur.execute(sql, params)
+            rows = [tuple(r) for r in cur.fetchall()] if cur.description else []
+            conn.commit()
+            return rows
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def env(bq_client: Any, bq_endpoint: str, database_url: str) -> Env:
+    n = next(_counter)
+    suffix = uuid.uuid4().hex[:6]
+    return Env(bq_client, bq_endpoint, database_url, f"salesforce_{n}_{suffix}", f"gong_{n}_{suffix}")
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
