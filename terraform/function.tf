@@ -25,6 +25,15 @@ data "archive_file" "source" {
       content  = file("${local.repo_root}/${source.value}")
     }
   }
+
+  lifecycle {
+    # fileset() silently matches nothing for a missing file; a zip without the
+    # entry point or its requirements would only fail later, in Cloud Build.
+    precondition {
+      condition     = contains(local.function_source_files, "main.py") && contains(local.function_source_files, "requirements.txt")
+      error_message = "main.py and requirements.txt must exist at the repository root; the function source zip is built from them and sync/."
+    }
+  }
 }
 
 resource "google_storage_bucket" "source" {

@@ -178,7 +178,7 @@ resource "google_monitoring_alert_policy" "sync_stale" {
       Check in order: the scheduler job `${google_cloud_scheduler_job.tick.name}` ran
       (`gcloud scheduler jobs describe ${google_cloud_scheduler_job.tick.name} --location=${var.region}`);
       the function received messages (Logs Explorer: `${local.function_log_filter}`);
-      failed runs (alert "${var.name}: run failed"); a held lease (`run_finished` lines saying the lease is busy).
+      failed runs (alert "${var.name}: run failed"); a stuck lease (many `jsonPayload.event="run_busy"` lines).
       Runbook: terraform/README.md, "Where to look".
     EOT
   }

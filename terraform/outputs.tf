@@ -62,3 +62,13 @@ output "logs_query" {
   description = "Logs Explorer query for the per-run summary lines."
   value       = local.run_finished_filter
 }
+
+output "eventarc_trigger" {
+  description = "Eventarc trigger that owns the push subscription (used to attach the dead-letter topic out of band)."
+  value       = google_cloudfunctions2_function.sync.event_trigger[0].trigger
+}
+
+output "pubsub_service_agent" {
+  description = "Pub/Sub service agent; needs subscriber on the Eventarc subscription if you attach the dead-letter topic."
+  value       = "service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}

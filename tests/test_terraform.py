@@ -1,0 +1,541 @@
+"""Structural checks of terraform/ that need no provider download.
+
+``terraform validate``/``plan`` cannot run offline (the google provider is not
+reachable), so these tests parse the HCL with python-hcl2 and assert the wiring
+that matters: one topic shared by scheduler and trigger, the function's env vars
+against the code's config, the runtime service account's exact role set, and
+the exact contents of the function source zip.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sys
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+from hcl2.utils import SerializationOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+TF_DIR = ROOT / "terraform"
+
+if str(ROOT) not in sys.path:  # sync/ is imported from the repo root, not installed
+    sys.path.insert(0, str(ROOT))
+
+from sync.config import KNOWN_ENV_VARS  # noqa: E402
+
+# The layout the README and reviewers rely on; a missing file fails loudly here
+# instead of every other test passing vacuously on an empty parse.
+EXPECTED_TF_FILES = {
+    "versions.tf",
+    "variables.tf",
+    "main.tf",
+    "pubsub.tf",
+    "scheduler.tf",
+    "iam.tf",
+    "secrets.tf",
+    "sql.tf",
+    "function.tf",
+    "monitoring.tf",
+    "outputs.tf",
+}
+
+RUNTIME_SA = "google_service_account.runtime"
+TRIGGER_SA = "google_service_account.trigger"
+
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Config:
+    """All top-level blocks of the module, merged across files."""
+
+    resources: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    data: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    ephemeral: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    variables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    locals: dict[str, Any] = field(default_factory=dict)
+    terraform: list[dict[str, Any]] = field(default_factory=list)
+
+    def resource(self, rtype: str, name: str) -> dict[str, Any]:
+        assert name in self.resources.get(rtype, {}), f"terraform/ has no resource {rtype}.{name}"
+        return self.resources[rtype][name]
+
+    def all_resources(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        for rtype, by_name in self.resources.items():
+            for name, body in by_name.items():
+                yield rtype, name, body
+
+
+def _load() -> Config:
+    options = SerializationOptions(
+        with_comments=False, explicit_blocks=False, strip_string_quotes=True, preserve_heredocs=False
+    )
+    files = sorted(TF_DIR.glob("*.tf"))
+    if not files:
+        pytest.fail(f"no .tf files in {TF_DIR}")
+    cfg = Config()
+    for path in files:
+        with path.open(encoding="utf-8") as fh:
+            doc = hcl2.load(fh, serialization_options=options)
+        for block in doc.get("resource", []):
+            for rtype, by_name in block.items():
+                cfg.resources.setdefault(rtype, {}).update(by_name)
+        for kind, target in (("data", cfg.data), ("ephemeral", cfg.ephemeral)):
+            for block in doc.get(kind, []):
+                for rtype, by_name in block.items():
+                    target.setdefault(rtype, {}).update(by_name)
+        for block in doc.get("variable", []):
+            cfg.variables.update(block)
+        for block in doc.get("output", []):
+            cfg.outputs.update(block)
+        for block in doc.get("locals", []):
+            cfg.locals.update(block)
+        cfg.terraform.extend(doc.get("terraform", []))
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def cfg() -> Config:
+    return _load()
+
+
+def one(block: Any) -> dict[str, Any]:
+    """A nested block (python-hcl2 returns a list) that must appear exactly once."""
+    assert isinstance(block, list), f"expected a block list, got {block!r}"
+    assert len(block) == 1, f"expected exactly one block, got {len(block)}"
+    return block[0]
+
+
+def refs(value: Any) -> str:
+    """Everything an attribute mentions, flattened to one string for reference checks."""
+    return json.dumps(value)
+
+
+# ---------------------------------------------------------------------------
+# Layout, variables, outputs, versions
+# ---------------------------------------------------------------------------
+
+
+def test_expected_files_exist() -> None:
+    present = {p.name for p in TF_DIR.glob("*.tf")}
+    assert EXPECTED_TF_FILES <= present, f"missing: {sorted(EXPECTED_TF_FILES - present)}"
+    assert (TF_DIR / "terraform.tfvars.example").is_file()
+    assert (TF_DIR / "README.md").is_file()
+
+
+def test_every_variable_is_typed_and_described(cfg: Config) -> None:
+    assert len(cfg.variables) > 20, "variables.tf parsed to almost nothing"
+    for name, body in cfg.variables.items():
+        assert body.get("type"), f"variable {name} has no type"
+        assert str(body.get("description", "")).strip(), f"variable {name} has no description"
+
+
+@pytest.mark.parametrize(
+    ("variable", "bound"),
+    [
+        # The event-driven 2nd-gen maximum; the default must respect it too.
+        ("function_timeout_seconds", "<= 540"),
+        # sync/config.py accepts 1..50000.
+        ("page_size", "<= 50000"),
+        # The time budget must leave room for the last commit and the publish.
+        ("time_budget_seconds", "var.function_timeout_seconds - 60"),
+        # A lease shorter than a run would let two runs overlap.
+        ("lease_seconds", ">= var.function_timeout_seconds"),
+        ("region", "regex("),
+        ("schedule", "regexall("),
+        ("function_memory", "regex("),
+        ("db_auth_mode", "contains("),
+    ],
+)
+def test_variable_is_validated(cfg: Config, variable: str, bound: str) -> None:
+    conditions = [v["condition"] for v in cfg.variables[variable].get("validation", [])]
+    assert any(bound in c for c in conditions), f"{variable}: no validation containing {bound!r}: {conditions}"
+
+
+def test_timeout_default_within_limit(cfg: Config) -> None:
+    assert cfg.variables["function_timeout_seconds"]["default"] <= 540
+    assert cfg.variables["function_memory"]["default"] == "256M"
+
+
+def test_providers_are_pinned_with_upper_bounds(cfg: Config) -> None:
+    tf = one(cfg.terraform)
+    assert ">=" in tf["required_version"]
+    providers = one(tf["required_providers"])
+    assert set(providers) == {"google", "archive", "random"}
+    for name, spec in providers.items():
+        assert spec["source"] == f"hashicorp/{name}"
+        assert "<" in spec["version"].replace("<=", "<"), f"{name} has no upper bound: {spec['version']}"
+
+
+def test_outputs_an_operator_needs(cfg: Config) -> None:
+    needed = {
+        "topic_name",
+        "function_name",
+        "dead_letter_topic",
+        "service_account_email",
+        "full_resync_command",
+    }
+    assert needed <= set(cfg.outputs), f"missing outputs: {sorted(needed - set(cfg.outputs))}"
+    for name, body in cfg.outputs.items():
+        assert str(body.get("description", "")).strip(), f"output {name} has no description"
+    command = cfg.outputs["full_resync_command"]["value"]
+    assert command.startswith("gcloud pubsub topics publish ${google_pubsub_topic.sync.name}")
+    assert "--message='${jsonencode(local.full_resync_message)}'" in command
+    assert cfg.locals["full_resync_message"] == {"type": "full_resync"}
+
+
+# ---------------------------------------------------------------------------
+# Trigger wiring
+# ---------------------------------------------------------------------------
+
+
+def test_scheduler_publishes_to_the_trigger_topic(cfg: Config) -> None:
+    scheduler_topic = one(cfg.resource("google_cloud_scheduler_job", "tick")["pubsub_target"])["topic_name"]
+    function = cfg.resource("google_cloudfunctions2_function", "sync")
+    trigger_topic = one(function["event_trigger"])["pubsub_topic"]
+    assert scheduler_topic == trigger_topic == "${google_pubsub_topic.sync.id}"
+    # Continuations go to the same topic.
+    assert cfg.locals["function_env_common"]["SYNC_TOPIC"] == trigger_topic
+
+
+def test_scheduler_payload_decodes_to_tick(cfg: Config) -> None:
+    data = one(cfg.resource("google_cloud_scheduler_job", "tick")["pubsub_target"])["data"]
+    assert data == "${base64encode(jsonencode(local.tick_message))}"
+    message = cfg.locals["tick_message"]
+    # What Terraform sends, decoded the way the function decodes it.
+    encoded = base64.b64encode(json.dumps(message, separators=(",", ":")).encode())
+    assert json.loads(base64.b64decode(encoded)) == {"type": "tick"}
+
+
+def test_event_trigger(cfg: Config) -> None:
+    trigger = one(cfg.resource("google_cloudfunctions2_function", "sync")["event_trigger"])
+    assert trigger["event_type"] == "google.cloud.pubsub.topic.v1.messagePublished"
+    assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
+    assert trigger["service_account_email"] == f"${{{TRIGGER_SA}.email}}"
+
+
+def test_function_runtime_settings(cfg: Config) -> None:
+    function = cfg.resource("google_cloudfunctions2_function", "sync")
+    build = one(function["build_config"])
+    assert build["runtime"] == "python311"
+    assert build["entry_point"] == "sync_opportunities"
+    service = one(function["service_config"])
+    assert service["max_instance_count"] == 1
+    assert service["max_instance_request_concurrency"] == 1
+    assert service["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    assert service["timeout_seconds"] == "${var.function_timeout_seconds}"
+    assert service["available_memory"] == "${var.function_memory}"
+    assert service["service_account_email"] == f"${{{RUNTIME_SA}.email}}"
+    assert "secret_environment_variables" not in service, "the code reads the password itself"
+
+
+# ---------------------------------------------------------------------------
+# Environment variables vs sync/config.py
+# ---------------------------------------------------------------------------
+
+ENV_LOCALS = ("function_env_common", "function_env_optional", "function_env_iam", "function_env_password")
+
+
+def _env_names(cfg: Config) -> set[str]:
+    return {key for local in ENV_LOCALS for key in cfg.locals[local]}
+
+
+def test_function_env_is_built_from_the_env_maps_only(cfg: Config) -> None:
+    service = one(cfg.resource("google_cloudfunctions2_function", "sync")["service_config"])
+    assert service["environment_variables"] == "${local.function_env}"
+    merged = cfg.locals["function_env"]
+    assert set(re.findall(r"local\.(\w+)", merged)) == {*ENV_LOCALS, "iam_auth"}, merged
+    # Every map is a literal, so its keys are exactly what the function gets.
+    for local in ENV_LOCALS:
+        assert isinstance(cfg.locals[local], dict), f"local.{local} must be a literal map"
+
+
+def test_env_names_are_known_to_the_code(cfg: Config) -> None:
+    names = _env_names(cfg)
+    unknown = names - KNOWN_ENV_VARS
+    assert not unknown, f"Terraform sets variables sync/config.py does not read: {sorted(unknown)}"
+
+
+def test_required_env_present_and_local_only_env_absent(cfg: Config) -> None:
+    common = set(cfg.locals["function_env_common"])
+    assert {"BIGQUERY_PROJECT", "SYNC_TOPIC", "INSTANCE_CONNECTION_NAME", "DB_USER", "DB_NAME"} <= common
+    assert not _env_names(cfg) & {"DATABASE_URL", "BIGQUERY_API_ENDPOINT"}
+
+
+def test_auth_mode_env_is_mutually_exclusive(cfg: Config) -> None:
+    assert cfg.locals["function_env_iam"] == {"DB_IAM_AUTH": "true"}
+    password = cfg.locals["function_env_password"]
+    assert set(password) == {"DB_PASSWORD_SECRET"}
+    assert password["DB_PASSWORD_SECRET"].endswith("/versions/latest")
+    assert "google_secret_manager_secret.db_password" in password["DB_PASSWORD_SECRET"]
+    assert "local.iam_auth ? local.function_env_iam : local.function_env_password" in cfg.locals["function_env"]
+
+
+# ---------------------------------------------------------------------------
+# IAM
+# ---------------------------------------------------------------------------
+
+# (resource type, role, scope attribute value) for every grant to the runtime SA.
+EXPECTED_RUNTIME_GRANTS = {
+    ("google_bigquery_dataset_iam_member", "roles/bigquery.dataViewer", "${var.salesforce_dataset}"),
+    ("google_bigquery_dataset_iam_member", "roles/bigquery.dataViewer", "${var.gong_dataset}"),
+    ("google_project_iam_member", "roles/bigquery.jobUser", "${local.bigquery_project}"),
+    ("google_project_iam_member", "roles/cloudsql.client", "${local.sql_project}"),
+    ("google_project_iam_member", "roles/cloudsql.instanceUser", "${local.sql_project}"),
+    ("google_secret_manager_secret_iam_member", "roles/secretmanager.secretAccessor", "${google_secret_manager_secret.db_password[0].id}"),
+    ("google_pubsub_topic_iam_member", "roles/pubsub.publisher", "${google_pubsub_topic.sync.id}"),
+}
+SCOPE_ATTRIBUTE = {
+    "google_bigquery_dataset_iam_member": "dataset_id",
+    "google_project_iam_member": "project",
+    "google_secret_manager_secret_iam_member": "secret_id",
+    "google_pubsub_topic_iam_member": "topic",
+}
+
+
+def _grants_to(cfg: Config, account: str) -> dict[tuple[str, str, str], dict[str, Any]]:
+    grants = {}
+    for rtype, name, body in cfg.all_resources():
+        member = refs({k: v for k, v in body.items() if k in ("member", "members")})
+        if account not in member:
+            continue
+        assert rtype in SCOPE_ATTRIBUTE or rtype.endswith("_iam_member"), f"{rtype}.{name} grants {account}"
+        scope = body.get(SCOPE_ATTRIBUTE.get(rtype, "name"), "")
+        grants[(rtype, body["role"], scope)] = body
+    return grants
+
+
+def test_runtime_service_account_has_exactly_the_expected_grants(cfg: Config) -> None:
+    assert set(_grants_to(cfg, RUNTIME_SA)) == EXPECTED_RUNTIME_GRANTS
+
+
+def test_mode_specific_grants_are_conditional(cfg: Config) -> None:
+    grants = _grants_to(cfg, RUNTIME_SA)
+    by_role = {role: body for (_, role, _), body in grants.items()}
+    assert by_role["roles/cloudsql.instanceUser"]["count"] == "${local.iam_auth ? 1 : 0}"
+    assert by_role["roles/secretmanager.secretAccessor"]["count"] == "${local.iam_auth ? 0 : 1}"
+    # Project-level Cloud SQL roles are narrowed to the one instance.
+    for role in ("roles/cloudsql.client", "roles/cloudsql.instanceUser"):
+        assert one(by_role[role]["condition"])["expression"] == "${local.sql_instance_condition}"
+    assert "/instances/${var.sql_instance_name}" in cfg.locals["sql_instance_condition"]
+
+
+def test_no_broad_or_authoritative_grants_anywhere(cfg: Config) -> None:
+    # Primitive roles and any service's admin/editor role.
+    broad = re.compile(r"^roles/(owner|editor|viewer|.*\.(admin|editor)|.*Admin)$")
+    for rtype, name, body in cfg.all_resources():
+        # *_iam_binding / *_iam_policy replace everyone else's grants on the resource.
+        assert not re.search(r"_iam_(binding|policy)$", rtype), f"{rtype}.{name} is authoritative"
+        if "role" in body:
+            assert not broad.match(body["role"]), f"{rtype}.{name} grants {body['role']}"
+        if rtype == "google_project_iam_member":
+            assert body["role"] not in {
+                "roles/bigquery.dataViewer",
+                "roles/secretmanager.secretAccessor",
+                "roles/pubsub.publisher",
+            }, f"{rtype}.{name}: {body['role']} must be granted on the resource, not the project"
+
+
+def test_trigger_service_account_may_only_invoke_the_function(cfg: Config) -> None:
+    grants = _grants_to(cfg, TRIGGER_SA)
+    assert set(grants) == {
+        ("google_cloud_run_v2_service_iam_member", "roles/run.invoker", "${google_cloudfunctions2_function.sync.name}")
+    }
+
+
+# ---------------------------------------------------------------------------
+# Database, secret, bucket
+# ---------------------------------------------------------------------------
+
+
+def test_sql_users_per_auth_mode(cfg: Config) -> None:
+    iam = cfg.resource("google_sql_user", "iam")
+    assert iam["type"] == "CLOUD_IAM_SERVICE_ACCOUNT"
+    assert iam["count"] == "${local.iam_auth ? 1 : 0}"
+    assert iam["name"] == "${local.db_user}"
+    assert '.gserviceaccount.com"' in cfg.locals["db_user"] and "trimsuffix" in cfg.locals["db_user"]
+    password = cfg.resource("google_sql_user", "password")
+    assert password["count"] == "${local.iam_auth ? 0 : 1}"
+    assert password["password_wo"] == "${ephemeral.random_password.db[0].result}"
+
+
+def test_no_password_reaches_state(cfg: Config) -> None:
+    # Only write-only arguments carry the password, and it is generated ephemerally.
+    assert "random_password" not in cfg.resources, "a managed random_password is stored in state"
+    assert "db" in cfg.ephemeral.get("random_password", {})
+    version = cfg.resource("google_secret_manager_secret_version", "db_password")
+    assert "secret_data" not in version
+    assert version["secret_data_wo"] == "${ephemeral.random_password.db[0].result}"
+    assert "password" not in cfg.resource("google_sql_user", "password")
+
+
+def test_secret_replication_is_automatic(cfg: Config) -> None:
+    secret = cfg.resource("google_secret_manager_secret", "db_password")
+    assert "auto" in one(secret["replication"])
+
+
+def test_source_bucket_is_private_and_versioned(cfg: Config) -> None:
+    bucket = cfg.resource("google_storage_bucket", "source")
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert one(bucket["versioning"])["enabled"] is True
+
+
+def test_dead_letter_topic_and_inspection_subscription(cfg: Config) -> None:
+    cfg.resource("google_pubsub_topic", "dead_letter")
+    sub = cfg.resource("google_pubsub_subscription", "dead_letter_inspect")
+    assert sub["topic"] == "${google_pubsub_topic.dead_letter.id}"
+
+
+# ---------------------------------------------------------------------------
+# Monitoring
+# ---------------------------------------------------------------------------
+
+
+def test_log_metrics_read_the_run_finished_line(cfg: Config) -> None:
+    assert 'jsonPayload.event=\\"run_finished\\"' in refs(cfg.locals["run_finished_filter"])
+    runs = cfg.resource("google_logging_metric", "runs")
+    assert runs["label_extractors"]["status"] == "EXTRACT(jsonPayload.status)"
+    assert cfg.resource("google_logging_metric", "rows_read")["value_extractor"] == "EXTRACT(jsonPayload.rows_read)"
+    skipped = cfg.resource("google_logging_metric", "rows_skipped")
+    assert skipped["value_extractor"] == "EXTRACT(jsonPayload.rows_skipped)"
+
+
+def test_alert_policies(cfg: Config) -> None:
+    policies = cfg.resources["google_monitoring_alert_policy"]
+    assert set(policies) == {"run_failed", "sync_stale", "rejected_rate"}
+    for name, policy in policies.items():
+        assert policy["notification_channels"] == "${var.notification_channels}", name
+        assert one(policy["documentation"])["content"].strip(), name
+    failed = one(one(policies["run_failed"]["conditions"])["condition_threshold"])
+    assert 'metric.label.status=\\"failed\\"' in refs(failed["filter"])
+    # Heredocs come back with their quotes escaped.
+    stale = one(one(policies["sync_stale"]["conditions"])["condition_prometheus_query_language"])["query"]
+    stale = stale.replace('\\"', '"')
+    assert 'status="success"' in stale and "${var.alert_stale_after_minutes}m" in stale
+    rejected = one(one(policies["rejected_rate"]["conditions"])["condition_prometheus_query_language"])["query"]
+    rejected = rejected.replace('\\"', '"')
+    assert "rows_skipped.name}_sum" in rejected and "rows_read.name}_sum" in rejected
+    assert "> ${var.alert_rejected_rate_threshold}" in rejected
+
+
+# ---------------------------------------------------------------------------
+# Function source archive
+# ---------------------------------------------------------------------------
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """Terraform fileset() semantics (doublestar): ``**/`` spans zero or more
+    directories, ``*`` and ``?`` never cross ``/``."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def _fileset(root: Path, patterns: list[str]) -> list[str]:
+    files = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+    regexes = [_glob_regex(p) for p in patterns]
+    return sorted({f for f in files if any(r.match(f) for r in regexes)})
+
+
+def _build_zip(root: Path, names: list[str], out: Path) -> list[str]:
+    """Zip as archive_file does with one `source` block per file."""
+    with zipfile.ZipFile(out, "w") as zf:
+        for name in names:
+            zf.writestr(name, (root / name).read_text(encoding="utf-8"))
+    with zipfile.ZipFile(out) as zf:
+        return sorted(zf.namelist())
+
+
+def test_archive_is_built_from_the_source_patterns(cfg: Config) -> None:
+    assert cfg.locals["repo_root"] == '${abspath("${path.module}/..")}'
+    assert "fileset(local.repo_root, pattern)" in cfg.locals["function_source_files"]
+    assert "for pattern in local.function_source_patterns" in cfg.locals["function_source_files"]
+    archive = cfg.data["archive_file"]["source"]
+    assert archive["type"] == "zip"
+    assert "source_dir" not in archive and "source_file" not in archive
+    dynamic = one(archive["dynamic"])["source"]
+    assert dynamic["for_each"] == "${local.function_source_files}"
+    content = one(dynamic["content"])
+    assert content["filename"] == "${source.value}"
+    assert content["content"] == '${file("${local.repo_root}/${source.value}")}'
+    precondition = one(one(archive["lifecycle"])["precondition"])["condition"]
+    assert '"main.py"' in precondition and '"requirements.txt"' in precondition
+    # The zip that is uploaded is the zip the function builds from.
+    obj = cfg.resource("google_storage_bucket_object", "source")
+    assert obj["source"] == "${data.archive_file.source.output_path}"
+    assert "output_md5" in obj["name"]
+    storage = one(one(one(cfg.resource("google_cloudfunctions2_function", "sync")["build_config"])["source"])["storage_source"])
+    assert storage["object"] == "${google_storage_bucket_object.source.name}"
+
+
+def test_source_patterns_select_exactly_the_runtime_files(tmp_path: Path, cfg: Config) -> None:
+    """Against a known tree, so a broadened pattern fails even if the repo is clean."""
+    tree = {
+        "main.py": True,
+        "requirements.txt": True,
+        "sync/__init__.py": True,
+        "sync/config.py": True,
+        "sync/sub/deep/module.py": True,
+        "sync/migrations/0001_init.sql": True,
+        "sync/__pycache__/config.cpython-311.pyc": False,
+        "sync/notes.md": False,
+        "requirements-dev.txt": False,
+        "conftest.py": False,
+        "tests/test_x.py": False,
+        "tests/sync/test_y.py": False,
+        "bench/bench_copy.py": False,
+        "terraform/main.tf": False,
+        ".venv/lib/python3.11/site-packages/sync/x.py": False,
+        ".venv-checkov/lib/x.py": False,
+        "scripts/check_terraform.sh": False,
+        "other/sync/x.py": False,
+    }
+    for name in tree:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x\n", encoding="utf-8")
+    selected = _fileset(tmp_path, cfg.locals["function_source_patterns"])
+    assert selected == sorted(name for name, wanted in tree.items() if wanted)
+
+
+def test_repo_archive_contains_exactly_main_requirements_and_sync(tmp_path: Path, cfg: Config) -> None:
+    names = _fileset(ROOT, cfg.locals["function_source_patterns"])
+    zipped = _build_zip(ROOT, names, tmp_path / "source.zip")
+    # Independently: every .py/.sql under sync/ outside __pycache__, plus the two root files.
+    sync_files = {
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "sync").rglob("*")
+        if p.is_file() and p.suffix in {".py", ".sql"} and "__pycache__" not in p.parts
+    }
+    assert zipped == sorted({"main.py", "requirements.txt"} | sync_files)
+    assert "sync/config.py" in zipped
+    assert all(n in {"main.py", "requirements.txt"} or n.startswith("sync/") for n in zipped)
+    migrations = {p.relative_to(ROOT).as_posix() for p in (ROOT / "sync" / "migrations").glob("*.sql")}
+    assert migrations <= set(zipped)
