@@ -55,7 +55,9 @@ def sync_opportunities(cloud_event: CloudEvent) -> None:
         failure: SyncError = classify(err)
         fields = {"event": "page_failed", "retryable": failure.retryable, "error": str(failure)}
         if isinstance(failure, PermanentError):
-            log.error("permanent failure, message acknowledged: %s", failure, extra=fields)
+            log.error(  # noqa: TRY400 - a classified, expected failure; the reason says it all
+                "permanent failure, message acknowledged: %s", failure, extra=fields
+            )
             return
         log.warning("retryable failure, message will be redelivered: %s", failure, extra=fields)
         raise failure from err

@@ -72,8 +72,20 @@ def start_emulator(log_dir: Path, project: str = PROJECT) -> Emulator:
     exe = shutil.which("bqemulator", path=os.path.dirname(sys.executable)) or "bqemulator"
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
-            [exe, "start", "--rest-port", str(rest), "--grpc-port", str(grpc), "--project", project,
-             "--log-level", "warning", "--log-format", "json"],
+            [
+                exe,
+                "start",
+                "--rest-port",
+                str(rest),
+                "--grpc-port",
+                str(grpc),
+                "--project",
+                project,
+                "--log-level",
+                "warning",
+                "--log-format",
+                "json",
+            ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
@@ -107,7 +119,9 @@ def client(endpoint: str, project: str = PROJECT) -> Any:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
 
-    return bigquery.Client(project=project, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=endpoint))
+    return bigquery.Client(
+        project=project, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=endpoint)
+    )
 
 
 def seed(

@@ -15,33 +15,73 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-BASE_TIME = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.timezone.utc)
+BASE_TIME = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)
 STAGES = ("Prospecting", "Qualification", "Needs Analysis", "Proposal", "Negotiation", "Closed Won", "Closed Lost")
-_NAMES = ("Acme", "Globex", "Initech", "Umbrella", "Müller GmbH", "Société Générale", "東京商事", "Ørsted", "Zürich Re", "O'Brien & Co")
+_NAMES = (
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Müller GmbH",
+    "Société Générale",
+    "東京商事",
+    "Ørsted",
+    "Zürich Re",
+    "O'Brien & Co",
+)
 
 # Column types per table, by logical snake_case name.
 SCHEMAS: dict[str, dict[str, str]] = {
     "opportunity": {
-        "id": "STRING", "name": "STRING", "account_id": "STRING", "owner_id": "STRING", "stage_name": "STRING",
-        "amount": "NUMERIC", "close_date": "DATE", "is_deleted": "BOOL", "last_modified_date": "TIMESTAMP",
-        "system_modstamp": "TIMESTAMP", "_fivetran_synced": "TIMESTAMP",
+        "id": "STRING",
+        "name": "STRING",
+        "account_id": "STRING",
+        "owner_id": "STRING",
+        "stage_name": "STRING",
+        "amount": "NUMERIC",
+        "close_date": "DATE",
+        "is_deleted": "BOOL",
+        "last_modified_date": "TIMESTAMP",
+        "system_modstamp": "TIMESTAMP",
+        "_fivetran_synced": "TIMESTAMP",
     },
     "account": {
-        "id": "STRING", "name": "STRING", "industry": "STRING", "billing_country": "STRING",
-        "annual_revenue": "NUMERIC", "is_deleted": "BOOL", "last_modified_date": "TIMESTAMP", "_fivetran_synced": "TIMESTAMP",
+        "id": "STRING",
+        "name": "STRING",
+        "industry": "STRING",
+        "billing_country": "STRING",
+        "annual_revenue": "NUMERIC",
+        "is_deleted": "BOOL",
+        "last_modified_date": "TIMESTAMP",
+        "_fivetran_synced": "TIMESTAMP",
     },
     "user": {
-        "id": "STRING", "email": "STRING", "name": "STRING", "is_active": "BOOL",
-        "last_modified_date": "TIMESTAMP", "_fivetran_synced": "TIMESTAMP",
+        "id": "STRING",
+        "email": "STRING",
+        "name": "STRING",
+        "is_active": "BOOL",
+        "last_modified_date": "TIMESTAMP",
+        "_fivetran_synced": "TIMESTAMP",
     },
     "opportunity_history": {
-        "id": "STRING", "opportunity_id": "STRING", "stage_name": "STRING", "amount": "NUMERIC",
-        "close_date": "DATE", "created_date": "TIMESTAMP", "is_deleted": "BOOL", "_fivetran_synced": "TIMESTAMP",
+        "id": "STRING",
+        "opportunity_id": "STRING",
+        "stage_name": "STRING",
+        "amount": "NUMERIC",
+        "close_date": "DATE",
+        "created_date": "TIMESTAMP",
+        "is_deleted": "BOOL",
+        "_fivetran_synced": "TIMESTAMP",
     },
     "gong_opportunity": {"id": "STRING", "name": "STRING", "health_score": "FLOAT64", "_fivetran_synced": "TIMESTAMP"},
     "call_context_integration": {
-        "call_id": "STRING", "object_type": "STRING", "object_id": "STRING", "name": "STRING", "value": "STRING",
-        "_fivetran_deleted": "BOOL", "_fivetran_synced": "TIMESTAMP",
+        "call_id": "STRING",
+        "object_type": "STRING",
+        "object_id": "STRING",
+        "name": "STRING",
+        "value": "STRING",
+        "_fivetran_deleted": "BOOL",
+        "_fivetran_synced": "TIMESTAMP",
     },
 }
 
@@ -181,8 +221,15 @@ def generate(
                 )
     # A call whose opportunity never lands: it must link nothing.
     data.rows("call_context_integration").append(
-        {"call_id": "call-orphan", "object_type": "Opportunity", "object_id": "006DOESNOTEXIST", "name": "Name",
-         "value": "x", "_fivetran_deleted": False, "_fivetran_synced": _iso(BASE_TIME)}
+        {
+            "call_id": "call-orphan",
+            "object_type": "Opportunity",
+            "object_id": "006DOESNOTEXIST",
+            "name": "Name",
+            "value": "x",
+            "_fivetran_deleted": False,
+            "_fivetran_synced": _iso(BASE_TIME),
+        }
     )
     return data
 

@@ -69,14 +69,25 @@ def _throwaway_cluster() -> str:
         port = int(s.getsockname()[1])
     subprocess.run(
         _as_postgres(
-            [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-             f"-p {port} -h {DEFAULT_HOST} -k {root} -c fsync=off", "start"]
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "log"),
+                "-w",
+                "-o",
+                f"-p {port} -h {DEFAULT_HOST} -k {root} -c fsync=off",
+                "start",
+            ]
         ),
         check=True,
         capture_output=True,
     )
     atexit.register(
-        lambda: subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), check=False, capture_output=True)
+        lambda: subprocess.run(
+            _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), check=False, capture_output=True
+        )
     )
     deadline = time.monotonic() + 30
     while not _answers(DEFAULT_HOST, port):

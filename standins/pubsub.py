@@ -51,7 +51,7 @@ def start(log_dir: Path) -> PubSubEmulator:
             msg = f"Pub/Sub emulator exited with {proc.returncode}"
             raise RuntimeError(msg)
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
                 return PubSubEmulator(f"127.0.0.1:{port}", proc)
         except OSError:
             time.sleep(0.3)

@@ -18,13 +18,15 @@ from sync import logs, report
 from sync.config import Settings
 from sync.errors import ConfigurationError, SyncError, classify
 from sync.messages import Message, MessageType
-from sync.schema import current_version, migrate
 from sync.pipeline import Outcome
 from sync.runtime import Runtime
+from sync.schema import current_version, migrate
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sync", description="Sync Salesforce/Gong opportunities from BigQuery to Postgres.")
+    parser = argparse.ArgumentParser(
+        prog="python -m sync", description="Sync Salesforce/Gong opportunities from BigQuery to Postgres."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply pending schema migrations", description="Apply pending schema migrations (idempotent).")
     run = sub.add_parser(
@@ -34,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--until-done", action="store_true", help="loop pages in-process until the run completes (no Pub/Sub)")
     run.add_argument("--full-resync", action="store_true", help="start a full resync instead of a tick")
-    status = sub.add_parser("status", help="show sync status", description="Show the sync status, the current or last run, and lag.")
+    status = sub.add_parser(
+        "status", help="show sync status", description="Show the sync status, the current or last run, and lag."
+    )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     runs = sub.add_parser("runs", help="list recent runs", description="List recent sync runs, newest first.")
     runs.add_argument("--limit", type=int, default=20)
@@ -43,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     rej.add_argument("--run", type=uuid.UUID, help="only this run id")
     rej.add_argument("--limit", type=int, default=100)
     rej.add_argument("--json", action="store_true")
-    pub = sub.add_parser("publish", help="publish a message to SYNC_TOPIC", description="Publish tick or full-resync to SYNC_TOPIC.")
+    pub = sub.add_parser(
+        "publish", help="publish a message to SYNC_TOPIC", description="Publish tick or full-resync to SYNC_TOPIC."
+    )
     pub.add_argument("kind", choices=["tick", "full-resync"])
     return parser
 
@@ -154,9 +160,17 @@ def _status_table(data: dict[str, Any], out: TextIO) -> None:
         ("items synced (last run)", data.get("items_synced")),
         ("errors (last run)", data.get("error_count")),
         ("last error", data.get("last_error") or "-"),
-        ("run in progress", f"{data.get('run_id')} ({data.get('run_trigger')}, next page {data.get('run_next_page')})" if data.get("run_id") else "-"),
+        (
+            "run in progress",
+            f"{data.get('run_id')} ({data.get('run_trigger')}, next page {data.get('run_next_page')})"
+            if data.get("run_id")
+            else "-",
+        ),
         ("in flight now", "yes" if data.get("in_flight") else "no"),
-        ("opportunities", f"{opp.get('live', 0)} live, {opp.get('deleted', 0)} soft-deleted, {opp.get('call_links', 0)} call links"),
+        (
+            "opportunities",
+            f"{opp.get('live', 0)} live, {opp.get('deleted', 0)} soft-deleted, {opp.get('call_links', 0)} call links",
+        ),
         (
             "last run",
             f"{last.get('run_id')} {last.get('trigger')} {last.get('status')}: {last.get('pages')} pages, "

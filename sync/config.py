@@ -110,8 +110,7 @@ class Settings:
         has_cloud_sql_vars = any(r.get(n) for n in ("INSTANCE_CONNECTION_NAME", "DB_USER", "DB_NAME"))
         if database_url is None and not has_cloud_sql_vars:
             r.problems.append(
-                "DATABASE_URL or INSTANCE_CONNECTION_NAME+DB_USER+DB_NAME "
-                "(+DB_PASSWORD_SECRET or DB_IAM_AUTH=true) is required"
+                "DATABASE_URL or INSTANCE_CONNECTION_NAME+DB_USER+DB_NAME (+DB_PASSWORD_SECRET or DB_IAM_AUTH=true) is required"
             )
         if database_url is not None and r.get("INSTANCE_CONNECTION_NAME") is not None:
             r.problems.append("DATABASE_URL and INSTANCE_CONNECTION_NAME are mutually exclusive; set one")
@@ -125,8 +124,7 @@ class Settings:
 
         settings = cls(
             bigquery_project=project or "",
-            salesforce_dataset=r.matching("SALESFORCE_DATASET", _DATASET_RE, "a BigQuery dataset name")
-            or "salesforce",
+            salesforce_dataset=r.matching("SALESFORCE_DATASET", _DATASET_RE, "a BigQuery dataset name") or "salesforce",
             gong_dataset=r.matching("GONG_DATASET", _DATASET_RE, "a BigQuery dataset name") or "gongio_ft",
             bigquery_location=r.get("BIGQUERY_LOCATION"),
             bigquery_api_endpoint=endpoint,

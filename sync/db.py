@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlparse
 
 import pg8000.dbapi
@@ -21,7 +22,35 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Connection = pg8000.dbapi.Connection
+
+class Cursor(Protocol):
+    """The slice of pg8000's DB-API cursor this package uses."""
+
+    rowcount: int
+
+    @property
+    def description(self) -> Sequence[Sequence[Any]] | None: ...
+
+    def execute(self, operation: str, args: Sequence[Any] = (), stream: Iterable[str] | None = None) -> Any: ...
+
+    def fetchone(self) -> Sequence[Any] | None: ...
+
+    def fetchall(self) -> Sequence[Sequence[Any]]: ...
+
+
+class Connection(Protocol):
+    """A pg8000 DB-API connection, whether opened directly or by the Cloud SQL connector."""
+
+    autocommit: bool
+
+    def cursor(self) -> Cursor: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
+
 
 _lock = threading.Lock()
 _connector: Connector | None = None
@@ -51,7 +80,8 @@ def connect_url(url: str, *, timeout: float = 30.0) -> Connection:
     }
     if parts.password:
         kwargs["password"] = unquote(parts.password)
-    return pg8000.dbapi.connect(**kwargs)
+    conn: Connection = pg8000.dbapi.connect(**kwargs)
+    return conn
 
 
 def _connect_cloud_sql(cfg: CloudSqlSettings) -> Connection:

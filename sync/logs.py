@@ -20,11 +20,9 @@ class JsonFormatter(logging.Formatter):
             "severity": "WARNING" if record.levelname == "WARN" else record.levelname,
             "message": record.getMessage(),
             "logger": record.name,
-            "time": dt.datetime.fromtimestamp(record.created, tz=dt.timezone.utc).isoformat(),
+            "time": dt.datetime.fromtimestamp(record.created, tz=dt.UTC).isoformat(),
         }
-        for key, value in vars(record).items():
-            if key not in _RESERVED and not key.startswith("_"):
-                entry[key] = value
+        entry.update({k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)

@@ -24,7 +24,7 @@ MAX_MESSAGE_BYTES = 4096
 CONTINUATION_VERSION = 1
 
 
-class MessageType(str, enum.Enum):
+class MessageType(enum.StrEnum):
     TICK = "tick"
     FULL_RESYNC = "full_resync"
     CONTINUE = "continue"
@@ -89,7 +89,10 @@ def decode(body: bytes, message_id: str | None = None) -> Message:
     if not isinstance(payload, dict):
         msg = f"message body must be a JSON object, got {type(payload).__name__}"
         raise MessageError(msg)
-    kind = MessageType(payload.get("type"))
+    if "type" not in payload:
+        msg = f"message has no 'type' field; expected one of: {', '.join(m.value for m in MessageType)}"
+        raise MessageError(msg)
+    kind = MessageType(str(payload["type"]))
     if kind is MessageType.TICK:
         return Message.tick()
     if kind is MessageType.FULL_RESYNC:

@@ -14,6 +14,7 @@ dropped, so at-least-once delivery cannot double-apply or fork the chain.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -97,7 +98,7 @@ class Pipeline:
                     log.info("a sync run is in flight; this tick has nothing to do", extra={"event": "run_busy"})
                     return Outcome("busy", "lease held by another invocation")
                 msg = f"another invocation holds the sync lease; {message.type.value} will be redelivered"
-                raise LeaseBusyError(msg)
+                raise LeaseBusyError(msg)  # noqa: TRY301 - classified by the handler below like any failure
             self._checkpoint("leased")
             decision = plan(
                 message,
@@ -107,7 +108,9 @@ class Pipeline:
             )
             if isinstance(decision, Drop):
                 st.release_lease(conn, invocation)
-                log.warning("message dropped: %s", decision.reason, extra={"event": "message_dropped", "run_id": _s(decision.run_id)})
+                log.warning(
+                    "message dropped: %s", decision.reason, extra={"event": "message_dropped", "run_id": _s(decision.run_id)}
+                )
                 return Outcome("dropped", decision.reason, decision.run_id)
             if isinstance(decision, StopRun):
                 self._stop(conn, invocation, decision)
@@ -137,7 +140,9 @@ class Pipeline:
         transformed = transform_page(opp_page.rows)
         links = transform_links(link_page.rows) if link_page else []
         opps_done = p.opportunities_done or page_is_last(len(opp_page.rows), s.page_size, truncated=opp_page.truncated)
-        links_done = p.links_done or link_page is None or page_is_last(len(link_page.rows), s.page_size, truncated=link_page.truncated)
+        links_done = (
+            p.links_done or link_page is None or page_is_last(len(link_page.rows), s.page_size, truncated=link_page.truncated)
+        )
         run_done = opps_done and links_done
         cursor = advance(p.cursor, opp_page.last)
         link_cursor = advance(p.link_cursor, link_page.last if link_page else None)
@@ -195,7 +200,9 @@ class Pipeline:
         ids = list(self._source.all_opportunity_ids())
         if not ids:
             # An empty source is far likelier a broken connector than a deleted CRM.
-            log.error("full resync found no opportunity ids in the source; not purging anything", extra={"event": "purge_skipped"})
+            log.error(
+                "full resync found no opportunity ids in the source; not purging anything", extra={"event": "purge_skipped"}
+            )
             return None
         return ids
 
@@ -203,7 +210,7 @@ class Pipeline:
         assert self._publisher is not None  # noqa: S101 - caller checks
         try:
             self._publisher.publish(message)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - any publish failure is handled the same way
             # The page is committed; raising would only get this message redelivered, and it
             # is stale now. The next tick resumes the run from the stored cursor instead.
             log.error(  # noqa: TRY400 - the traceback adds nothing to the classified reason
@@ -225,9 +232,15 @@ class Pipeline:
             (decision.reason, str(decision.run_id)),
         )
         conn.commit()
-        log.error("run stopped: %s", decision.reason, extra={"event": "run_finished", "status": "failed", "run_id": str(decision.run_id)})
+        log.error(
+            "run stopped: %s",
+            decision.reason,
+            extra={"event": "run_finished", "status": "failed", "run_id": str(decision.run_id)},
+        )
 
-    def _after_failure(self, conn: Connection, invocation: uuid.UUID, failure: SyncError | None, run_id: uuid.UUID | None) -> None:
+    def _after_failure(
+        self, conn: Connection, invocation: uuid.UUID, failure: SyncError | None, run_id: uuid.UUID | None
+    ) -> None:
         """Best effort: roll back, free the lease, and record a permanent failure."""
         for attempt in (conn, None):
             try:
@@ -353,7 +366,13 @@ def _log_page(outcome: Outcome, p: PagePlan, cursor: Any, issues: list[Issue]) -
             "%d rows degraded: %s",
             len(ids),
             reason,
-            extra={"event": "rows_degraded", "run_id": str(p.run_id), "reason": reason, "count": len(ids), "sample_ids": ids[:10]},
+            extra={
+                "event": "rows_degraded",
+                "run_id": str(p.run_id),
+                "reason": reason,
+                "count": len(ids),
+                "sample_ids": ids[:10],
+            },
         )
     log.info(
         "page %d committed",
@@ -389,18 +408,28 @@ def _log_run_finished(conn: Connection, run_id: uuid.UUID) -> None:
     conn.rollback()
     if row is None:
         return
-    names = ("trigger", "pages", "rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_skipped",
-             "rows_degraded", "rows_deleted", "links_added", "links_removed")
+    names = (
+        "trigger",
+        "pages",
+        "rows_read",
+        "rows_inserted",
+        "rows_updated",
+        "rows_unchanged",
+        "rows_skipped",
+        "rows_degraded",
+        "rows_deleted",
+        "links_added",
+        "links_removed",
+    )
     fields: dict[str, Any] = {n: (int(v) if isinstance(v, int) else v) for n, v in zip(names, row, strict=False)}
     fields["seconds"] = float(row[-1]) if row[-1] is not None else None
     log.info("sync run finished", extra={"event": "run_finished", "status": "success", "run_id": str(run_id), **fields})
 
 
 def _close(conn: Connection) -> None:
-    try:
+    # Closing a broken connection has nothing to report.
+    with contextlib.suppress(Exception):
         conn.close()
-    except Exception:  # noqa: BLE001, S110 - closing a broken connection has nothing to report
-        pass
 
 
 def _s(value: uuid.UUID | None) -> str | None:

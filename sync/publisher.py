@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from sync.messages import Message, encode
 
 if TYPE_CHECKING:
-    from google.cloud import pubsub_v1
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
 PUBLISH_TIMEOUT_SECONDS = 30.0
 
@@ -29,7 +29,7 @@ class PubSubPublisher:
     def _get_client(self) -> pubsub_v1.PublisherClient:
         with self._lock:
             if self._client is None:
-                from google.cloud import pubsub_v1
+                from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
                 # PUBSUB_EMULATOR_HOST, when set, is honoured by the client itself.
                 self._client = pubsub_v1.PublisherClient()

@@ -78,7 +78,8 @@ def plan(message: Message, state: SyncState, *, lookback: dt.timedelta, max_page
 
 
 def _continue(state: SyncState, max_pages: int) -> PagePlan | StopRun:
-    assert state.run_id is not None and state.next_page is not None  # noqa: S101 - guarded by caller
+    assert state.run_id is not None  # noqa: S101 - guarded by caller
+    assert state.next_page is not None  # noqa: S101
     if state.next_page > max_pages:
         return StopRun(f"run exceeded SYNC_MAX_PAGES={max_pages} pages; stopping the chain", state.run_id)
     return PagePlan(

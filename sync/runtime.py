@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from sync import db
 from sync.config import Settings
-from sync.schema import migrate
 from sync.pipeline import Pipeline, Publisher
 from sync.publisher import PubSubPublisher
+from sync.schema import migrate
 
 if TYPE_CHECKING:
     from sync.source import BigQuerySource

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sync.db import Connection
+from sync.db import Connection, Cursor
 from sync.transform import Issue, LinkRow, OpportunityRow
 
 COPY_CHUNK_ROWS = 1000
@@ -138,7 +138,7 @@ def write_page(
     if rows:
         cur.execute(f"COPY stage_opportunities ({_STAGE_COLUMNS}) FROM STDIN", stream=_chunks(map(_opportunity_line, rows)))
         cur.execute(_MERGE)
-        merged = cur.fetchone()
+        merged = _one(cur)
         counts.inserted, counts.updated, counts.deleted = (int(v) for v in merged)
         counts.unchanged = len(rows) - counts.inserted - counts.updated - counts.deleted
     if links:
@@ -157,7 +157,7 @@ def write_page(
             "COPY stage_source_ids (gong_opportunity_id) FROM STDIN ", stream=_chunks(_copy_line((i,)) for i in source_ids)
         )
         cur.execute(_PURGE)
-        purged, unlinked = cur.fetchone()
+        purged, unlinked = _one(cur)
         counts.purged, counts.deleted = int(purged), counts.deleted + int(purged)
         counts.links_removed += int(unlinked)
     if issues:
@@ -166,6 +166,14 @@ def write_page(
             stream=_chunks(_copy_line((run_id, i.source_id, i.kind, i.reason, _json(i.values))) for i in issues),
         )
     return counts
+
+
+def _one(cur: Cursor) -> Sequence[Any]:
+    row = cur.fetchone()
+    if row is None:  # an aggregate always returns a row; this is a driver fault
+        msg = "expected one result row, got none"
+        raise RuntimeError(msg)
+    return row
 
 
 def _opportunity_line(row: OpportunityRow) -> str:

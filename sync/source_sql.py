@@ -208,8 +208,12 @@ def joined_opportunities_sql(t: SourceTables) -> str:
         g = health
         ctes.append(
             "gong AS ("
-            + _latest(g, "g", f"{_id('g', g)} AS id, {_col('g', g.require('health_score'))} AS health_score, "
-                      f"{_stamp('g', g)} AS stamp", t.project)
+            + _latest(
+                g,
+                "g",
+                f"{_id('g', g)} AS id, {_col('g', g.require('health_score'))} AS health_score, {_stamp('g', g)} AS stamp",
+                t.project,
+            )
             + ")"
         )
         joins.append("LEFT JOIN gong ON gong.id = opp.id")

@@ -178,7 +178,7 @@ def parse_close_date(value: Any) -> dt.date | None:
     """DATE, TIMESTAMP (taken in UTC) or ISO text to a date; None for junk or placeholders."""
     result: dt.date | None
     if isinstance(value, dt.datetime):
-        result = (value.astimezone(dt.timezone.utc) if value.tzinfo else value).date()
+        result = (value.astimezone(dt.UTC) if value.tzinfo else value).date()
     elif isinstance(value, dt.date):
         result = value
     elif isinstance(value, str):
@@ -218,9 +218,7 @@ def build_metadata(raw: Mapping[str, Any]) -> dict[str, Any]:
     history = raw.get("stage_history")
     if isinstance(history, Sequence) and not isinstance(history, str):
         metadata["stage_history"] = [
-            {"stage": _text(h.get("stage")), "changed_at": _iso(h.get("changed_at"))}
-            for h in history
-            if isinstance(h, Mapping)
+            {"stage": _text(h.get("stage")), "changed_at": _iso(h.get("changed_at"))} for h in history if isinstance(h, Mapping)
         ]
     for key in ("account_id", "owner_id"):
         if raw.get(key) is not None:

@@ -91,6 +91,7 @@ class Env:
     salesforce_dataset: str
     gong_dataset: str
     overrides: dict[str, str] = field(default_factory=dict)
+    data: FivetranData | None = None
     _source: BigQuerySource | None = None
 
     def settings(self, **overrides: str) -> Settings:
@@ -120,6 +121,7 @@ class Env:
 
     def seed(self, data: FivetranData, **kwargs: Any) -> None:
         sbq.seed(self.bq, data, salesforce_dataset=self.salesforce_dataset, gong_dataset=self.gong_dataset, **kwargs)
+        self.data = data
         self._source = None  # schema may differ now
 
     def append(self, logical_table: str, rows: list[dict[str, Any]], spelling: str = "snake") -> None:
@@ -128,6 +130,34 @@ class Env:
         dataset = self.salesforce_dataset if home == "salesforce" else self.gong_dataset
         rename = sbq.pascal_case if spelling == "pascal" else (lambda c: c)
         sbq.load_rows(self.bq, f"{sbq.PROJECT}.{dataset}.{table}", [{rename(k): v for k, v in r.items()} for r in rows])
+
+    def update(self, logical_table: str, key: str, key_value: str, **changes: Any) -> None:
+        """Change rows in the source (as Fivetran's merge would) and in ``self.data`` alike."""
+        from google.cloud import bigquery
+
+        params = [bigquery.ScalarQueryParameter("key_value", "STRING", key_value)]
+        sets = []
+        types = self.data.schemas[logical_table] if self.data else {}
+        for i, (column, value) in enumerate(changes.items()):
+            params.append(bigquery.ScalarQueryParameter(f"v{i}", types.get(column, "STRING"), value))
+            sets.append(f"`{column}` = @v{i}")
+        sql = f"UPDATE {self.table(logical_table)} SET {', '.join(sets)} WHERE `{key}` = @key_value"
+        self.bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params)).result(timeout=60)
+        if self.data is not None:
+            for row in self.data.rows(logical_table):
+                if row.get(key) == key_value:
+                    row.update(changes)
+
+    def purge(self, logical_table: str, key: str, key_value: str) -> None:
+        """Remove rows from the source entirely (a recycle-bin purge never flags is_deleted)."""
+        from google.cloud import bigquery
+
+        params = [bigquery.ScalarQueryParameter("key_value", "STRING", key_value)]
+        sql = f"DELETE FROM {self.table(logical_table)} WHERE `{key}` = @key_value"
+        self.bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params)).result(timeout=60)
+        if self.data is not None:
+            rows = self.data.rows(logical_table)
+            rows[:] = [r for r in rows if r.get(key) != key_value]
 
     def execute(self, sql: str) -> None:
         """Run DML in the source (the emulator), e.g. a purge Fivetran would mirror."""
@@ -176,6 +206,16 @@ class Env:
             " FROM opportunities o ORDER BY gong_opportunity_id"
         )
         return {r[0]: r[1:] for r in rows}
+
+    def projection(self) -> dict[str, tuple[Any, ...]]:
+        """Live rows as (name, account, owner email, stage, linked calls), to compare with the source."""
+        rows = self.query(
+            "SELECT o.gong_opportunity_id, o.name, o.account_name, o.owner_email, o.stage,"
+            " coalesce((SELECT array_agg(call_id ORDER BY call_id) FROM call_opportunities c WHERE c.opportunity_id = o.id),"
+            " '{}'::text[])"
+            " FROM active_opportunities o"
+        )
+        return {r[0]: (r[1], r[2], r[3], r[4], tuple(r[5])) for r in rows}
 
     def live_ids(self) -> set[str]:
         return {r[0] for r in self.query("SELECT gong_opportunity_id FROM active_opportunities")}
