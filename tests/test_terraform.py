@@ -79,9 +79,7 @@ class Config:
 
 
 def _load() -> Config:
-    options = SerializationOptions(
-        with_comments=False, explicit_blocks=False, strip_string_quotes=True, preserve_heredocs=False
-    )
+    options = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True, preserve_heredocs=False)
     files = sorted(TF_DIR.glob("*.tf"))
     if not files:
         pytest.fail(f"no .tf files in {TF_DIR}")
@@ -130,7 +128,7 @@ def refs(value: Any) -> str:
 
 def test_expected_files_exist() -> None:
     present = {p.name for p in TF_DIR.glob("*.tf")}
-    assert EXPECTED_TF_FILES <= present, f"missing: {sorted(EXPECTED_TF_FILES - present)}"
+    assert present >= EXPECTED_TF_FILES, f"missing: {sorted(EXPECTED_TF_FILES - present)}"
     assert (TF_DIR / "terraform.tfvars.example").is_file()
     assert (TF_DIR / "README.md").is_file()
 
@@ -294,7 +292,11 @@ EXPECTED_RUNTIME_GRANTS = {
     ("google_project_iam_member", "roles/bigquery.jobUser", "${local.bigquery_project}"),
     ("google_project_iam_member", "roles/cloudsql.client", "${local.sql_project}"),
     ("google_project_iam_member", "roles/cloudsql.instanceUser", "${local.sql_project}"),
-    ("google_secret_manager_secret_iam_member", "roles/secretmanager.secretAccessor", "${google_secret_manager_secret.db_password[0].id}"),
+    (
+        "google_secret_manager_secret_iam_member",
+        "roles/secretmanager.secretAccessor",
+        "${google_secret_manager_secret.db_password[0].id}",
+    ),
     ("google_pubsub_topic_iam_member", "roles/pubsub.publisher", "${google_pubsub_topic.sync.id}"),
 }
 SCOPE_ATTRIBUTE = {
@@ -365,7 +367,8 @@ def test_sql_users_per_auth_mode(cfg: Config) -> None:
     assert iam["type"] == "CLOUD_IAM_SERVICE_ACCOUNT"
     assert iam["count"] == "${local.iam_auth ? 1 : 0}"
     assert iam["name"] == "${local.db_user}"
-    assert '.gserviceaccount.com"' in cfg.locals["db_user"] and "trimsuffix" in cfg.locals["db_user"]
+    assert '.gserviceaccount.com"' in cfg.locals["db_user"]
+    assert "trimsuffix" in cfg.locals["db_user"]
     password = cfg.resource("google_sql_user", "password")
     assert password["count"] == "${local.iam_auth ? 0 : 1}"
     assert password["password_wo"] == "${ephemeral.random_password.db[0].result}"
@@ -424,10 +427,12 @@ def test_alert_policies(cfg: Config) -> None:
     # Heredocs come back with their quotes escaped.
     stale = one(one(policies["sync_stale"]["conditions"])["condition_prometheus_query_language"])["query"]
     stale = stale.replace('\\"', '"')
-    assert 'status="success"' in stale and "${var.alert_stale_after_minutes}m" in stale
+    assert 'status="success"' in stale
+    assert "${var.alert_stale_after_minutes}m" in stale
     rejected = one(one(policies["rejected_rate"]["conditions"])["condition_prometheus_query_language"])["query"]
     rejected = rejected.replace('\\"', '"')
-    assert "rows_skipped.name}_sum" in rejected and "rows_read.name}_sum" in rejected
+    assert "rows_skipped.name}_sum" in rejected
+    assert "rows_read.name}_sum" in rejected
     assert "> ${var.alert_rejected_rate_threshold}" in rejected
 
 
@@ -480,14 +485,16 @@ def test_archive_is_built_from_the_source_patterns(cfg: Config) -> None:
     assert "for pattern in local.function_source_patterns" in cfg.locals["function_source_files"]
     archive = cfg.data["archive_file"]["source"]
     assert archive["type"] == "zip"
-    assert "source_dir" not in archive and "source_file" not in archive
+    assert "source_dir" not in archive
+    assert "source_file" not in archive
     dynamic = one(archive["dynamic"])["source"]
     assert dynamic["for_each"] == "${local.function_source_files}"
     content = one(dynamic["content"])
     assert content["filename"] == "${source.value}"
     assert content["content"] == '${file("${local.repo_root}/${source.value}")}'
     precondition = one(one(archive["lifecycle"])["precondition"])["condition"]
-    assert '"main.py"' in precondition and '"requirements.txt"' in precondition
+    assert '"main.py"' in precondition
+    assert '"requirements.txt"' in precondition
     # The zip that is uploaded is the zip the function builds from.
     obj = cfg.resource("google_storage_bucket_object", "source")
     assert obj["source"] == "${data.archive_file.source.output_path}"
