@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 5432
@@ -54,45 +55,58 @@ def ensure_server() -> str:
 
 
 def _throwaway_cluster() -> str:
-    bindir = _bindir()
-    root = Path(tempfile.mkdtemp(prefix="opportunity-sync-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, user="postgres")
-    data = root / "data"
-    subprocess.run(
-        _as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
-        check=True,
-        capture_output=True,
-    )
-    with socket.socket() as s:
-        s.bind((DEFAULT_HOST, 0))
-        port = int(s.getsockname()[1])
-    subprocess.run(
-        _as_postgres(
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(root / "log"),
-                "-w",
-                "-o",
-                f"-p {port} -h {DEFAULT_HOST} -k {root} -c fsync=off",
-                "start",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    atexit.register(
-        lambda: subprocess.run(
-            _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), check=False, capture_output=True
+    cluster = Cluster.start()
+    atexit.register(cluster.stop)
+    return cluster.url
+
+
+@dataclass
+class Cluster:
+    """A private PostgreSQL cluster on a random port, for tests that restart the server."""
+
+    bindir: Path
+    root: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@{DEFAULT_HOST}:{self.port}/postgres"
+
+    @classmethod
+    def start(cls) -> Cluster:
+        bindir = _bindir()
+        root = Path(tempfile.mkdtemp(prefix="opportunity-sync-pg-"))
+        if os.geteuid() == 0:
+            shutil.chown(root, user="postgres")
+        subprocess.run(
+            _as_postgres([str(bindir / "initdb"), "-D", str(root / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
+            check=True,
+            capture_output=True,
         )
-    )
-    deadline = time.monotonic() + 30
-    while not _answers(DEFAULT_HOST, port):
-        if time.monotonic() > deadline:
-            msg = f"throwaway PostgreSQL did not start; see {root / 'log'}"
-            raise RuntimeError(msg)
-        time.sleep(0.2)
-    return f"postgresql://postgres@{DEFAULT_HOST}:{port}/postgres"
+        with socket.socket() as s:
+            s.bind((DEFAULT_HOST, 0))
+            port = int(s.getsockname()[1])
+        cluster = cls(bindir, root, port)
+        cluster._ctl("start")
+        return cluster
+
+    def _ctl(self, action: str, *extra: str) -> None:
+        options = f"-p {self.port} -h {DEFAULT_HOST} -k {self.root} -c fsync=off"
+        cmd = [str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.root / "log"), "-w", "-o", options]
+        subprocess.run(_as_postgres([*cmd, *extra, action]), check=True, capture_output=True)
+        if action != "stop":
+            deadline = time.monotonic() + 30
+            while not _answers(DEFAULT_HOST, self.port):
+                if time.monotonic() > deadline:
+                    msg = f"PostgreSQL did not come up; see {self.root / 'log'}"
+                    raise RuntimeError(msg)
+                time.sleep(0.1)
+
+    def restart(self) -> None:
+        """A fast restart: every open connection is terminated, as on a Cloud SQL failover."""
+        self._ctl("restart", "-m", "fast")
+
+    def stop(self) -> None:
+        if (self.root / "data" / "postmaster.pid").exists():
+            self._ctl("stop", "-m", "immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
