@@ -11,11 +11,7 @@ def expected_projection(data: FivetranData) -> dict[str, tuple[Any, ...]]:
     """Live opportunities: (name, account name, owner email, stage, sorted linked call ids)."""
     accounts = {a["id"]: a["name"] for a in data.rows("account")}
     emails = {u["id"]: u["email"] for u in data.rows("user")}
-    live = {
-        o["id"]: o
-        for o in data.rows("opportunity")
-        if o.get("name") and str(o["name"]).strip() and not o.get("is_deleted")
-    }
+    live = {o["id"]: o for o in data.rows("opportunity") if o.get("name") and str(o["name"]).strip() and not o.get("is_deleted")}
     link_rows: dict[tuple[str, str], list[bool]] = {}
     for link in data.rows("call_context_integration"):
         if link["object_type"].lower() == "opportunity":

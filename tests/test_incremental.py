@@ -90,8 +90,12 @@ def test_rows_landing_during_a_run_wait_for_the_next_run(env):
     env.seed(data, skip_tables=["call_context_integration"])
     pipeline = env.pipeline(SYNC_PAGE_SIZE="50")
     first = pipeline.handle(Message.tick())
-    late = {**data.rows("opportunity")[0], "id": "006LATE000000001", "name": "Landed mid-run",
-            "_fivetran_synced": _iso(BASE_TIME + dt.timedelta(days=2))}
+    late = {
+        **data.rows("opportunity")[0],
+        "id": "006LATE000000001",
+        "name": "Landed mid-run",
+        "_fivetran_synced": _iso(BASE_TIME + dt.timedelta(days=2)),
+    }
     env.append("opportunity", [late])
     data.rows("opportunity").append(late)
 
@@ -111,8 +115,14 @@ def test_late_landing_row_with_old_last_modified_is_caught(env):
     env.seed(data)
     env.drain()
     old = _iso(BASE_TIME - dt.timedelta(days=10))  # modified long ago, landed just now
-    late = {**data.rows("opportunity")[0], "id": "006LATE000000002", "name": "Late lander",
-            "last_modified_date": old, "system_modstamp": old, "_fivetran_synced": _iso(BASE_TIME + dt.timedelta(hours=3))}
+    late = {
+        **data.rows("opportunity")[0],
+        "id": "006LATE000000002",
+        "name": "Late lander",
+        "last_modified_date": old,
+        "system_modstamp": old,
+        "_fivetran_synced": _iso(BASE_TIME + dt.timedelta(hours=3)),
+    }
     env.append("opportunity", [late])
     data.rows("opportunity").append(late)
     env.drain()
@@ -159,8 +169,13 @@ def test_link_removed_in_gong_is_removed_here(env):
     env.seed(data)
     env.drain()
     link = data.rows("call_context_integration")[0]
-    env.update("call_context_integration", "call_id", link["call_id"], _fivetran_deleted=True,
-               _fivetran_synced=_iso(BASE_TIME + dt.timedelta(days=1)))
+    env.update(
+        "call_context_integration",
+        "call_id",
+        link["call_id"],
+        _fivetran_deleted=True,
+        _fivetran_synced=_iso(BASE_TIME + dt.timedelta(days=1)),
+    )
     outcomes = env.drain()
     assert sum(o.counts.links_removed for o in outcomes) == 1
     assert env.projection() == expected_projection(data)
@@ -171,18 +186,35 @@ def test_link_before_its_opportunity_lands_when_the_opportunity_does(env):
     env.seed(data)
     env.drain()
     later = _iso(BASE_TIME + dt.timedelta(days=1))
-    env.append("call_context_integration", [
-        {"call_id": "call-early", "object_type": "Opportunity", "object_id": "006NEW0000000001", "name": "Name",
-         "value": "x", "_fivetran_deleted": False, "_fivetran_synced": later}])
+    env.append(
+        "call_context_integration",
+        [
+            {
+                "call_id": "call-early",
+                "object_type": "Opportunity",
+                "object_id": "006NEW0000000001",
+                "name": "Name",
+                "value": "x",
+                "_fivetran_deleted": False,
+                "_fivetran_synced": later,
+            }
+        ],
+    )
     env.drain()
     assert env.query("SELECT count(*) FROM call_links WHERE call_id = 'call-early'") == [(1,)]
-    new_opp = {**data.rows("opportunity")[0], "id": "006NEW0000000001", "name": "Arrives later",
-               "_fivetran_synced": _iso(BASE_TIME + dt.timedelta(days=2))}
+    new_opp = {
+        **data.rows("opportunity")[0],
+        "id": "006NEW0000000001",
+        "name": "Arrives later",
+        "_fivetran_synced": _iso(BASE_TIME + dt.timedelta(days=2)),
+    }
     env.append("opportunity", [new_opp])
     env.drain()
     assert env.projection()["006NEW0000000001"][4] == ("call-early",)
-    assert env.query("SELECT count(*) FROM call_opportunities c JOIN opportunities o ON o.id = c.opportunity_id"
-                     " WHERE o.gong_opportunity_id = '006DOESNOTEXIST'") == [(0,)]
+    assert env.query(
+        "SELECT count(*) FROM call_opportunities c JOIN opportunities o ON o.id = c.opportunity_id"
+        " WHERE o.gong_opportunity_id = '006DOESNOTEXIST'"
+    ) == [(0,)]
 
 
 def test_undeleted_opportunity_comes_back_with_its_links(env):

@@ -1,0 +1,1 @@
+"""opportunity-sync: Salesforce and Gong opportunities from BigQuery (Fivetran) into Postgres."""
