@@ -159,16 +159,8 @@ def transform_links(source_rows: Iterable[Mapping[str, Any]]) -> list[LinkRow]:
 
 def parse_amount(value: Any) -> Decimal | None:
     """NUMERIC, FLOAT64 or numeric text to ``numeric(18,2)``; None when not representable."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    try:
-        # str() first: Decimal(0.1) would carry the float's binary expansion.
-        amount = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
-    except (InvalidOperation, ValueError):
-        return None
-    if not amount.is_finite() or abs(amount) >= _AMOUNT_LIMIT:
+    amount = _decimal(value)
+    if amount is None or abs(amount) >= _AMOUNT_LIMIT:
         return None
     # Postgres numeric rounds half away from zero; match it so hashes agree with stored values.
     return amount.quantize(_CENTS, rounding=ROUND_HALF_UP)
@@ -196,10 +188,24 @@ def parse_close_date(value: Any) -> dt.date | None:
 
 def parse_health_score(value: Any) -> Decimal | None:
     """A 0-100 score with two decimals; None when absent, not a number, or out of range."""
-    score = parse_amount(value)
+    # Range-check before rounding: 100.001 is out of range, not 100.00.
+    score = _decimal(value)
     if score is None or not Decimal(0) <= score <= Decimal(100):
         return None
-    return score
+    return score.quantize(_CENTS, rounding=ROUND_HALF_UP)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else None
+    try:
+        # str() first: Decimal(0.1) would carry the float's binary expansion.
+        number = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
 
 
 def build_metadata(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,129 @@
+"""Cursor arithmetic and the per-message plan: pure, table-driven."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+
+from sync.cursor import EPOCH, Keyset, advance, next_watermark, page_is_last, run_start
+from sync.messages import Message
+from sync.runs import Drop, PagePlan, StopRun, plan
+from sync.state import SyncState
+
+T0 = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+HOUR = dt.timedelta(hours=1)
+RUN = uuid.UUID(int=7)
+
+
+@pytest.mark.parametrize(
+    ("watermark", "full", "expected"),
+    [
+        (None, False, Keyset(EPOCH, "")),  # first run: everything
+        (T0, True, Keyset(EPOCH, "")),  # full resync ignores the watermark
+        (T0, False, Keyset(T0 - HOUR, "")),  # incremental: re-read the lookback window
+        (EPOCH + dt.timedelta(minutes=5), False, Keyset(EPOCH, "")),  # never before the epoch
+    ],
+)
+def test_run_start(watermark, full, expected):
+    assert run_start(watermark, HOUR, full=full) == expected
+
+
+@pytest.mark.parametrize(
+    ("current", "last", "expected"),
+    [
+        (Keyset(T0, "a"), None, Keyset(T0, "a")),  # empty page: stay
+        (Keyset(T0, "a"), Keyset(T0, "b"), Keyset(T0, "b")),  # tie on the stamp: the id breaks it
+        (Keyset(T0, "z"), Keyset(T0 + HOUR, "a"), Keyset(T0 + HOUR, "a")),  # later stamp wins over id
+    ],
+)
+def test_advance(current, last, expected):
+    assert advance(current, last) == expected
+
+
+def test_advance_refuses_to_move_backwards():
+    with pytest.raises(ValueError, match="backwards"):
+        advance(Keyset(T0, "b"), Keyset(T0, "a"))
+
+
+@pytest.mark.parametrize(
+    ("watermark", "read", "expected"),
+    [
+        (None, None, None),
+        (None, T0, T0),
+        (T0, T0 - HOUR, T0),  # a lookback re-read never moves the watermark back
+        (T0, T0 + HOUR, T0 + HOUR),
+    ],
+)
+def test_next_watermark(watermark, read, expected):
+    assert next_watermark(watermark, read) == expected
+
+
+@pytest.mark.parametrize(
+    ("returned", "limit", "truncated", "last"),
+    [(10, 10, False, False), (9, 10, False, True), (0, 10, False, True), (3, 10, True, False)],
+)
+def test_page_is_last(returned, limit, truncated, last):
+    assert page_is_last(returned, limit, truncated=truncated) is last
+
+
+def _state(**kw) -> SyncState:
+    base = {
+        "run_id": None,
+        "trigger": None,
+        "next_page": None,
+        "upper_bound": None,
+        "cursor": Keyset(EPOCH, ""),
+        "opportunities_done": False,
+        "link_upper_bound": None,
+        "link_cursor": Keyset(EPOCH, ""),
+        "links_done": False,
+        "watermark": T0,
+        "link_watermark": None,
+        "last_resync_message_id": None,
+        "status": "success",
+    }
+    return SyncState(**{**base, **kw})
+
+
+IN_PROGRESS = {"run_id": RUN, "trigger": "tick", "next_page": 3, "upper_bound": T0, "cursor": Keyset(T0 - HOUR, "x")}
+
+
+@pytest.mark.parametrize(
+    ("message", "state", "expect"),
+    [
+        # idle tick starts an incremental run from the watermark minus lookback
+        (Message.tick(), _state(), ("page", 1, True, Keyset(T0 - HOUR, ""))),
+        # tick during a run (lost continuation) resumes at the stored page and cursor
+        (Message.tick(), _state(**IN_PROGRESS), ("page", 3, False, Keyset(T0 - HOUR, "x"))),
+        # the expected continuation proceeds
+        (Message.continuation(RUN, 3, T0), _state(**IN_PROGRESS), ("page", 3, False, Keyset(T0 - HOUR, "x"))),
+        # a duplicate of an already-applied page is stale
+        (Message.continuation(RUN, 2, T0), _state(**IN_PROGRESS), ("drop",)),
+        # a continuation from a superseded run is stale
+        (Message.continuation(uuid.UUID(int=8), 3, T0), _state(**IN_PROGRESS), ("drop",)),
+        # a continuation whose bound disagrees with the run's is not ours
+        (Message.continuation(RUN, 3, T0 + HOUR), _state(**IN_PROGRESS), ("drop",)),
+        # a continuation after the run finished
+        (Message.continuation(RUN, 3, T0), _state(), ("drop",)),
+        # full resync supersedes a run in progress and starts from the beginning
+        (Message.full_resync("m1"), _state(**IN_PROGRESS), ("page", 1, True, Keyset(EPOCH, ""))),
+        # the same full_resync message redelivered is not started twice
+        (Message.full_resync("m1"), _state(last_resync_message_id="m1"), ("drop",)),
+        # past the hop limit the run is stopped
+        (Message.tick(), _state(**{**IN_PROGRESS, "next_page": 11}), ("stop",)),
+    ],
+)
+def test_plan(message, state, expect):
+    decision = plan(message, state, lookback=HOUR, max_pages=10)
+    if expect[0] == "drop":
+        assert isinstance(decision, Drop)
+    elif expect[0] == "stop":
+        assert isinstance(decision, StopRun)
+    else:
+        assert isinstance(decision, PagePlan)
+        assert (decision.page, decision.new_run, decision.cursor) == expect[1:]
+        if decision.new_run:
+            assert decision.run_id != RUN
+            assert decision.superseded_run == state.run_id

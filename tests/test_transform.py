@@ -1,0 +1,159 @@
+"""Row mapping and validation: every bad value is reported, none aborts the page."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from sync.transform import (
+    content_hash,
+    parse_amount,
+    parse_close_date,
+    parse_health_score,
+    transform_links,
+    transform_page,
+    transform_row,
+)
+
+GOOD = {
+    "id": "006A",
+    "name": " Big deal ",
+    "account_id": "001A",
+    "owner_id": "005A",
+    "stage_name": "Proposal",
+    "amount": Decimal("1234.565"),
+    "close_date": dt.date(2026, 12, 31),
+    "is_deleted": False,
+    "last_modified": dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc),
+    "account_name": "Acme",
+    "account_details": '{"id": "001A", "name": "Acme", "industry": "Software", "_fivetran_synced": "2026-11-01"}',
+    "account_found": True,
+    "owner_email": "rep@example.com",
+    "owner_found": True,
+    "owner_active": False,
+    "stage_history": [{"stage": "Prospecting", "changed_at": dt.datetime(2026, 10, 1, tzinfo=dt.timezone.utc)}],
+    "health_score": 87.5,
+}
+
+
+def test_good_row_maps_every_column():
+    row, issues = transform_row(GOOD)
+    assert issues == []
+    assert row is not None
+    assert (row.gong_opportunity_id, row.name, row.account_name, row.owner_email, row.stage) == (
+        "006A",
+        "Big deal",
+        "Acme",
+        "rep@example.com",
+        "Proposal",
+    )
+    assert row.amount == Decimal("1234.57")  # half away from zero, as Postgres rounds
+    assert row.health_score == Decimal("87.50")
+    assert row.metadata["account"] == {"id": "001A", "industry": "Software", "name": "Acme"}  # no _fivetran_*
+    assert row.metadata["stage_history"] == [{"stage": "Prospecting", "changed_at": "2026-10-01T00:00:00+00:00"}]
+    assert row.metadata["owner_active"] is False  # deactivated owners are kept, and flagged
+
+
+@pytest.mark.parametrize(
+    ("change", "kind", "reason"),
+    [
+        ({"id": None}, "skipped", "missing_id"),
+        ({"name": "   "}, "skipped", "missing_name"),
+        ({"amount": "twelve"}, "degraded", "invalid_amount"),
+        ({"amount": float("nan")}, "degraded", "invalid_amount"),
+        ({"amount": Decimal("1e20")}, "degraded", "invalid_amount"),
+        ({"close_date": "0001-01-01"}, "degraded", "invalid_close_date"),
+        ({"close_date": "soon"}, "degraded", "invalid_close_date"),
+        ({"health_score": 140}, "degraded", "invalid_health_score"),
+        ({"health_score": -0.01}, "degraded", "invalid_health_score"),
+        ({"account_found": False, "account_name": None}, "degraded", "account_not_found"),
+        ({"owner_found": False, "owner_email": None}, "degraded", "owner_not_found"),
+        ({"name": "Nul\x00byte"}, "degraded", "nul_character_removed"),
+    ],
+)
+def test_each_bad_value_is_reported(change, kind, reason):
+    row, issues = transform_row({**GOOD, **change})
+    assert [(i.kind, i.reason) for i in issues] == [(kind, reason)]
+    assert (row is None) == (kind == "skipped")
+
+
+def test_bad_values_become_null_not_garbage():
+    row, _ = transform_row({**GOOD, "amount": "twelve", "close_date": "0001-01-01", "health_score": 140})
+    assert (row.amount, row.close_date, row.health_score) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (Decimal("10.005"), Decimal("10.01")),  # NUMERIC
+        (0.1 + 0.2, Decimal("0.30")),  # FLOAT64: via str, not the binary expansion
+        ("42", Decimal("42.00")),  # numeric text
+        (None, None),
+        (True, None),  # a boolean is not an amount
+        (float("inf"), None),
+        (Decimal("-9999999999999999.99"), Decimal("-9999999999999999.99")),  # numeric(18,2) edge
+    ],
+)
+def test_parse_amount(value, expected):
+    assert parse_amount(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (dt.date(2026, 1, 2), dt.date(2026, 1, 2)),  # DATE
+        (dt.datetime(2026, 1, 2, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5))), dt.date(2026, 1, 3)),  # TIMESTAMP, in UTC
+        ("2026-01-02T10:00:00Z", dt.date(2026, 1, 2)),
+        ("9999-12-31", None),  # placeholder
+        (12, None),
+    ],
+)
+def test_parse_close_date(value, expected):
+    assert parse_close_date(value) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0, Decimal("0.00")), (100, Decimal("100.00")), (100.001, None), ("x", None)])
+def test_parse_health_score(value, expected):
+    assert parse_health_score(value) == expected
+
+
+def test_page_deduplicates_ids_keeping_the_later_row():
+    page = transform_page([{**GOOD, "stage_name": "Old"}, {**GOOD, "stage_name": "New"}, {**GOOD, "id": None}])
+    assert [r.stage for r in page.rows] == ["New"]
+    assert page.skipped == 1
+
+
+def test_hash_changes_with_any_stored_value_and_only_then():
+    base, _ = transform_row(GOOD)
+    same, _ = transform_row(dict(GOOD))
+    assert base.content_hash == same.content_hash
+    for change in (
+        {"name": "Other"},
+        {"account_name": "Other"},
+        {"health_score": 1},
+        {"is_deleted": True},
+        {"account_details": '{"id": "001A", "name": "Acme", "industry": "Retail"}'},
+    ):
+        other, _ = transform_row({**GOOD, **change})
+        assert other.content_hash != base.content_hash, change
+    resynced, _ = transform_row({**GOOD, "account_details": GOOD["account_details"].replace("2026-11-01", "2026-12-01")})
+    assert resynced.content_hash == base.content_hash  # Fivetran bookkeeping is not a change
+
+
+def test_content_hash_is_stable_across_processes():
+    assert (
+        content_hash(["a", Decimal("1.00"), None], {"k": 1}).hex() == content_hash(["a", Decimal("1.00"), None], {"k": 1}).hex()
+    )
+
+
+def test_links_skip_rows_without_both_ends():
+    links = transform_links(
+        [
+            {"call_id": "c1", "object_id": "006A", "deleted": False},
+            {"call_id": None, "object_id": "006A", "deleted": False},
+            {"call_id": "c2", "object_id": "", "deleted": False},
+        ]
+    )
+    assert [(lk.call_id, lk.gong_opportunity_id) for lk in links] == [("c1", "006A")]
