@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -21,6 +22,8 @@ _AMOUNT_LIMIT = Decimal("1e16")
 _CENTS = Decimal("0.01")
 # Dates outside this window are placeholders ("0001-01-01", "9999-12-31"), not forecasts.
 _MIN_YEAR, _MAX_YEAR = 1900, 2999
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 IssueKind = Literal["skipped", "degraded"]
 
@@ -220,7 +223,8 @@ def build_metadata(raw: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(parsed, dict):
             # Fivetran bookkeeping changes on every re-sync; keeping it would make every
             # re-read look like a change.
-            metadata["account"] = {k: v for k, v in sorted(parsed.items()) if not k.startswith("_fivetran")}
+            # Keys in snake_case whatever spelling the connector landed, so the app reads one shape.
+            metadata["account"] = {snake_case(k): v for k, v in sorted(parsed.items()) if not k.startswith("_fivetran")}
     history = raw.get("stage_history")
     if isinstance(history, Sequence) and not isinstance(history, str):
         metadata["stage_history"] = [
@@ -232,6 +236,11 @@ def build_metadata(raw: Mapping[str, Any]) -> dict[str, Any]:
     if raw.get("owner_active") is not None:
         metadata["owner_active"] = bool(raw["owner_active"])
     return metadata
+
+
+def snake_case(name: str) -> str:
+    """``BillingCountry`` -> ``billing_country``; snake_case names are unchanged."""
+    return _CAMEL_BOUNDARY.sub("_", name).lower()
 
 
 def content_hash(values: Sequence[Any], metadata: Mapping[str, Any]) -> bytes:
