@@ -1,0 +1,1 @@
+"""Benchmarks for opportunity-sync: ``python -m bench`` (see bench/README.md)."""

@@ -1,0 +1,151 @@
+"""Write path: our transform + write_page + commit, the COPY limit, and dlt's merge, side by side.
+
+All three load the same rows into a fresh database each time, so every number is a first
+load of 100k rows. Rates are source rows per second of wall time.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from bench.pg import fresh_database, footprint
+from sync.db import connect_url
+from sync.sink import _STAGE_COLUMNS, _copy_line, _json, write_page
+from sync.transform import OpportunityRow, transform_page
+
+RUN_ID = "00000000-0000-0000-0000-000000000001"
+
+
+def sync_write(url: str, source_rows: Sequence[dict[str, Any]], page_size: int) -> dict[str, Any]:
+    """transform_page + write_page + commit, one transaction per page, as the pipeline does."""
+    conn = connect_url(url)
+    totals: dict[str, int] = {}
+    try:
+        for start in range(0, len(source_rows), page_size):
+            page = transform_page(source_rows[start : start + page_size])
+            counts = write_page(conn, page.rows, [], page.issues, RUN_ID)
+            conn.commit()
+            for k, v in asdict(counts).items():
+                totals[k] = totals.get(k, 0) + v
+    finally:
+        conn.close()
+    return totals
+
+
+def copy_text(rows: Sequence[OpportunityRow]) -> bytes:
+    """COPY text of the stored rows, rendered before the clock starts."""
+    lines = []
+    for r in rows:
+        values = (
+            r.gong_opportunity_id,
+            r.name,
+            r.account_name,
+            r.owner_email,
+            r.stage,
+            r.close_date,
+            r.amount,
+            r.health_score,
+            _json(r.metadata),
+            r.source_modified_at,
+            None,  # deleted_at: only live rows are copied
+            r.content_hash,
+        )
+        lines.append(_copy_line(values))
+    return "".join(lines).encode("utf-8")
+
+
+def copy_limit(url: str, payload: bytes) -> None:
+    """Server-side ``COPY opportunities FROM STDIN`` through psycopg2's C ``copy_expert``.
+
+    The table is the migrated one: primary key, unique source id and the spec's three indexes.
+    The payload is pre-rendered, so this times the server, not Python.
+    """
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            columns = _STAGE_COLUMNS.replace("deleted,", "deleted_at,")
+            cur.copy_expert(f"COPY opportunities ({columns}) FROM STDIN", io.BytesIO(payload))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def dlt_merge(url: str, rows: Sequence[OpportunityRow]) -> None:
+    """dlt's merge (delete-insert) of the same stored rows, end to end: extract, normalize, load."""
+    import dlt
+
+    records = [
+        {
+            "gong_opportunity_id": r.gong_opportunity_id,
+            "name": r.name,
+            "account_name": r.account_name,
+            "owner_email": r.owner_email,
+            "stage": r.stage,
+            "close_date": r.close_date,
+            "amount": r.amount,
+            "health_score": r.health_score,
+            "metadata": dict(r.metadata),
+            "source_modified_at": r.source_modified_at,
+            "content_hash": r.content_hash,
+        }
+        for r in rows
+    ]
+    with tempfile.TemporaryDirectory(prefix="bench-dlt-") as workdir:
+        pipeline = dlt.pipeline(
+            pipeline_name="bench_opportunities",
+            pipelines_dir=workdir,
+            # dlt insists on a password; the local server trusts loopback and ignores it.
+            destination=dlt.destinations.postgres(credentials=url.replace("postgres@", "postgres:unused@", 1)),
+            dataset_name="dlt_bench",
+        )
+        resource = dlt.resource(
+            records,
+            name="opportunities",
+            write_disposition="merge",
+            primary_key="gong_opportunity_id",
+            columns={"metadata": {"data_type": "json"}},
+        )
+        pipeline.run(resource)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def run(source_rows: Sequence[dict[str, Any]], repeats: int, page_sizes: Sequence[int], with_dlt: bool) -> dict[str, Any]:
+    """Every approach once per round, rounds interleaved so machine noise hits them alike."""
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    stored = transform_page(source_rows).rows
+    payload = copy_text([r for r in stored if not r.deleted])
+    samples: dict[str, list[float]] = {"copy_limit": [], "dlt_merge": [], "unchanged_rerun": []}
+    for size in page_sizes:
+        samples[f"sync_pages_{size}"] = []
+    counts: dict[str, Any] = {}
+    rerun_diffs: list[dict[str, Any]] = []
+    for _ in range(repeats):
+        with fresh_database() as url:
+            samples["copy_limit"].append(timed(lambda u=url: copy_limit(u, payload))[0])
+        for size in page_sizes:
+            with fresh_database() as url:
+                seconds, counts[f"sync_pages_{size}"] = timed(lambda u=url, s=size: sync_write(u, source_rows, s))
+                samples[f"sync_pages_{size}"].append(seconds)
+                if size == page_sizes[0]:
+                    # The same rows again: nothing may be written, locked or numbered.
+                    before = footprint(url)
+                    seconds, counts["unchanged_rerun"] = timed(lambda u=url, s=size: sync_write(u, source_rows, s))
+                    samples["unchanged_rerun"].append(seconds)
+                    rerun_diffs.append(before.diff(footprint(url)))
+        if with_dlt:
+            with fresh_database(migrated=False) as url:
+                samples["dlt_merge"].append(timed(lambda u=url: dlt_merge(u, stored))[0])
+    return {"rows": len(source_rows), "samples": samples, "counts": counts, "rerun_footprint": rerun_diffs}
