@@ -1,0 +1,91 @@
+"""``python -m sync`` as operators and scripts use it: real subprocesses, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from standins.generator import generate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cli(args, env_vars):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SYNC_", "DB_", "BIGQUERY_", "DATABASE_URL"))}
+    return subprocess.run(
+        [sys.executable, "-m", "sync", *args],
+        cwd=ROOT,
+        env={**clean, **env_vars},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("command", [[], ["migrate"], ["run"], ["status"], ["runs"], ["rejections"], ["publish"]])
+def test_help(command):
+    result = _cli([*command, "--help"], {})
+    assert result.returncode == 0
+    assert "usage: python -m sync" in result.stdout
+
+
+def test_bad_config_exits_2_with_one_line_naming_every_variable():
+    result = _cli(["status"], {"SYNC_PAGE_SIZE": "x"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "BIGQUERY_PROJECT is required" in lines[0]
+    assert "SYNC_PAGE_SIZE must be an integer" in lines[0]
+
+
+def test_migrate_run_status_runs_rejections(env):
+    data = generate(250, seed=51)
+    env.seed(data)
+    vars_ = {**env.env_vars(), "SYNC_PAGE_SIZE": "100"}
+
+    migrated = _cli(["migrate"], vars_)
+    assert migrated.returncode == 0
+    assert "schema at version 1" in migrated.stdout
+
+    one = _cli(["run"], vars_)  # exactly one invocation: one page, no Pub/Sub configured
+    assert one.returncode == 0, one.stderr
+    assert "more pages remain" in one.stdout
+    assert env.query("SELECT status, run_next_page FROM sync_status") == [("running", 2)]
+
+    drained = _cli(["run", "--until-done"], vars_)
+    assert drained.returncode == 0, drained.stderr
+    assert "run complete" in drained.stdout
+
+    status = _cli(["status", "--json"], vars_)
+    assert status.returncode == 0
+    parsed = json.loads(status.stdout)
+    assert parsed["status"] == "success"
+    assert parsed["opportunities"]["live"] == len(env.live_ids())
+    assert parsed["last_run"]["status"] == "success"
+
+    table = _cli(["status"], vars_)
+    assert "status" in table.stdout
+    assert "success" in table.stdout
+
+    runs = _cli(["runs", "--json"], vars_)
+    assert [r["status"] for r in json.loads(runs.stdout)] == ["success"]
+
+    skipped = {o["id"] for o in data.rows("opportunity") if o["name"] is None}
+    rejections = json.loads(_cli(["rejections", "--json", "--limit", "1000"], vars_).stdout)
+    assert {r["source_id"] for r in rejections if r["reason"] == "missing_name"} == skipped
+
+
+def test_failure_exits_nonzero_with_one_line(env):
+    data = generate(5, seed=52, messy=False)
+    del data.schemas["opportunity"]["close_date"]
+    env.seed(data)
+    result = _cli(["run"], env.env_vars())
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: table")
+    assert "close_date" in result.stderr
