@@ -14,7 +14,7 @@ demo: setup ## seed local BigQuery emulator + Postgres, sync until done, print s
 	@$(PY) scripts/demo.py
 
 lint: setup ## ruff on everything
-	@$(PY) -m ruff check .
+	@$(PY) -m ruff check sync main.py standins tests scripts bench
 
 typecheck: setup ## mypy --strict on sync/
 	@$(PY) -m mypy

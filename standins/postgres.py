@@ -34,7 +34,10 @@ def _bindir() -> Path:
     for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
         if (candidate / "initdb").exists():
             return candidate
-    msg = "no PostgreSQL server at 127.0.0.1:5432 and no initdb binary found; install postgresql (Debian: apt-get install postgresql)"
+    msg = (
+        "no PostgreSQL server at 127.0.0.1:5432 and no initdb binary found;"
+        " install postgresql (Debian: apt-get install postgresql)"
+    )
     raise RuntimeError(msg)
 
 

@@ -21,6 +21,7 @@ from sync.messages import Message, MessageType
 from sync.pipeline import Outcome
 from sync.runtime import Runtime
 from sync.schema import current_version, migrate
+from sync.sink import WriteCounts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +114,8 @@ def _run(runtime: Runtime, out: TextIO, *, until_done: bool, full: bool) -> int:
     # Draining locally needs no Pub/Sub: each outcome carries the next message.
     pipeline = runtime.pipeline(None if until_done else runtime.publisher())
     message = Message.full_resync(f"cli-{uuid.uuid4()}") if full else Message.tick()
-    pages = rows = 0
+    pages = rows = skipped = 0
+    totals = WriteCounts()
     progress = until_done and out.isatty()
     while True:
         outcome: Outcome = pipeline.handle(message)
@@ -125,6 +127,9 @@ def _run(runtime: Runtime, out: TextIO, *, until_done: bool, full: bool) -> int:
             return 0 if outcome.action == "dropped" else 1
         pages += 1
         rows += outcome.rows_read
+        skipped += outcome.skipped
+        for name in ("inserted", "updated", "unchanged", "deleted", "links_added", "links_removed"):
+            setattr(totals, name, getattr(totals, name) + getattr(outcome.counts, name))
         if progress:
             print(f"\rpage {pages}, {rows} rows read", end="", file=out, flush=True)
         if not until_done or outcome.continuation is None:
@@ -133,10 +138,10 @@ def _run(runtime: Runtime, out: TextIO, *, until_done: bool, full: bool) -> int:
     if progress:
         print(file=out)
     done = "run complete" if outcome.continuation is None else "more pages remain"
-    c = outcome.counts
+    t = totals
     print(
-        f"{pages} page(s), {rows} rows read; last page: {c.inserted} inserted, {c.updated} updated,"
-        f" {c.unchanged} unchanged, {outcome.skipped} skipped, {c.deleted} deleted; {done}",
+        f"{pages} page(s), {rows} rows read: {t.inserted} inserted, {t.updated} updated, {t.unchanged} unchanged,"
+        f" {skipped} skipped, {t.deleted} deleted; call links +{t.links_added} -{t.links_removed}; {done}",
         file=out,
     )
     return 0
@@ -156,7 +161,7 @@ def _status_table(data: dict[str, Any], out: TextIO) -> None:
     lines = [
         ("status", data.get("status")),
         ("last sync (watermark)", data.get("last_sync_timestamp")),
-        ("lag behind source stamp", _duration(data.get("lag_seconds"))),
+        ("since newest source change", _duration(data.get("lag_seconds"))),
         ("items synced (last run)", data.get("items_synced")),
         ("errors (last run)", data.get("error_count")),
         ("last error", data.get("last_error") or "-"),

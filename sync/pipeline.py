@@ -263,7 +263,8 @@ def _record_run(conn: Connection, p: PagePlan, counts: WriteCounts, read: int, s
     cur = conn.cursor()
     if p.superseded_run is not None:
         cur.execute(
-            "UPDATE sync_runs SET status = 'superseded', finished_at = now() WHERE run_id = %s AND status IN ('running', 'failed')",
+            "UPDATE sync_runs SET status = 'superseded', finished_at = now()"
+            " WHERE run_id = %s AND status IN ('running', 'failed')",
             (str(p.superseded_run),),
         )
     cur.execute(
@@ -401,7 +402,8 @@ def _log_run_finished(conn: Connection, run_id: uuid.UUID) -> None:
     cur = conn.cursor()
     cur.execute(
         "SELECT trigger, pages, rows_read, rows_inserted, rows_updated, rows_unchanged, rows_skipped, rows_degraded,"
-        " rows_deleted, links_added, links_removed, extract(epoch FROM finished_at - started_at) FROM sync_runs WHERE run_id = %s",
+        " rows_deleted, links_added, links_removed, extract(epoch FROM finished_at - started_at)"
+        " FROM sync_runs WHERE run_id = %s",
         (str(run_id),),
     )
     row = cur.fetchone()

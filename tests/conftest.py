@@ -18,8 +18,8 @@ from standins.postgres import ensure_server
 from sync.config import Settings
 from sync.db import Connection, connect_url
 from sync.messages import Message
-from sync.schema import migrate
 from sync.pipeline import Checkpoint, Outcome, Pipeline, Publisher
+from sync.schema import migrate
 from sync.source import BigQuerySource
 
 _counter = itertools.count()

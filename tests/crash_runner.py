@@ -12,10 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sync.config import Settings  # noqa: E402
-from sync.messages import decode  # noqa: E402
-from sync.pipeline import Checkpoint, Pipeline  # noqa: E402
-from sync.runtime import Runtime  # noqa: E402
+from sync.config import Settings
+from sync.messages import decode
+from sync.pipeline import Checkpoint, Pipeline
+from sync.runtime import Runtime
 
 KILLED_EXIT_CODE = 86
 

@@ -12,7 +12,7 @@ from sync.messages import Message
 from sync.runs import Drop, PagePlan, StopRun, plan
 from sync.state import SyncState
 
-T0 = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)
 RUN = uuid.UUID(int=7)
 

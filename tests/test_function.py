@@ -9,10 +9,9 @@ import logging
 import functions_framework
 import pytest
 
-from standins.generator import generate
-from standins.bigquery import free_port
-
 import main as entry
+from standins.bigquery import free_port
+from standins.generator import generate
 
 
 def _client(monkeypatch, env_vars):

@@ -150,7 +150,8 @@ def test_deleted_then_full_resync_with_purged_row(env):
     env.drain()
     assert linked not in env.live_ids()
     assert env.query(
-        "SELECT count(*) FROM call_opportunities c JOIN opportunities o ON o.id = c.opportunity_id WHERE o.gong_opportunity_id = %s",
+        "SELECT count(*) FROM call_opportunities c JOIN opportunities o ON o.id = c.opportunity_id"
+        " WHERE o.gong_opportunity_id = %s",
         (linked,),
     ) == [(0,)]
 

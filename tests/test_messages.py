@@ -11,7 +11,7 @@ import pytest
 from sync.errors import MessageError
 from sync.messages import Message, MessageType, decode, encode, from_cloud_event_data
 
-BOUND = dt.datetime(2026, 11, 1, 8, 0, 0, 123456, tzinfo=dt.timezone.utc)
+BOUND = dt.datetime(2026, 11, 1, 8, 0, 0, 123456, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize(

@@ -107,7 +107,7 @@ def test_tick_drains_through_push_continuations(env, pubsub_host, tmp_path):
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)  # noqa: S310
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
             except urllib.error.HTTPError:
                 break  # the server answers (405/400 for a GET is fine)
             except OSError:

@@ -26,14 +26,14 @@ GOOD = {
     "amount": Decimal("1234.565"),
     "close_date": dt.date(2026, 12, 31),
     "is_deleted": False,
-    "last_modified": dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc),
+    "last_modified": dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
     "account_name": "Acme",
     "account_details": '{"id": "001A", "name": "Acme", "industry": "Software", "_fivetran_synced": "2026-11-01"}',
     "account_found": True,
     "owner_email": "rep@example.com",
     "owner_found": True,
     "owner_active": False,
-    "stage_history": [{"stage": "Prospecting", "changed_at": dt.datetime(2026, 10, 1, tzinfo=dt.timezone.utc)}],
+    "stage_history": [{"stage": "Prospecting", "changed_at": dt.datetime(2026, 10, 1, tzinfo=dt.UTC)}],
     "health_score": 87.5,
 }
 
