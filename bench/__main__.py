@@ -1,0 +1,203 @@
+"""``python -m bench``: every benchmark, a results table on stdout, bench/results/latest.json.
+
+Medians of ``--repeats`` runs; ratios are computed from runs made side by side in this process.
+Benchmarks are not tests: nothing here fails on a slow number, it reports MET or MISSED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _require_bench_deps() -> None:
+    missing = []
+    for module in ("dlt", "psycopg2"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        print(
+            f"missing {', '.join(missing)}: run `bash bench/run.sh` (installs requirements-bench.txt into .venv),"
+            " or `.venv/bin/pip install -r requirements-bench.txt`",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--rows", type=int, default=100_000, help="rows for the write path (default 100k)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is reported")
+    p.add_argument("--page-sizes", default="2000,100000", help="write_page page sizes to time (first = SYNC_PAGE_SIZE default)")
+    p.add_argument("--memory-sizes", default="100000,300000", help="rows seeded in the emulator for the peak-RSS runs")
+    p.add_argument("--memory-page-size", type=int, default=10_000, help="SYNC_PAGE_SIZE for the peak-RSS runs")
+    p.add_argument("--source-pages", type=int, default=4, help="pipeline pages read for the queries-per-page count")
+    p.add_argument("--only", choices=["write", "cold", "emulated"], action="append", help="run only these parts")
+    p.add_argument("--no-dlt", action="store_true", help="skip the dlt comparison")
+    return p.parse_args()
+
+
+def main() -> int:
+    args = _parse()
+    _require_bench_deps()
+    # The pipeline logs every skipped row; the bench reports counts instead.
+    logging.basicConfig(level=logging.CRITICAL)
+    parts = set(args.only or ["write", "cold", "emulated"])
+    results: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "args": vars(args),
+    }
+    page_sizes = [int(s) for s in args.page_sizes.split(",") if s]
+    if "write" in parts:
+        from bench import write_path
+        from bench.data import make_rows
+
+        started = time.perf_counter()
+        rows = make_rows(args.rows)
+        print(f"generated {len(rows)} joined rows in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+        results["write"] = write_path.run(rows, args.repeats, page_sizes, with_dlt=not args.no_dlt)
+        del rows
+    if "cold" in parts:
+        results["cold"] = _cold(args.repeats)
+    if "emulated" in parts:
+        from bench import emulated
+
+        with tempfile.TemporaryDirectory(prefix="bench-emu-") as log_dir:
+            sizes = [int(s) for s in args.memory_sizes.split(",") if s]
+            results["emulated"] = emulated.run(sizes, args.memory_page_size, args.source_pages, Path(log_dir))
+    summary = summarize(results, page_sizes)
+    results["summary"] = summary
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str))
+    print(render(summary, results))
+    print(f"\nwritten to {RESULTS / 'latest.json'}")
+    return 0
+
+
+def _cold(repeats: int) -> dict[str, Any]:
+    """Cold start against a real tick: a tiny seeded emulator and an already-migrated database."""
+    from bench import coldstart, emulated
+    from bench.pg import fresh_database
+    from standins import bigquery as sbq
+
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as log_dir, sbq.running_emulator(Path(log_dir)) as emulator:
+        bq = sbq.client(emulator.endpoint)
+        sf, gong, _ = emulated.seed(bq, 200, f"cold_{int(time.time())}")
+        with fresh_database() as url:
+            env = emulated.env_for(emulator.endpoint, sf, gong, url, 2000)
+            # SYNC_TOPIC is required by main; a one-page run never publishes to it.
+            env["SYNC_TOPIC"] = "projects/local-project/topics/opportunity-sync"
+            return coldstart.run(env, max(repeats, 5))
+
+
+def _rate(rows: int, seconds: float | None) -> float | None:
+    return rows / seconds if seconds else None
+
+
+def summarize(results: dict[str, Any], page_sizes: list[int]) -> list[dict[str, Any]]:
+    """One line per number: value, target and whether it was met."""
+    lines: list[dict[str, Any]] = []
+
+    def add(name: str, value: Any, unit: str, target: str = "", met: bool | None = None) -> None:
+        lines.append({"measure": name, "value": value, "unit": unit, "target": target, "met": met})
+
+    w = results.get("write")
+    if w:
+        n, s = w["rows"], w["samples"]
+        copy = _rate(n, _median(s["copy_limit"]))
+        dlt = _rate(n, _median(s["dlt_merge"]))
+        add("COPY limit (psycopg2 copy_expert, empty indexed table)", copy, "rows/s")
+        for size in page_sizes:
+            ours = _rate(n, _median(s[f"sync_pages_{size}"]))
+            add(f"sync write path, pages of {size}", ours, "rows/s")
+            if copy and ours:
+                add(f"  ratio to COPY limit (pages of {size})", ours / copy, "x", ">= 0.65", ours / copy >= 0.65)
+            if dlt and ours:
+                add(f"  ratio to dlt merge (pages of {size})", ours / dlt, "x", ">= 4", ours / dlt >= 4)
+        add("dlt merge (postgres, delete-insert)", dlt, "rows/s")
+        rerun = _rate(n, _median(s["unchanged_rerun"]))
+        add(f"unchanged rerun, pages of {page_sizes[0]}", rerun, "rows/s")
+        if copy and rerun:
+            add("  ratio to COPY limit (unchanged rerun)", rerun / copy, "x", ">= 0.9", rerun / copy >= 0.9)
+        fp = w["rerun_footprint"]
+        zero = all(
+            d["tuples_inserted"] == 0
+            and d["tuples_updated"] == 0
+            and d["tuples_deleted"] == 0
+            and d["sequence_values_used"] == 0
+            and not d["row_versions_replaced"]
+            and not d["rows_locked_or_deleted"]
+            for d in fp
+        )
+        worst = {k: max(d[k] for d in fp) for k in fp[0]} if fp else {}
+        shown = "/".join(str(int(v)) for v in worst.values())
+        add("  rerun writes: tuples ins/upd/del, seq, xmin, xmax changed", shown, "", "0/0/0/0/0/0", zero)
+    c = results.get("cold")
+    if c:
+        bare = _median(c["samples"]["bare_import_functions_framework"])
+        imp = _median(c["samples"]["import_main"])
+        first = _median(c["samples"]["first_message"])
+        add("cold: bare `import functions_framework`", bare, "s")
+        add("cold: import main", imp, "s")
+        add("cold: import main + first tick handled", first, "s")
+        add("  HTTP status of first message", sorted(set(c["http_status"])), "", "200", set(c["http_status"]) == {200})
+        add("  heavy imports (package: s)", ", ".join(f"{k} {v:.2f}" for k, v in c["heavy_imports"][:6]), "")
+        add("  heavy modules loaded by import main", [k for k, v in c["loaded_after_import_main"].items() if v], "")
+    e = results.get("emulated")
+    if e:
+        mem = e["memory"]
+        rss = {int(k): v["maxrss_kib"] / 1024 for k, v in mem.items()}
+        for k, v in sorted(rss.items()):
+            add(f"peak RSS, whole run of {k} rows (page {e['page_size']})", v, "MiB", "< 256", v < 256)
+            add(f"  wall time of that run ({mem[k]['rows_stored']} stored)", mem[k]["seconds"], "s")
+            add(f"  emulator seeding of {k} rows", e["seed_seconds"][k], "s")
+        if len(rss) >= 2:
+            lo, hi = min(rss.values()), max(rss.values())
+            add("  peak RSS spread (max/min - 1)", hi / lo - 1, "", "<= 0.10", hi / lo - 1 <= 0.10)
+        src = e.get("source")
+        if src:
+            q = src["queries_per_page"]
+            later = q[1:] or [0]
+            add("source: queries on first page (incl. 2 schema look-ups)", q[0], "", "<= 4", q[0] <= 4)
+            add("source: queries per later page", max(later), "", "<= 2", max(later) <= 2)
+            add("source: rows/s through the client (emulator)", src["rows_per_second"], "rows/s")
+    return lines
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+    return str(value)
+
+
+def render(lines: list[dict[str, Any]], results: dict[str, Any]) -> str:
+    out = [f"opportunity-sync bench, {results['date']}, {results['machine']['cores']} cores, medians of {results['args']['repeats']}"]
+    width = max(len(x["measure"]) for x in lines) if lines else 10
+    out.append(f"{'measure':<{width}}  {'value':>14}  {'unit':<6}  {'target':<9}  result")
+    for x in lines:
+        verdict = "" if x["met"] is None else ("MET" if x["met"] else "MISSED")
+        out.append(f"{x['measure']:<{width}}  {_fmt(x['value']):>14}  {x['unit']:<6}  {x['target']:<9}  {verdict}")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
