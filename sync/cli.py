@@ -17,8 +17,9 @@ from typing import Any, TextIO
 from sync import logs, report
 from sync.config import Settings
 from sync.errors import ConfigurationError, SyncError, classify
-from sync.messages import Message, MessageType
+from sync.messages import Message
 from sync.pipeline import Outcome
+from sync.preview import preview
 from sync.runtime import Runtime
 from sync.schema import current_version, migrate
 from sync.sink import WriteCounts
@@ -48,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     rej.add_argument("--run", type=uuid.UUID, help="only this run id")
     rej.add_argument("--limit", type=int, default=100)
     rej.add_argument("--json", action="store_true")
+    prev = sub.add_parser(
+        "preview",
+        help="dry run of the next page",
+        description="Report what the next page would insert, update, skip and reject; writes nothing.",
+    )
+    prev.add_argument("--json", action="store_true")
     pub = sub.add_parser(
         "publish", help="publish a message to SYNC_TOPIC", description="Publish tick or full-resync to SYNC_TOPIC."
     )
@@ -98,7 +105,10 @@ def _dispatch(args: argparse.Namespace, runtime: Runtime, out: TextIO) -> int:
         return 0
     conn = runtime.connect()
     try:
-        if args.command == "status":
+        if args.command == "preview":
+            result = preview(runtime.settings, runtime.source(), conn)
+            _emit(result.as_dict(), out, as_json=args.json, table=_preview_table)
+        elif args.command == "status":
             data: Any = report.status(conn)
             _emit(data, out, as_json=args.json, table=_status_table)
         elif args.command == "runs":
@@ -190,6 +200,16 @@ def _status_table(data: dict[str, Any], out: TextIO) -> None:
         print(f"{key:<{width}}  {'-' if value is None else value}", file=out)
 
 
+def _preview_table(data: dict[str, Any], out: TextIO) -> None:
+    print(f"next page: {data['run']}" + (f", page {data['page']}" if data["page"] else ""), file=out)
+    for key in ("rows_read", "would_insert", "would_update", "would_delete", "unchanged", "would_skip", "degraded", "links_read"):
+        print(f"  {key:<13} {data[key]}", file=out)
+    issues = data["issues"]
+    if issues:
+        print("rejections:", file=out)
+        _rows_table(issues[:50], out)
+
+
 def _rows_table(rows: list[dict[str, Any]], out: TextIO) -> None:
     if not rows:
         print("(none)", file=out)
@@ -214,4 +234,4 @@ def _duration(seconds: Any) -> str:
     return f"{s // 3600}h {s % 3600 // 60}m {s % 60}s"
 
 
-__all__ = ["MessageType", "build_parser", "main"]
+__all__ = ["build_parser", "main"]

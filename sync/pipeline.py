@@ -249,6 +249,12 @@ class Pipeline:
                     target.rollback()
                     if isinstance(failure, PermanentError):
                         st.mark_failed(target, invocation, str(failure), run_id)
+                        # The alert on failed runs keys on this line.
+                        log.error(
+                            "sync run failed: %s",
+                            failure,
+                            extra={"event": "run_finished", "status": "failed", "run_id": _s(run_id), "error": str(failure)},
+                        )
                     else:
                         st.release_lease(target, invocation)
                 finally:

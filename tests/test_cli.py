@@ -89,3 +89,37 @@ def test_failure_exits_nonzero_with_one_line(env):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: table")
     assert "close_date" in result.stderr
+
+
+def test_preview_reports_the_next_page_and_writes_nothing(env):
+    import datetime as dt
+
+    from standins.generator import BASE_TIME
+
+    data = generate(80, seed=53)
+    data.rows("opportunity")[5]["name"] = None
+    env.seed(data)
+    vars_ = {**env.env_vars(), "SYNC_PAGE_SIZE": "1000"}
+    before = env.query("SELECT count(*), (SELECT (status, xmin::text) FROM sync_status) FROM opportunities")
+    first = json.loads(_cli(["preview", "--json"], vars_).stdout)
+    valid = [o for o in data.rows("opportunity") if o["name"] is not None]
+    assert first["would_insert"] == sum(1 for o in valid if not o["is_deleted"])
+    assert first["would_skip"] == len(data.rows("opportunity")) - len(valid)
+    assert {i["reason"] for i in first["issues"]} >= {"missing_name"}
+    assert env.query("SELECT count(*), (SELECT (status, xmin::text) FROM sync_status) FROM opportunities") == before
+    assert env.query("SELECT count(*) FROM sync_rejections") == [(0,)]
+
+    assert _cli(["run", "--until-done"], vars_).returncode == 0
+    env.update(
+        "opportunity",
+        "id",
+        valid[0]["id"],
+        stage_name="Closed Won",
+        _fivetran_synced=(BASE_TIME + dt.timedelta(days=1)).isoformat(),
+    )
+    second = json.loads(_cli(["preview", "--json"], vars_).stdout)
+    assert (second["would_insert"], second["would_update"]) == (0, 1)
+    # Rows on the watermark's own stamp are re-read (the range is closed there) and cost nothing.
+    assert second["unchanged"] == second["rows_read"] - 1 - second["would_skip"]
+    table = _cli(["preview"], vars_).stdout
+    assert "would_update  1" in table
