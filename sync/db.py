@@ -95,12 +95,25 @@ def _connect_cloud_sql(cfg: CloudSqlSettings) -> Connection:
             _connector = Connector(refresh_strategy="lazy")
         connector = _connector
     kwargs: dict[str, Any] = {"user": cfg.user, "db": cfg.database}
-    if cfg.iam_auth:
+    if cfg.iam_auth or cfg.password_secret is None:
         kwargs["enable_iam_auth"] = True
-    elif cfg.password_secret is not None:
-        kwargs["password"] = _secret(cfg.password_secret)
-    conn: Connection = connector.connect(cfg.instance_connection_name, "pg8000", **kwargs)
+        conn: Connection = connector.connect(cfg.instance_connection_name, "pg8000", **kwargs)
+        return conn
+    try:
+        conn = connector.connect(cfg.instance_connection_name, "pg8000", password=_secret(cfg.password_secret), **kwargs)
+    except pg8000.dbapi.DatabaseError as err:
+        if not _is_bad_password(err):
+            raise
+        # The secret was rotated while this instance kept the old value: read it again once.
+        with _lock:
+            _password_cache.pop(cfg.password_secret, None)
+        conn = connector.connect(cfg.instance_connection_name, "pg8000", password=_secret(cfg.password_secret), **kwargs)
     return conn
+
+
+def _is_bad_password(err: Exception) -> bool:
+    fields = err.args[0] if err.args and isinstance(err.args[0], dict) else {}
+    return fields.get("C") == "28P01"
 
 
 def _secret(resource: str) -> str:
