@@ -11,7 +11,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from standins.generator import FivetranData, pascal_case
+from standins.process import free_port, stop
 
 PROJECT = "local-project"
 # Logical generator table -> (dataset setting, table name)
@@ -51,17 +51,7 @@ class Emulator:
     log_path: Path
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        stop(self.process)
 
 
 def start_emulator(log_dir: Path, project: str = PROJECT) -> Emulator:

@@ -155,21 +155,27 @@ class Pipeline:
         skipped = transformed.skipped
         degraded = len(transformed.issues) - skipped
         _record_run(conn, p, counts, len(opp_page.rows), skipped, degraded, run_done)
-        _record_state(
+        st.record_page(
             conn,
-            p,
-            cursor=cursor,
-            upper_bound=opp_page.upper_bound,
-            opps_done=opps_done,
-            link_cursor=link_cursor,
-            link_bound=link_bound,
-            links_done=links_done,
-            run_done=run_done,
-            # A start keyset has an empty key; any other cursor sits on a row that was read.
-            watermark=next_watermark(state.watermark, cursor.stamp if cursor.key else None),
-            link_watermark=next_watermark(state.link_watermark, link_cursor.stamp if link_cursor.key else None),
-            written=counts.inserted + counts.updated + counts.deleted,
-            skipped=skipped,
+            st.PageProgress(
+                run_id=p.run_id,
+                trigger=p.trigger,
+                page=p.page,
+                new_run=p.new_run,
+                run_done=run_done,
+                upper_bound=opp_page.upper_bound,
+                cursor=cursor,
+                opportunities_done=opps_done,
+                link_upper_bound=link_bound,
+                link_cursor=link_cursor,
+                links_done=links_done,
+                # A start keyset has an empty key; any other cursor sits on a row that was read.
+                watermark=next_watermark(state.watermark, cursor.stamp if cursor.key else None),
+                link_watermark=next_watermark(state.link_watermark, link_cursor.stamp if link_cursor.key else None),
+                written=counts.inserted + counts.updated + counts.deleted,
+                skipped=skipped,
+                resync_message_id=p.resync_message_id,
+            ),
         )
         if run_done:
             _expire_rejections(conn, s.rejection_retention_days)
@@ -297,52 +303,6 @@ def _record_run(conn: Connection, p: PagePlan, counts: WriteCounts, read: int, s
             counts.links_removed,
             "success" if done else "running",
             done,
-        ),
-    )
-
-
-def _record_state(conn: Connection, p: PagePlan, **v: Any) -> None:
-    done = v["run_done"]
-    cur = conn.cursor()
-    cur.execute(
-        "UPDATE sync_status SET"
-        " run_id = %s, run_trigger = %s, run_next_page = %s,"
-        " run_started_at = CASE WHEN %s THEN now() ELSE run_started_at END,"
-        " run_upper_bound = %s, run_cursor_stamp = %s, run_cursor_id = %s, run_opportunities_done = %s,"
-        " run_link_upper_bound = %s, run_link_cursor_stamp = %s, run_link_cursor_key = %s, run_links_done = %s,"
-        " last_sync_timestamp = CASE WHEN %s THEN %s ELSE last_sync_timestamp END,"
-        " link_watermark = CASE WHEN %s THEN %s ELSE link_watermark END,"
-        " items_synced = CASE WHEN %s THEN 0 ELSE items_synced END + %s,"
-        " error_count = CASE WHEN %s THEN 0 ELSE error_count END + %s,"
-        " status = %s, last_error = NULL, last_success_at = CASE WHEN %s THEN now() ELSE last_success_at END,"
-        " last_resync_message_id = coalesce(%s, last_resync_message_id),"
-        " lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
-        " WHERE entity_type = %s",
-        (
-            None if done else str(p.run_id),
-            None if done else p.trigger,
-            None if done else p.page + 1,
-            p.new_run,
-            None if done else v["upper_bound"],
-            None if done else v["cursor"].stamp,
-            None if done else v["cursor"].key,
-            v["opps_done"] and not done,
-            None if done else v["link_bound"],
-            None if done else v["link_cursor"].stamp,
-            None if done else v["link_cursor"].key,
-            v["links_done"] and not done,
-            done,
-            v["watermark"],
-            done,
-            v["link_watermark"],
-            p.new_run,
-            v["written"],
-            p.new_run,
-            v["skipped"],
-            "success" if done else "running",
-            done,
-            p.resync_message_id,
-            st.ENTITY,
         ),
     )
 

@@ -94,6 +94,10 @@ def _latest(table: Table, alias: str, select: str, project: str) -> str:
     )
 
 
+def _cte(name: str, table: Table, alias: str, select: str, project: str) -> str:
+    return f"{name} AS ({_latest(table, alias, select, project)})"
+
+
 def _optional(alias: str, table: Table, logical: str, default: str = "NULL") -> str:
     column = table.find(logical)
     return _col(alias, column) if column is not None else default
@@ -111,8 +115,8 @@ def joined_opportunities_sql(t: SourceTables) -> str:
     o = t.opportunity
     health = t._health_table()
     ctes = [
-        "opp AS ("
-        + _latest(
+        _cte(
+            "opp",
             o,
             "o",
             ", ".join(
@@ -132,7 +136,6 @@ def joined_opportunities_sql(t: SourceTables) -> str:
             ),
             t.project,
         )
-        + ")"
     ]
     select = [
         "opp.id",
@@ -149,17 +152,8 @@ def joined_opportunities_sql(t: SourceTables) -> str:
     joins = []
     if t.account is not None:
         a = t.account
-        ctes.append(
-            "acct AS ("
-            + _latest(
-                a,
-                "a",
-                f"{_id('a', a)} AS id, {_col('a', a.require('name'))} AS name, "
-                f"TO_JSON_STRING(a) AS details, {_stamp('a', a)} AS stamp",
-                t.project,
-            )
-            + ")"
-        )
+        details = f"{_id('a', a)} AS id, {_col('a', a.require('name'))} AS name, TO_JSON_STRING(a) AS details"
+        ctes.append(_cte("acct", a, "a", f"{details}, {_stamp('a', a)} AS stamp", t.project))
         joins.append("LEFT JOIN acct ON acct.id = opp.account_id")
         select += ["acct.name AS account_name", "acct.details AS account_details", "acct.id IS NOT NULL AS account_found"]
         stamps.append("acct.stamp")
@@ -167,17 +161,8 @@ def joined_opportunities_sql(t: SourceTables) -> str:
         select += ["CAST(NULL AS STRING) AS account_name", "CAST(NULL AS STRING) AS account_details", "FALSE AS account_found"]
     if t.user is not None:
         u = t.user
-        ctes.append(
-            "usr AS ("
-            + _latest(
-                u,
-                "u",
-                f"{_id('u', u)} AS id, {_col('u', u.require('email'))} AS email, "
-                f"{_optional('u', u, 'is_active')} AS is_active, {_stamp('u', u)} AS stamp",
-                t.project,
-            )
-            + ")"
-        )
+        owner = f"{_id('u', u)} AS id, {_col('u', u.require('email'))} AS email, {_optional('u', u, 'is_active')} AS is_active"
+        ctes.append(_cte("usr", u, "u", f"{owner}, {_stamp('u', u)} AS stamp", t.project))
         joins.append("LEFT JOIN usr ON usr.id = opp.owner_id")
         select += ["usr.email AS owner_email", "usr.id IS NOT NULL AS owner_found", "usr.is_active AS owner_active"]
         stamps.append("usr.stamp")
@@ -206,16 +191,8 @@ def joined_opportunities_sql(t: SourceTables) -> str:
         select.append("CAST(NULL AS STRING) AS stage_history")
     if health is not None and health is not o:
         g = health
-        ctes.append(
-            "gong AS ("
-            + _latest(
-                g,
-                "g",
-                f"{_id('g', g)} AS id, {_col('g', g.require('health_score'))} AS health_score, {_stamp('g', g)} AS stamp",
-                t.project,
-            )
-            + ")"
-        )
+        score = f"{_id('g', g)} AS id, {_col('g', g.require('health_score'))} AS health_score"
+        ctes.append(_cte("gong", g, "g", f"{score}, {_stamp('g', g)} AS stamp", t.project))
         joins.append("LEFT JOIN gong ON gong.id = opp.id")
         select.append("gong.health_score AS health_score")
         stamps.append("gong.stamp")

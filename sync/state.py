@@ -126,3 +126,72 @@ def mark_failed(conn: Connection, owner: uuid.UUID, error: str, run_id: uuid.UUI
             (error[:2000], str(run_id)),
         )
     conn.commit()
+
+
+@dataclass(frozen=True)
+class PageProgress:
+    """Where a committed page leaves its run; written in the page's own transaction."""
+
+    run_id: uuid.UUID
+    trigger: str
+    page: int
+    new_run: bool
+    run_done: bool
+    upper_bound: dt.datetime | None
+    cursor: Keyset
+    opportunities_done: bool
+    link_upper_bound: dt.datetime | None
+    link_cursor: Keyset
+    links_done: bool
+    watermark: dt.datetime | None
+    link_watermark: dt.datetime | None
+    written: int
+    skipped: int
+    resync_message_id: str | None
+
+
+def record_page(conn: Connection, p: PageProgress) -> None:
+    """Store the cursor (or, when the run is done, the new watermarks) and free the lease."""
+    in_run = not p.run_done
+    cur = conn.cursor()
+    cur.execute(
+        "UPDATE sync_status SET"
+        " run_id = %s, run_trigger = %s, run_next_page = %s,"
+        " run_started_at = CASE WHEN %s THEN now() ELSE run_started_at END,"
+        " run_upper_bound = %s, run_cursor_stamp = %s, run_cursor_id = %s, run_opportunities_done = %s,"
+        " run_link_upper_bound = %s, run_link_cursor_stamp = %s, run_link_cursor_key = %s, run_links_done = %s,"
+        " last_sync_timestamp = CASE WHEN %s THEN %s ELSE last_sync_timestamp END,"
+        " link_watermark = CASE WHEN %s THEN %s ELSE link_watermark END,"
+        " items_synced = CASE WHEN %s THEN 0 ELSE items_synced END + %s,"
+        " error_count = CASE WHEN %s THEN 0 ELSE error_count END + %s,"
+        " status = %s, last_error = NULL, last_success_at = CASE WHEN %s THEN now() ELSE last_success_at END,"
+        " last_resync_message_id = coalesce(%s, last_resync_message_id),"
+        " lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
+        " WHERE entity_type = %s",
+        (
+            str(p.run_id) if in_run else None,
+            p.trigger if in_run else None,
+            p.page + 1 if in_run else None,
+            p.new_run,
+            p.upper_bound if in_run else None,
+            p.cursor.stamp if in_run else None,
+            p.cursor.key if in_run else None,
+            p.opportunities_done and in_run,
+            p.link_upper_bound if in_run else None,
+            p.link_cursor.stamp if in_run else None,
+            p.link_cursor.key if in_run else None,
+            p.links_done and in_run,
+            p.run_done,
+            p.watermark,
+            p.run_done,
+            p.link_watermark,
+            p.new_run,
+            p.written,
+            p.new_run,
+            p.skipped,
+            "success" if p.run_done else "running",
+            p.run_done,
+            p.resync_message_id,
+            ENTITY,
+        ),
+    )

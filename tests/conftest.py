@@ -95,17 +95,7 @@ class Env:
     _source: BigQuerySource | None = None
 
     def settings(self, **overrides: str) -> Settings:
-        env = {
-            "BIGQUERY_PROJECT": sbq.PROJECT,
-            "BIGQUERY_API_ENDPOINT": self.endpoint,
-            "SALESFORCE_DATASET": self.salesforce_dataset,
-            "GONG_DATASET": self.gong_dataset,
-            "DATABASE_URL": self.database_url,
-            "SYNC_LOOKBACK_SECONDS": "0",
-            **self.overrides,
-            **overrides,
-        }
-        return Settings.from_env(env)
+        return Settings.from_env(self.env_vars(**overrides))
 
     def env_vars(self, **overrides: str) -> dict[str, str]:
         return {
@@ -221,15 +211,20 @@ class Env:
         return {r[0] for r in self.query("SELECT gong_opportunity_id FROM active_opportunities")}
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn = self.connect()
-        try:
-            cur = conn.cursor()
-            cur.execute(sql, params)
-            rows = [tuple(r) for r in cur.fetchall()] if cur.description else []
-            conn.commit()
-            return rows
-        finally:
-            conn.close()
+        return query_url(self.database_url, sql, params)
+
+
+def query_url(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement in its own transaction and return its rows."""
+    conn = connect_url(url)
+    try:
+        cur = conn.cursor()
+        cur.execute(sql, params)
+        rows = [tuple(r) for r in cur.fetchall()] if cur.description else []
+        conn.commit()
+        return rows
+    finally:
+        conn.close()
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import functions_framework
 import pytest
 
 import main as entry
-from standins.bigquery import free_port
 from standins.generator import generate
+from standins.process import free_port
 
 
 def _client(monkeypatch, env_vars):

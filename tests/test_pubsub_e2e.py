@@ -17,8 +17,9 @@ import pytest
 from projection import expected_projection
 
 from standins import pubsub as spubsub
-from standins.bigquery import PROJECT, free_port
+from standins.bigquery import PROJECT
 from standins.generator import generate
+from standins.process import free_port
 from sync.messages import Message, decode
 from sync.publisher import PubSubPublisher
 

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from conftest import query_url
 from pg8000.exceptions import DatabaseError
 
 from sync.db import connect_url
 from sync.schema import available, current_version, migrate
 
-
-def _q(url, sql, params=()):
-    conn = connect_url(url)
-    try:
-        cur = conn.cursor()
-        cur.execute(sql, params)
-        rows = [tuple(r) for r in cur.fetchall()] if cur.description else []
-        conn.commit()
-        return rows
-    finally:
-        conn.close()
+_q = query_url
 
 
 def test_migrations_are_idempotent(database_url):
