@@ -121,11 +121,13 @@ class BigQuerySource:
         tables = SourceTables(
             project=s.bigquery_project,
             opportunity=opportunity,
-            account=_checked(salesforce.get("account"), ("id", "name")),
-            user=_checked(salesforce.get("user"), ("id", "email")),
-            history=_checked(salesforce.get("opportunity_history"), ("opportunity_id", "stage_name", "created_date")),
+            account=_checked(salesforce, s.salesforce_dataset, "account", ("id", "name")),
+            user=_checked(salesforce, s.salesforce_dataset, "user", ("id", "email")),
+            history=_checked(
+                salesforce, s.salesforce_dataset, "opportunity_history", ("opportunity_id", "stage_name", "created_date")
+            ),
             gong_opportunity=gong.get("opportunity") if gong.get("opportunity") is not opportunity else None,
-            links=_checked(gong.get("call_context_integration"), ("call_id", "object_type", "object_id")),
+            links=_checked(gong, s.gong_dataset, "call_context_integration", ("call_id", "object_type", "object_id")),
         )
         log.info("source schema resolved", extra={"source_table": opportunity.label, "features": tables.features()})
         return tables
@@ -217,15 +219,12 @@ class BigQuerySource:
         self.stats.per_query.append(elapsed)
 
 
-def _checked(table: Table | None, required: tuple[str, ...]) -> Table | None:
-    """An optional table must still have its required columns when it exists."""
-    if table is not None:
-        for logical in required:
-            table.require(logical)
-    else:
-        log.info("optional source table absent; its feature is off", extra={"required_columns": list(required)})
+def _checked(tables: Mapping[str, Table], dataset: str, name: str, required: tuple[str, ...]) -> Table | None:
+    """An optional table; when it exists it must still have its required columns."""
+    table = tables.get(name)
+    if table is None:
+        log.warning("optional source table %s.%s is absent; its feature is off", dataset, name, extra={"event": "feature_off"})
+        return None
+    for logical in required:
+        table.require(logical)
     return table
-
-
-def rows_as_mappings(rows: list[dict[str, Any]]) -> list[Mapping[str, Any]]:
-    return list(rows)
