@@ -16,6 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +97,9 @@ def main() -> int:
 def _cold(repeats: int) -> dict[str, Any]:
     """Cold start against a real tick: a tiny seeded emulator and an already-migrated database."""
     from bench import coldstart, emulated
-    from bench.pg import fresh_database
+    from bench.pg import fresh_database, query
     from standins import bigquery as sbq
+    from sync.db import connect_url
 
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as log_dir, sbq.running_emulator(Path(log_dir)) as emulator:
         bq = sbq.client(emulator.endpoint)
@@ -106,7 +108,14 @@ def _cold(repeats: int) -> dict[str, Any]:
             env = emulated.env_for(emulator.endpoint, sf, gong, url, 2000)
             # SYNC_TOPIC is required by main; a one-page run never publishes to it.
             env["SYNC_TOPIC"] = "projects/local-project/topics/opportunity-sync"
-            return coldstart.run(env, max(repeats, 5))
+            result = coldstart.run(env, max(repeats, 5))
+            # HTTP 200 also acks a bad configuration; a recorded run proves real ticks were handled.
+            conn = connect_url(url)
+            try:
+                result["sync_runs_recorded"] = query(conn, "SELECT count(*) FROM sync_runs")[0][0]
+            finally:
+                conn.close()
+            return result
 
 
 def _rate(rows: int, seconds: float | None) -> float | None:
@@ -120,67 +129,82 @@ def summarize(results: dict[str, Any], page_sizes: list[int]) -> list[dict[str, 
     def add(name: str, value: Any, unit: str, target: str = "", met: bool | None = None) -> None:
         lines.append({"measure": name, "value": value, "unit": unit, "target": target, "met": met})
 
-    w = results.get("write")
-    if w:
-        n, s = w["rows"], w["samples"]
-        copy = _rate(n, _median(s["copy_limit"]))
-        dlt = _rate(n, _median(s["dlt_merge"]))
-        add("COPY limit (psycopg2 copy_expert, empty indexed table)", copy, "rows/s")
-        for size in page_sizes:
-            ours = _rate(n, _median(s[f"sync_pages_{size}"]))
-            add(f"sync write path, pages of {size}", ours, "rows/s")
-            if copy and ours:
-                add(f"  ratio to COPY limit (pages of {size})", ours / copy, "x", ">= 0.65", ours / copy >= 0.65)
-            if dlt and ours:
-                add(f"  ratio to dlt merge (pages of {size})", ours / dlt, "x", ">= 4", ours / dlt >= 4)
-        add("dlt merge (postgres, delete-insert)", dlt, "rows/s")
-        rerun = _rate(n, _median(s["unchanged_rerun"]))
-        add(f"unchanged rerun, pages of {page_sizes[0]}", rerun, "rows/s")
-        if copy and rerun:
-            add("  ratio to COPY limit (unchanged rerun)", rerun / copy, "x", ">= 0.9", rerun / copy >= 0.9)
-        fp = w["rerun_footprint"]
-        zero = all(
-            d["tuples_inserted"] == 0
-            and d["tuples_updated"] == 0
-            and d["tuples_deleted"] == 0
-            and d["sequence_values_used"] == 0
-            and not d["row_versions_replaced"]
-            and not d["rows_locked_or_deleted"]
-            for d in fp
-        )
-        worst = {k: max(d[k] for d in fp) for k in fp[0]} if fp else {}
-        shown = "/".join(str(int(v)) for v in worst.values())
-        add("  rerun writes: tuples ins/upd/del, seq, xmin, xmax changed", shown, "", "0/0/0/0/0/0", zero)
-    c = results.get("cold")
-    if c:
-        bare = _median(c["samples"]["bare_import_functions_framework"])
-        imp = _median(c["samples"]["import_main"])
-        first = _median(c["samples"]["first_message"])
-        add("cold: bare `import functions_framework`", bare, "s")
-        add("cold: import main", imp, "s")
-        add("cold: import main + first tick handled", first, "s")
-        add("  HTTP status of first message", sorted(set(c["http_status"])), "", "200", set(c["http_status"]) == {200})
-        add("  heavy imports (package: s)", ", ".join(f"{k} {v:.2f}" for k, v in c["heavy_imports"][:6]), "")
-        add("  heavy modules loaded by import main", [k for k, v in c["loaded_after_import_main"].items() if v], "")
-    e = results.get("emulated")
-    if e:
-        mem = e["memory"]
-        rss = {int(k): v["maxrss_kib"] / 1024 for k, v in mem.items()}
-        for k, v in sorted(rss.items()):
-            add(f"peak RSS, whole run of {k} rows (page {e['page_size']})", v, "MiB", "< 256", v < 256)
-            add(f"  wall time of that run ({mem[k]['rows_stored']} stored)", mem[k]["seconds"], "s")
-            add(f"  emulator seeding of {k} rows", e["seed_seconds"][k], "s")
-        if len(rss) >= 2:
-            lo, hi = min(rss.values()), max(rss.values())
-            add("  peak RSS spread (max/min - 1)", hi / lo - 1, "", "<= 0.10", hi / lo - 1 <= 0.10)
-        src = e.get("source")
-        if src:
-            q = src["queries_per_page"]
-            later = q[1:] or [0]
-            add("source: queries on first page (incl. 2 schema look-ups)", q[0], "", "<= 4", q[0] <= 4)
-            add("source: queries per later page", max(later), "", "<= 2", max(later) <= 2)
-            add("source: rows/s through the client (emulator)", src["rows_per_second"], "rows/s")
+    if results.get("write"):
+        _summarize_write(results["write"], page_sizes, add)
+    if results.get("cold"):
+        _summarize_cold(results["cold"], add)
+    if results.get("emulated"):
+        _summarize_emulated(results["emulated"], add)
     return lines
+
+
+Add = Callable[..., None]
+
+
+def _summarize_write(w: dict[str, Any], page_sizes: list[int], add: Add) -> None:
+    n, s = w["rows"], w["samples"]
+    copy = _rate(n, _median(s["copy_limit"]))
+    dlt = _rate(n, _median(s["dlt_merge"]))
+    add("COPY limit (psycopg2 copy_expert, empty indexed table)", copy, "rows/s")
+    for size in page_sizes:
+        ours = _rate(n, _median(s[f"sync_pages_{size}"]))
+        add(f"sync write path, pages of {size}", ours, "rows/s")
+        if copy and ours:
+            add(f"  ratio to COPY limit (pages of {size})", ours / copy, "x", ">= 0.65", ours / copy >= 0.65)
+        if dlt and ours:
+            add(f"  ratio to dlt merge (pages of {size})", ours / dlt, "x", ">= 4", ours / dlt >= 4)
+    add("dlt merge (postgres, delete-insert)", dlt, "rows/s")
+    rerun = _rate(n, _median(s["unchanged_rerun"]))
+    add(f"unchanged rerun, pages of {page_sizes[0]}", rerun, "rows/s")
+    if copy and rerun:
+        add("  ratio to COPY limit (unchanged rerun)", rerun / copy, "x", ">= 0.9", rerun / copy >= 0.9)
+    fp = w["rerun_footprint"]
+    zero = all(
+        d["tuples_inserted"] == 0
+        and d["tuples_updated"] == 0
+        and d["tuples_deleted"] == 0
+        and d["sequence_values_used"] == 0
+        and not d["row_versions_replaced"]
+        and not d["rows_locked_or_deleted"]
+        for d in fp
+    )
+    worst = {k: max(d[k] for d in fp) for k in fp[0]} if fp else {}
+    shown = "/".join(str(int(v)) for v in worst.values())
+    add("  rerun writes: tuples ins/upd/del, seq, xmin, xmax changed", shown, "", "0/0/0/0/0/0", zero)
+
+
+def _summarize_cold(c: dict[str, Any], add: Add) -> None:
+    bare = _median(c["samples"]["bare_import_functions_framework"])
+    imp = _median(c["samples"]["import_main"])
+    first = _median(c["samples"]["first_message"])
+    add("cold: bare `import functions_framework`", bare, "s")
+    add("cold: import main", imp, "s")
+    add("cold: import main + first tick handled", first, "s")
+    add("  HTTP status of first message", sorted(set(c["http_status"])), "", "200", set(c["http_status"]) == {200})
+    add("  runs recorded by those ticks", c.get("sync_runs_recorded"), "", ">= 1", bool(c.get("sync_runs_recorded")))
+    add("  heavy imports (package: s)", ", ".join(f"{k} {v:.2f}" for k, v in c["heavy_imports"][:6]), "")
+    add("  heavy modules loaded by import main", [k for k, v in c["loaded_after_import_main"].items() if v], "")
+
+
+def _summarize_emulated(e: dict[str, Any], add: Add) -> None:
+    # Keys are ints in process and strings once read back from latest.json.
+    mem = {int(k): v for k, v in e["memory"].items()}
+    seeded = {int(k): v for k, v in e["seed_seconds"].items()}
+    rss = {int(k): v["maxrss_kib"] / 1024 for k, v in mem.items()}
+    for k, v in sorted(rss.items()):
+        add(f"peak RSS, whole run of {k} rows (page {e['page_size']})", v, "MiB", "< 256", v < 256)
+        add(f"  wall time of that run ({mem[k]['rows_stored']} stored)", mem[k]["seconds"], "s")
+        add(f"  emulator seeding of {k} rows", seeded[k], "s")
+    if len(rss) >= 2:
+        lo, hi = min(rss.values()), max(rss.values())
+        add("  peak RSS spread (max/min - 1)", hi / lo - 1, "", "<= 0.10", hi / lo - 1 <= 0.10)
+    src = e.get("source")
+    if src:
+        q = src["queries_per_page"]
+        later = q[1:] or [0]
+        add("source: queries on first page (incl. 2 schema look-ups)", q[0], "", "<= 4", q[0] <= 4)
+        add("source: queries per later page", max(later), "", "<= 2", max(later) <= 2)
+        add("source: rows/s through the client (emulator)", src["rows_per_second"], "rows/s")
 
 
 def _fmt(value: Any) -> str:
@@ -190,7 +214,8 @@ def _fmt(value: Any) -> str:
 
 
 def render(lines: list[dict[str, Any]], results: dict[str, Any]) -> str:
-    out = [f"opportunity-sync bench, {results['date']}, {results['machine']['cores']} cores, medians of {results['args']['repeats']}"]
+    head = f"opportunity-sync bench, {results['date']}, {results['machine']['cores']} cores"
+    out = [f"{head}, medians of {results['args']['repeats']}"]
     width = max(len(x["measure"]) for x in lines) if lines else 10
     out.append(f"{'measure':<{width}}  {'value':>14}  {'unit':<6}  {'target':<9}  result")
     for x in lines:

@@ -32,7 +32,8 @@ _RSS_WRAPPER = (
     "import json, resource, subprocess, sys, time; t = time.perf_counter();"
     " p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
     " print(json.dumps({'rc': p.returncode, 'seconds': time.perf_counter() - t,"
-    " 'maxrss_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, 'stdout': p.stdout[-400:], 'stderr': p.stderr[-400:]}))"
+    " 'maxrss_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,"
+    " 'stdout': p.stdout[-400:], 'stderr': p.stderr[-400:]}))"
 )
 
 

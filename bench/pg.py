@@ -99,7 +99,8 @@ def footprint(url: str) -> WriteFootprint:
         seq = query(conn, "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM opportunities_id_seq")[0][0]
         digests = query(
             conn,
-            "SELECT md5(string_agg(xmin::text, ',' ORDER BY id)), md5(string_agg(xmax::text, ',' ORDER BY id)) FROM opportunities",
+            "SELECT md5(string_agg(xmin::text, ',' ORDER BY id)), md5(string_agg(xmax::text, ',' ORDER BY id))"
+            " FROM opportunities",
         )[0]
         return WriteFootprint(stats, int(seq) if seq is not None else None, str(digests[0]), str(digests[1]))
     finally:

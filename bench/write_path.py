@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from bench.pg import fresh_database, footprint
+from bench.pg import footprint, fresh_database
 from sync.db import connect_url
 from sync.sink import _STAGE_COLUMNS, _copy_line, _json, write_page
 from sync.transform import OpportunityRow, transform_page
