@@ -27,4 +27,4 @@ test: setup lint typecheck ## the whole suite: lint, types, tests, Terraform che
 	@$(MAKE) --no-print-directory terraform-check
 
 bench: setup ## benchmarks (see bench/README.md)
-	@$(PY) -m bench
+	@bash bench/run.sh

@@ -58,13 +58,19 @@ def joined_rows(data: FivetranData) -> list[dict[str, Any]]:
                 "is_deleted": o["is_deleted"],
                 "last_modified": _ts(o["last_modified_date"]),
                 "account_name": account["name"] if account else None,
-                # TO_JSON_STRING(a): every landed column, Fivetran bookkeeping included.
-                "account_details": json.dumps(account, separators=(",", ":")) if account else None,
+                # BigQuery renders the account as JSON text without Fivetran's bookkeeping columns.
+                "account_details": json.dumps(
+                    {k: v for k, v in account.items() if not k.startswith("_fivetran")}, separators=(",", ":"), ensure_ascii=False
+                )
+                if account
+                else None,
                 "account_found": account is not None,
                 "owner_email": user["email"] if user else None,
                 "owner_found": user is not None,
                 "owner_active": user["is_active"] if user else None,
-                "stage_history": sorted(history.get(o["id"], []), key=lambda h: h["changed_at"]),
+                "stage_history": json.dumps(sorted(history.get(o["id"], []), key=lambda h: h["changed_at"]), default=str)
+                if o["id"] in history
+                else None,
                 "health_score": g["health_score"] if g else None,
                 "change_stamp": max(s for s in stamps if s is not None),
             }

@@ -7,6 +7,7 @@ load of 100k rows. Rates are source rows per second of wall time.
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 import time
@@ -15,8 +16,9 @@ from dataclasses import asdict
 from typing import Any
 
 from bench.pg import footprint, fresh_database
+from sync import encoding
 from sync.db import connect_url
-from sync.sink import _STAGE_COLUMNS, _copy_line, _json, write_page
+from sync.sink import _TARGET_COLUMNS, write_page
 from sync.transform import OpportunityRow, transform_page
 
 RUN_ID = "00000000-0000-0000-0000-000000000001"
@@ -51,12 +53,12 @@ def copy_text(rows: Sequence[OpportunityRow]) -> bytes:
             r.close_date,
             r.amount,
             r.health_score,
-            _json(r.metadata),
-            r.source_modified_at,
+            r.metadata_json,
             None,  # deleted_at: only live rows are copied
+            r.source_modified_at,
             r.content_hash,
         )
-        lines.append(_copy_line(values))
+        lines.append(encoding.line(values))
     return "".join(lines).encode("utf-8")
 
 
@@ -71,8 +73,7 @@ def copy_limit(url: str, payload: bytes) -> None:
     conn = psycopg2.connect(url)
     try:
         with conn.cursor() as cur:
-            columns = _STAGE_COLUMNS.replace("deleted,", "deleted_at,")
-            cur.copy_expert(f"COPY opportunities ({columns}) FROM STDIN", io.BytesIO(payload))
+            cur.copy_expert(f"COPY opportunities ({_TARGET_COLUMNS}) FROM STDIN", io.BytesIO(payload))
         conn.commit()
     finally:
         conn.close()
@@ -92,7 +93,7 @@ def dlt_merge(url: str, rows: Sequence[OpportunityRow]) -> None:
             "close_date": r.close_date,
             "amount": r.amount,
             "health_score": r.health_score,
-            "metadata": dict(r.metadata),
+            "metadata": json.loads(r.metadata_json),
             "source_modified_at": r.source_modified_at,
             "content_hash": r.content_hash,
         }

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sync.errors import SourceSchemaError
 
 _IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,11 @@ def spellings(logical: str) -> list[str]:
     pascal = "".join(part[:1].upper() + part[1:] for part in logical.split("_"))
     flat = logical.replace("_", "")
     return list(dict.fromkeys([logical, pascal, flat]))
+
+
+def snake_case(name: str) -> str:
+    """``BillingCountry`` -> ``billing_country``; snake_case names are unchanged."""
+    return _CAMEL_BOUNDARY.sub("_", name).lower()
 
 
 def tables_from_information_schema(dataset: str, rows: Iterable[tuple[str, str, str]]) -> dict[str, Table]:

@@ -8,40 +8,44 @@ UPDATE ... WHERE (...) IS DISTINCT FROM (...)`` is the backstop for a row that r
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
+from sync import encoding
 from sync.db import Connection, Cursor
 from sync.transform import Issue, LinkRow, OpportunityRow
 
-COPY_CHUNK_ROWS = 1000
-
 _STAGE_DDL = (
+    # No key and metadata as text: ids are unique per page already (transform_page), and only
+    # rows that really changed pay for the jsonb parse, in the merge.
     "CREATE TEMP TABLE IF NOT EXISTS stage_opportunities ("
-    " gong_opportunity_id text PRIMARY KEY, name text, account_name text, owner_email text, stage text,"
-    " close_date date, amount numeric(18,2), health_score numeric(5,2), metadata jsonb,"
-    " source_modified_at timestamptz, deleted boolean, content_hash bytea) ON COMMIT DELETE ROWS;"
+    " gong_opportunity_id text, name text, account_name text, owner_email text, stage text,"
+    " close_date date, amount numeric(18,2), health_score numeric(5,2), metadata text, deleted boolean,"
+    " source_modified_at timestamptz, content_hash bytea) ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS stage_links ("
     " call_id text, gong_opportunity_id text, deleted boolean, synced_at timestamptz,"
     " PRIMARY KEY (gong_opportunity_id, call_id)) ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS stage_source_ids (gong_opportunity_id text PRIMARY KEY) ON COMMIT DELETE ROWS"
 )
 
+# The first ten are transform.content_text's fields, in its order.
 _STAGE_COLUMNS = (
     "gong_opportunity_id, name, account_name, owner_email, stage, close_date, amount, health_score,"
-    " metadata, source_modified_at, deleted, content_hash"
+    " metadata, deleted, source_modified_at, content_hash"
+)
+_TARGET_COLUMNS = (
+    "gong_opportunity_id, name, account_name, owner_email, stage, close_date, amount, health_score,"
+    " metadata, deleted_at, source_modified_at, content_hash"
 )
 _DATA_COLUMNS = ("name", "account_name", "owner_email", "stage", "close_date", "amount", "health_score", "metadata")
 
 _MERGE = f"""
 WITH merged AS (
-    INSERT INTO opportunities AS t ({_STAGE_COLUMNS.replace("deleted,", "deleted_at,")})
+    INSERT INTO opportunities AS t ({_TARGET_COLUMNS})
     SELECT s.gong_opportunity_id, s.name, s.account_name, s.owner_email, s.stage, s.close_date, s.amount,
-           s.health_score, s.metadata, s.source_modified_at, CASE WHEN s.deleted THEN now() END, s.content_hash
+           s.health_score, s.metadata::jsonb, CASE WHEN s.deleted THEN now() END, s.source_modified_at, s.content_hash
     FROM stage_opportunities s
     LEFT JOIN opportunities cur ON cur.gong_opportunity_id = s.gong_opportunity_id
     WHERE (cur.id IS NULL AND NOT s.deleted)
@@ -136,7 +140,9 @@ def write_page(
     cur.execute(_STAGE_DDL)
     counts = WriteCounts()
     if rows:
-        cur.execute(f"COPY stage_opportunities ({_STAGE_COLUMNS}) FROM STDIN", stream=_chunks(map(_opportunity_line, rows)))
+        cur.execute(
+            f"COPY stage_opportunities ({_STAGE_COLUMNS}) FROM STDIN", stream=encoding.chunks(map(_opportunity_line, rows))
+        )
         cur.execute(_MERGE)
         merged = _one(cur)
         counts.inserted, counts.updated, counts.deleted = (int(v) for v in merged)
@@ -144,7 +150,9 @@ def write_page(
     if links:
         cur.execute(
             "COPY stage_links (call_id, gong_opportunity_id, deleted, synced_at) FROM STDIN",
-            stream=_chunks(_copy_line((link.call_id, link.gong_opportunity_id, link.deleted, link.synced_at)) for link in links),
+            stream=encoding.chunks(
+                encoding.line((link.call_id, link.gong_opportunity_id, link.deleted, link.synced_at)) for link in links
+            ),
         )
         cur.execute(_REMEMBER_LINKS)
     if rows or links:
@@ -154,7 +162,8 @@ def write_page(
         counts.links_added = cur.rowcount
     if source_ids is not None:
         cur.execute(
-            "COPY stage_source_ids (gong_opportunity_id) FROM STDIN ", stream=_chunks(_copy_line((i,)) for i in source_ids)
+            "COPY stage_source_ids (gong_opportunity_id) FROM STDIN ",
+            stream=encoding.chunks(encoding.text(i) + "\n" for i in source_ids),
         )
         cur.execute(_PURGE)
         purged, unlinked = _one(cur)
@@ -163,7 +172,7 @@ def write_page(
     if issues:
         cur.execute(
             "COPY sync_rejections (run_id, source_id, kind, reason, field_values) FROM STDIN",
-            stream=_chunks(_copy_line((run_id, i.source_id, i.kind, i.reason, _json(i.values))) for i in issues),
+            stream=encoding.chunks(encoding.line((run_id, i.source_id, i.kind, i.reason, _json(i.values))) for i in issues),
         )
     return counts
 
@@ -177,56 +186,8 @@ def _one(cur: Cursor) -> Sequence[Any]:
 
 
 def _opportunity_line(row: OpportunityRow) -> str:
-    return _copy_line(
-        (
-            row.gong_opportunity_id,
-            row.name,
-            row.account_name,
-            row.owner_email,
-            row.stage,
-            row.close_date,
-            row.amount,
-            row.health_score,
-            _json(row.metadata),
-            row.source_modified_at,
-            row.deleted,
-            row.content_hash,
-        )
-    )
-
-
-def _chunks(lines: Iterable[str]) -> Iterator[str]:
-    """Group COPY lines so each protocol message carries ~1k rows, not one."""
-    batch: list[str] = []
-    for line in lines:
-        batch.append(line)
-        if len(batch) >= COPY_CHUNK_ROWS:
-            yield "".join(batch)
-            batch.clear()
-    if batch:
-        yield "".join(batch)
-
-
-def _copy_line(values: Sequence[Any]) -> str:
-    return "\t".join(_copy_value(v) for v in values) + "\n"
-
-
-_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\x00": ""})
-
-
-def _copy_value(value: Any) -> str:
-    """One field in COPY's text format."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, bytes):
-        return "\\\\x" + value.hex()
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return str(value).translate(_ESCAPES)
+    modified = row.source_modified_at.isoformat() if row.source_modified_at is not None else encoding.NULL
+    return f"{row.content_text}\t{modified}\t\\\\x{row.content_hash.hex()}\n"
 
 
 def _json(value: Any) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sync.columns import Column, Table, quote, quote_project
+from sync.columns import Column, Table, quote, quote_project, snake_case
 
 _EPOCH_SQL = "TIMESTAMP '1970-01-01 00:00:00+00'"
 
@@ -98,6 +98,20 @@ def _cte(name: str, table: Table, alias: str, select: str, project: str) -> str:
     return f"{name} AS ({_latest(table, alias, select, project)})"
 
 
+def _account_json(alias: str, table: Table) -> str:
+    """The account row as JSON text with snake_case keys, rendered by BigQuery.
+
+    Fivetran's bookkeeping columns change on every re-sync and are left out, or every re-read
+    would look like a change. Rendering here keeps per-row JSON work out of Python.
+    """
+    fields = [
+        f"{_col(alias, c)} AS {quote(snake_case(c.name))}"
+        for c in table.columns.values()
+        if not c.name.lower().startswith("_fivetran")
+    ]
+    return f"TO_JSON_STRING(STRUCT({', '.join(fields)}))"
+
+
 def _optional(alias: str, table: Table, logical: str, default: str = "NULL") -> str:
     column = table.find(logical)
     return _col(alias, column) if column is not None else default
@@ -152,7 +166,7 @@ def joined_opportunities_sql(t: SourceTables) -> str:
     joins = []
     if t.account is not None:
         a = t.account
-        details = f"{_id('a', a)} AS id, {_col('a', a.require('name'))} AS name, TO_JSON_STRING(a) AS details"
+        details = f"{_id('a', a)} AS id, {_col('a', a.require('name'))} AS name, {_account_json('a', a)} AS details"
         ctes.append(_cte("acct", a, "a", f"{details}, {_stamp('a', a)} AS stamp", t.project))
         joins.append("LEFT JOIN acct ON acct.id = opp.account_id")
         select += ["acct.name AS account_name", "acct.details AS account_details", "acct.id IS NOT NULL AS account_found"]
@@ -177,8 +191,8 @@ def joined_opportunities_sql(t: SourceTables) -> str:
         # history row also counts as a change.
         ctes.append(
             f"hist AS (SELECT {opp_id} AS opportunity_id, "
-            f"ARRAY_AGG(STRUCT({_col('h', h.require('stage_name'))} AS stage, {created} AS changed_at) "
-            f"ORDER BY {created}, {_id('h', h)}) AS stages "
+            f"TO_JSON_STRING(ARRAY_AGG(STRUCT({_col('h', h.require('stage_name'))} AS stage, {created} AS changed_at) "
+            f"ORDER BY {created}, {_id('h', h)})) AS stages "
             f"FROM {ref} AS h WHERE NOT ({_deleted('h', h)}) GROUP BY opportunity_id), "
             f"hist_stamp AS (SELECT {opp_id} AS opportunity_id, MAX({_stamp('h', h)}) AS stamp "
             f"FROM {ref} AS h GROUP BY opportunity_id)"

@@ -11,19 +11,18 @@ import datetime as dt
 import hashlib
 import json
 import math
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
+
+from sync import encoding
 
 # numeric(18,2): 16 digits before the point.
 _AMOUNT_LIMIT = Decimal("1e16")
 _CENTS = Decimal("0.01")
 # Dates outside this window are placeholders ("0001-01-01", "9999-12-31"), not forecasts.
 _MIN_YEAR, _MAX_YEAR = 1900, 2999
-
-_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 IssueKind = Literal["skipped", "degraded"]
 
@@ -50,10 +49,12 @@ class OpportunityRow:
     close_date: dt.date | None
     amount: Decimal | None
     health_score: Decimal | None
-    metadata: Mapping[str, Any]
+    metadata_json: str
     source_modified_at: dt.datetime | None
     deleted: bool
     content_hash: bytes
+    # The synced values in COPY text form, in _STAGE_COLUMNS order; the hash digests exactly this.
+    content_text: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -90,63 +91,72 @@ def transform_page(source_rows: Iterable[Mapping[str, Any]]) -> PageResult:
 
 def transform_row(raw: Mapping[str, Any]) -> tuple[OpportunityRow | None, list[Issue]]:
     """Map one joined source row, or return why it cannot be stored."""
-    issues: list[Issue] = []
-    source_id = _text(raw.get("id"))
-    name = _text(raw.get("name"))
+    get = raw.get
+    raw_id, raw_name = get("id"), get("name")
+    source_id, name = _text(raw_id), _text(raw_name)
     if source_id is None or name is None:
         missing = "id" if source_id is None else "name"
-        issues.append(Issue(source_id, "skipped", f"missing_{missing}", {"id": raw.get("id"), "name": raw.get("name")}))
-        return None, issues
+        return None, [Issue(source_id, "skipped", f"missing_{missing}", {"id": raw_id, "name": raw_name})]
 
-    def degrade(reason: str, **values: Any) -> None:
-        issues.append(Issue(source_id, "degraded", reason, values))
+    issues: list[Issue] = []
+    if _has_nul(raw_id) or _has_nul(raw_name):
+        issues.append(Issue(source_id, "degraded", "nul_character_removed"))
+    raw_amount, raw_close, raw_health = get("amount"), get("close_date"), get("health_score")
+    amount = parse_amount(raw_amount)
+    if amount is None and raw_amount is not None:
+        issues.append(Issue(source_id, "degraded", "invalid_amount", {"amount": _jsonable(raw_amount)}))
+    close_date = parse_close_date(raw_close)
+    if close_date is None and raw_close is not None:
+        issues.append(Issue(source_id, "degraded", "invalid_close_date", {"close_date": _jsonable(raw_close)}))
+    health = parse_health_score(raw_health)
+    if health is None and raw_health is not None:
+        issues.append(Issue(source_id, "degraded", "invalid_health_score", {"health_score": _jsonable(raw_health)}))
+    if get("account_id") is not None and not get("account_found"):
+        issues.append(Issue(source_id, "degraded", "account_not_found", {"account_id": get("account_id")}))
+    if get("owner_id") is not None and not get("owner_found"):
+        issues.append(Issue(source_id, "degraded", "owner_not_found", {"owner_id": get("owner_id")}))
 
-    if _has_nul(raw.get("id")) or _has_nul(raw.get("name")):
-        degrade("nul_character_removed")
-    amount = parse_amount(raw.get("amount"))
-    if amount is None and raw.get("amount") is not None:
-        degrade("invalid_amount", amount=_jsonable(raw.get("amount")))
-    close_date = parse_close_date(raw.get("close_date"))
-    if close_date is None and raw.get("close_date") is not None:
-        degrade("invalid_close_date", close_date=_jsonable(raw.get("close_date")))
-    health = parse_health_score(raw.get("health_score"))
-    if health is None and raw.get("health_score") is not None:
-        degrade("invalid_health_score", health_score=_jsonable(raw.get("health_score")))
-
-    account_name = _text(raw.get("account_name"))
-    if raw.get("account_id") is not None and not raw.get("account_found"):
-        degrade("account_not_found", account_id=raw.get("account_id"))
-    owner_email = _text(raw.get("owner_email"))
-    if raw.get("owner_id") is not None and not raw.get("owner_found"):
-        degrade("owner_not_found", owner_id=raw.get("owner_id"))
-
-    metadata = build_metadata(raw)
-    values = (
-        source_id,
-        name,
-        account_name,
-        owner_email,
-        _text(raw.get("stage_name")),
-        close_date,
-        amount,
-        health,
-        bool(raw.get("is_deleted")),
-    )
+    account_name, owner_email, stage = _text(get("account_name")), _text(get("owner_email")), _text(get("stage_name"))
+    metadata = metadata_json(raw)
+    deleted = bool(get("is_deleted"))
+    content = content_text(source_id, name, account_name, owner_email, stage, close_date, amount, health, metadata, deleted)
     row = OpportunityRow(
         gong_opportunity_id=source_id,
         name=name,
         account_name=account_name,
         owner_email=owner_email,
-        stage=values[4],
+        stage=stage,
         close_date=close_date,
         amount=amount,
         health_score=health,
-        metadata=metadata,
-        source_modified_at=raw.get("last_modified"),
-        deleted=bool(raw.get("is_deleted")),
-        content_hash=content_hash(values, metadata),
+        metadata_json=metadata,
+        source_modified_at=get("last_modified"),
+        deleted=deleted,
+        content_hash=hashlib.blake2b(content.encode("utf-8"), digest_size=16).digest(),
+        content_text=content,
     )
     return row, issues
+
+
+def content_text(
+    source_id: str,
+    name: str,
+    account_name: str | None,
+    owner_email: str | None,
+    stage: str | None,
+    close_date: dt.date | None,
+    amount: Decimal | None,
+    health: Decimal | None,
+    metadata: str,
+    deleted: bool,
+) -> str:
+    """Every synced value in COPY text form: written to Postgres as is, and digested for change detection."""
+    t = encoding.text
+    return (
+        f"{t(source_id)}\t{t(name)}\t{t(account_name)}\t{t(owner_email)}\t{t(stage)}\t"
+        f"{close_date.isoformat() if close_date else encoding.NULL}\t{amount if amount is not None else encoding.NULL}\t"
+        f"{health if health is not None else encoding.NULL}\t{t(metadata)}\t{'t' if deleted else 'f'}"
+    )
 
 
 def transform_links(source_rows: Iterable[Mapping[str, Any]]) -> list[LinkRow]:
@@ -211,42 +221,48 @@ def _decimal(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
-def build_metadata(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Account details and stage history for the ``metadata`` JSONB column."""
-    metadata: dict[str, Any] = {}
+def metadata_json(raw: Mapping[str, Any]) -> str:
+    """The ``metadata`` JSONB text: account details and stage history as BigQuery rendered them.
+
+    Assembled from JSON fragments rather than parsed and re-serialised: per-row JSON work was
+    most of the write path's cost (bench/README.md).
+    """
+    parts: list[str] = []
     details = raw.get("account_details")
-    if isinstance(details, str):
-        try:
-            parsed = json.loads(details)
-        except json.JSONDecodeError:
-            parsed = None
-        if isinstance(parsed, dict):
-            # Fivetran bookkeeping changes on every re-sync; keeping it would make every
-            # re-read look like a change.
-            # Keys in snake_case whatever spelling the connector landed, so the app reads one shape.
-            metadata["account"] = {snake_case(k): v for k, v in sorted(parsed.items()) if not k.startswith("_fivetran")}
+    if isinstance(details, str) and details.startswith("{"):
+        parts.append(f'"account":{details}')
     history = raw.get("stage_history")
-    if isinstance(history, Sequence) and not isinstance(history, str):
-        metadata["stage_history"] = [
-            {"stage": _text(h.get("stage")), "changed_at": _iso(h.get("changed_at"))} for h in history if isinstance(h, Mapping)
-        ]
-    for key in ("account_id", "owner_id"):
-        if raw.get(key) is not None:
-            metadata[key] = str(raw[key])
+    if isinstance(history, str) and history.startswith("["):
+        parts.append(f'"stage_history":{history}')
+    parts.extend(
+        f'"{key}":{json.dumps(str(raw[key]), ensure_ascii=False)}'
+        for key in ("account_id", "owner_id")
+        if raw.get(key) is not None
+    )
     if raw.get("owner_active") is not None:
-        metadata["owner_active"] = bool(raw["owner_active"])
-    return metadata
+        parts.append(f'"owner_active":{"true" if raw["owner_active"] else "false"}')
+    text = "{" + ",".join(parts) + "}"
+    if "\\u0000" in text:
+        # jsonb rejects the NUL escape: drop NULs from every string, the slow but exact way.
+        text = json.dumps(_strip_nul(json.loads(text)), ensure_ascii=False, separators=(",", ":"))
+    return text
 
 
-def snake_case(name: str) -> str:
-    """``BillingCountry`` -> ``billing_country``; snake_case names are unchanged."""
-    return _CAMEL_BOUNDARY.sub("_", name).lower()
+def _json_string(value: str) -> str:
+    # Salesforce ids are plain ASCII; skip the encoder for them (a measurable share per row).
+    if value.isalnum() and value.isascii():
+        return f'"{value}"'
+    return json.dumps(value, ensure_ascii=False)
 
 
-def content_hash(values: Sequence[Any], metadata: Mapping[str, Any]) -> bytes:
-    """A stable digest of everything we store for a row."""
-    canonical = json.dumps([_jsonable(v) for v in values] + [metadata], sort_keys=True, default=str)
-    return hashlib.blake2b(canonical.encode("utf-8"), digest_size=16).digest()
+def _strip_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_strip_nul(k): _strip_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strip_nul(v) for v in value]
+    return value
 
 
 def _text(value: Any) -> str | None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from decimal import Decimal
 
 import pytest
 
 from sync.transform import (
-    content_hash,
+    content_text,
     parse_amount,
     parse_close_date,
     parse_health_score,
@@ -28,12 +30,13 @@ GOOD = {
     "is_deleted": False,
     "last_modified": dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
     "account_name": "Acme",
-    "account_details": '{"id": "001A", "name": "Acme", "industry": "Software", "_fivetran_synced": "2026-11-01"}',
+    # JSON text as BigQuery renders it (source_sql leaves Fivetran's bookkeeping out).
+    "account_details": '{"id":"001A","name":"Acme","industry":"Software"}',
     "account_found": True,
     "owner_email": "rep@example.com",
     "owner_found": True,
     "owner_active": False,
-    "stage_history": [{"stage": "Prospecting", "changed_at": dt.datetime(2026, 10, 1, tzinfo=dt.UTC)}],
+    "stage_history": '[{"stage":"Prospecting","changed_at":"2026-10-01T00:00:00Z"}]',
     "health_score": 87.5,
 }
 
@@ -51,9 +54,23 @@ def test_good_row_maps_every_column():
     )
     assert row.amount == Decimal("1234.57")  # half away from zero, as Postgres rounds
     assert row.health_score == Decimal("87.50")
-    assert row.metadata["account"] == {"id": "001A", "industry": "Software", "name": "Acme"}  # no _fivetran_*
-    assert row.metadata["stage_history"] == [{"stage": "Prospecting", "changed_at": "2026-10-01T00:00:00+00:00"}]
-    assert row.metadata["owner_active"] is False  # deactivated owners are kept, and flagged
+    metadata = json.loads(row.metadata_json)
+    assert metadata["account"] == {"id": "001A", "industry": "Software", "name": "Acme"}
+    assert metadata["stage_history"] == [{"stage": "Prospecting", "changed_at": "2026-10-01T00:00:00Z"}]
+    assert metadata["owner_active"] is False  # deactivated owners are kept, and flagged
+    assert (metadata["account_id"], metadata["owner_id"]) == ("001A", "005A")
+
+
+def test_metadata_without_joins_is_an_empty_object():
+    bare = {"account_details": None, "stage_history": None, "account_id": None, "owner_id": None, "owner_active": None}
+    row, _ = transform_row({**GOOD, **bare})
+    assert row.metadata_json == "{}"
+
+
+def test_nul_escapes_are_removed_from_metadata_for_jsonb():
+    details = json.dumps({"name": "A\x00B", "note": "keep \\u0000 text"})
+    row, _ = transform_row({**GOOD, "account_details": details})
+    assert json.loads(row.metadata_json)["account"] == {"name": "AB", "note": "keep \\u0000 text"}
 
 
 @pytest.mark.parametrize(
@@ -134,17 +151,21 @@ def test_hash_changes_with_any_stored_value_and_only_then():
         {"account_name": "Other"},
         {"health_score": 1},
         {"is_deleted": True},
-        {"account_details": '{"id": "001A", "name": "Acme", "industry": "Retail"}'},
+        {"account_details": '{"id":"001A","name":"Acme","industry":"Retail"}'},
     ):
         other, _ = transform_row({**GOOD, **change})
         assert other.content_hash != base.content_hash, change
-    resynced, _ = transform_row({**GOOD, "account_details": GOOD["account_details"].replace("2026-11-01", "2026-12-01")})
-    assert resynced.content_hash == base.content_hash  # Fivetran bookkeeping is not a change
 
 
-def test_content_hash_is_stable_across_processes():
-    assert (
-        content_hash(["a", Decimal("1.00"), None], {"k": 1}).hex() == content_hash(["a", Decimal("1.00"), None], {"k": 1}).hex()
+def test_content_text_is_the_copy_line_that_gets_hashed():
+    row, _ = transform_row({**GOOD, "name": "Tab\there", "account_name": None})
+    fields = row.content_text.split("\t")
+    assert fields[:4] == ["006A", "Tab\\there", "\\N", "rep@example.com"]  # escaped for COPY, NULL as \N
+    assert fields[5:8] == ["2026-12-31", "1234.57", "87.50"]
+    assert fields[-1] == "f"
+    assert row.content_hash == hashlib.blake2b(row.content_text.encode(), digest_size=16).digest()
+    assert content_text("a", "b", None, None, None, None, None, None, "{}", False) != content_text(
+        "a", "b", None, None, None, None, None, None, "{}", True
     )
 
 
