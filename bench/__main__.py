@@ -153,6 +153,14 @@ def _summarize_write(w: dict[str, Any], page_sizes: list[int], add: Add) -> None
             add(f"  ratio to COPY limit (pages of {size})", ours / copy, "x", ">= 0.65", ours / copy >= 0.65)
         if dlt and ours:
             add(f"  ratio to dlt merge (pages of {size})", ours / dlt, "x", ">= 4", ours / dlt >= 4)
+    sink = _rate(n, _median(s.get("sink_only", [])))
+    if sink:
+        add(f"  of which the sink alone (write_page + commit, pages of {page_sizes[0]})", sink, "rows/s")
+        if copy:
+            add("    sink alone, ratio to COPY limit", sink / copy, "x")
+    transform = _median(s.get("transform_only", []))
+    if transform:
+        add("  of which transform_page alone (validation, hashing)", transform / n * 1e6, "us/row")
     add("dlt merge (postgres, delete-insert)", dlt, "rows/s")
     rerun = _rate(n, _median(s["unchanged_rerun"]))
     add(f"unchanged rerun, pages of {page_sizes[0]}", rerun, "rows/s")

@@ -40,6 +40,17 @@ def sync_write(url: str, source_rows: Sequence[dict[str, Any]], page_size: int) 
     return totals
 
 
+def sink_write(url: str, pages: Sequence[Sequence[OpportunityRow]]) -> None:
+    """write_page + commit of rows transformed beforehand: the sink's share of the write path."""
+    conn = connect_url(url)
+    try:
+        for rows in pages:
+            write_page(conn, rows, [], [], RUN_ID)
+            conn.commit()
+    finally:
+        conn.close()
+
+
 def copy_text(rows: Sequence[OpportunityRow]) -> bytes:
     """COPY text of the stored rows, rendered before the clock starts."""
     lines = []
@@ -128,7 +139,15 @@ def run(source_rows: Sequence[dict[str, Any]], repeats: int, page_sizes: Sequenc
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     stored = transform_page(source_rows).rows
     payload = copy_text([r for r in stored if not r.deleted])
-    samples: dict[str, list[float]] = {"copy_limit": [], "dlt_merge": [], "unchanged_rerun": []}
+    samples: dict[str, list[float]] = {
+        "copy_limit": [],
+        "dlt_merge": [],
+        "unchanged_rerun": [],
+        "sink_only": [],
+        "transform_only": [],
+    }
+    first_size = page_sizes[0]
+    pre_transformed = [transform_page(source_rows[i : i + first_size]).rows for i in range(0, len(source_rows), first_size)]
     for size in page_sizes:
         samples[f"sync_pages_{size}"] = []
     counts: dict[str, Any] = {}
@@ -146,6 +165,9 @@ def run(source_rows: Sequence[dict[str, Any]], repeats: int, page_sizes: Sequenc
                     seconds, counts["unchanged_rerun"] = timed(lambda u=url, s=size: sync_write(u, source_rows, s))
                     samples["unchanged_rerun"].append(seconds)
                     rerun_diffs.append(before.diff(footprint(url)))
+        with fresh_database() as url:
+            samples["sink_only"].append(timed(lambda u=url: sink_write(u, pre_transformed))[0])
+        samples["transform_only"].append(timed(lambda: transform_page(source_rows))[0])
         if with_dlt:
             with fresh_database(migrated=False) as url:
                 samples["dlt_merge"].append(timed(lambda u=url: dlt_merge(u, stored))[0])
