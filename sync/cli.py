@@ -65,13 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = out or sys.stdout
+    environ = os.environ if env is None else env
     try:
-        settings = Settings.from_env(os.environ if env is None else env)
+        settings = Settings.from_env(environ)
     except ConfigurationError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    # Logs go to stderr so that stdout stays the command's own output.
-    logs.configure(settings.log_level, sys.stderr)
+    # Logs go to stderr so that stdout stays the command's own output. A drain watched on a
+    # terminal shows progress instead of per-page log lines, unless LOG_LEVEL asks for them.
+    watched = args.command == "run" and args.until_done and out.isatty() and "LOG_LEVEL" not in environ
+    logs.configure("WARNING" if watched else settings.log_level, sys.stderr)
     runtime = Runtime(settings)
     try:
         return _dispatch(args, runtime, out)

@@ -123,3 +123,31 @@ def test_preview_reports_the_next_page_and_writes_nothing(env):
     assert second["unchanged"] == second["rows_read"] - 1 - second["would_skip"]
     table = _cli(["preview"], vars_).stdout
     assert "would_update  1" in table
+
+
+def test_until_done_on_a_terminal_shows_progress_and_keeps_logs_quiet(env):
+    import pty
+
+    env.seed(generate(120, seed=54, messy=False))
+    vars_ = {k: v for k, v in os.environ.items() if k != "LOG_LEVEL"}
+    vars_ |= {**env.env_vars(), "SYNC_PAGE_SIZE": "50"}
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sync", "run", "--until-done"], cwd=ROOT, env=vars_, stdout=follower, stderr=subprocess.PIPE
+    )
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the pty closes when the child exits
+            break
+        if not chunk:
+            break
+        shown += chunk
+    _, stderr = proc.communicate(timeout=120)
+    os.close(leader)
+    assert proc.returncode == 0
+    assert b"page 3, 120 rows read" in shown
+    assert b"run complete" in shown
+    assert b"page_committed" not in stderr
