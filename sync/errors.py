@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 
 class SyncError(Exception):
@@ -55,6 +56,10 @@ class StaleLeaseError(RetryableError):
     """This invocation lost its lease before committing: another one took over."""
 
 
+class TimeBudgetError(RetryableError):
+    """A page did not finish within its time budget; the next attempt reads a smaller page."""
+
+
 # SQLSTATE classes/codes that succeed on retry. Class 08 is connection trouble, 40 is
 # serialization/deadlock, 53 is resource exhaustion, 57P0x is an admin shutdown or crash
 # recovery (what a Postgres restart mid-run looks like), 55P03 a lock timeout.
@@ -96,6 +101,47 @@ def classify(err: BaseException) -> SyncError:
     if _is_google_retry_error(err):
         return _wrap(RetryableError, "google api transient failure", err)
     return _wrap(RetryableError, "unexpected error", err)
+
+
+# SQLSTATEs that mean "this value cannot be stored": class 22 (data exception: overflow, bad
+# input, string too long), class 23 (integrity: CHECK, NOT NULL, unique, foreign key) and 54000
+# (an index entry above the btree limit). Only these are worth isolating row by row; a row
+# cannot cause a connection, serialization or permission error.
+_DATA_SQLSTATE_CLASSES = frozenset({"22", "23"})
+_DATA_SQLSTATES = frozenset({"54000"})
+
+
+@dataclass(frozen=True)
+class DataErrorInfo:
+    """Where Postgres refused a value. The message and detail are left out: they quote row data."""
+
+    sqlstate: str
+    table: str | None = None
+    column: str | None = None
+    constraint: str | None = None
+
+
+def data_error(err: BaseException) -> DataErrorInfo | None:
+    """The fields of a Postgres error caused by a value, or None for any other error."""
+    sqlstate = _sqlstate(err)
+    if sqlstate is None or not (sqlstate[:2] in _DATA_SQLSTATE_CLASSES or sqlstate in _DATA_SQLSTATES):
+        return None
+    fields = err.args[0]
+    return DataErrorInfo(sqlstate, fields.get("t"), fields.get("c"), fields.get("n"))
+
+
+def is_page_timeout(err: BaseException) -> bool:
+    """Whether a failure says the page took too long, so a smaller page may get through.
+
+    That is the time budget, Postgres' ``statement_timeout`` (57014) or a client-side timeout
+    (BigQuery's ``result(timeout=...)`` raises ``TimeoutError``), anywhere in the cause chain.
+    """
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, (TimeBudgetError, TimeoutError)) or _sqlstate(seen) == "57014":
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def _wrap(cls: type[SyncError], what: str, err: BaseException) -> SyncError:
