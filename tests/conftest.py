@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,53 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
         yield url
     finally:
         admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def empty_database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database with no tables at all (not migrated), dropped afterwards."""
+    name = f"os_empty_{uuid.uuid4().hex[:12]}"
+    admin = connect_url(pg_admin_url)
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_db(pg_admin_url, name)
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+# What a role needs to run the sync on tables someone else created: data access, no DDL.
+DATA_ONLY_GRANTS = (
+    "GRANT USAGE ON SCHEMA public TO {role}",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+)
+
+
+@contextmanager
+def database_role(url: str, grants: tuple[str, ...] = ()) -> Iterator[str]:
+    """A login role that holds only ``grants`` in ``url``'s database; yields a URL that logs in as it.
+
+    Roles are cluster-wide, so the role is dropped afterwards together with its privileges.
+    """
+    from urllib.parse import urlparse, urlunparse
+
+    role = f"os_role_{uuid.uuid4().hex[:10]}"
+    admin = connect_url(url)
+    admin.autocommit = True
+    cur = admin.cursor()
+    cur.execute(f'CREATE ROLE "{role}" LOGIN')
+    for grant in grants:
+        cur.execute(grant.format(role=f'"{role}"'))
+    parts = urlparse(url)
+    netloc = f"{role}@{parts.hostname}:{parts.port or 5432}"
+    try:
+        yield urlunparse(parts._replace(netloc=netloc))
+    finally:
+        cur.execute(f'DROP OWNED BY "{role}"')
+        cur.execute(f'DROP ROLE "{role}"')
         admin.close()
 
 
