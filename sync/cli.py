@@ -22,8 +22,10 @@ from sync.messages import Message
 from sync.pipeline import Outcome
 from sync.preview import preview
 from sync.runtime import Runtime
-from sync.schema import current_version, migrate
+from sync.schema import current_version, upgrade
 from sync.sink import WriteCounts
+
+_MISSING_ROW = "sync_status has no 'opportunities' row (it was deleted)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,8 +93,10 @@ def _dispatch(args: argparse.Namespace, runtime: Runtime, out: TextIO) -> int:
     if args.command == "migrate":
         conn = runtime.connect()
         try:
-            applied = migrate(conn)
-            print(f"schema at version {current_version(conn)}; applied {applied or 'nothing'}", file=out)
+            upgraded = upgrade(conn)
+            print(f"schema at version {current_version(conn)}; applied {upgraded.applied or 'nothing'}", file=out)
+            if upgraded.restored_status_row:
+                print(f"{_MISSING_ROW}; restored it: the next run starts from the beginning of the source", file=out)
         finally:
             conn.close()
         return 0
@@ -114,6 +118,9 @@ def _dispatch(args: argparse.Namespace, runtime: Runtime, out: TextIO) -> int:
             _emit(result.as_dict(), out, as_json=args.json, table=_preview_table)
         elif args.command == "status":
             data: Any = report.status(conn)
+            if "status" not in data:
+                print(f"error: {_MISSING_ROW}; run `python -m sync migrate` to restore it", file=sys.stderr)
+                return 1
             _emit(data, out, as_json=args.json, table=_status_table)
         elif args.command == "runs":
             _emit(report.runs(conn, args.limit), out, as_json=args.json, table=_rows_table)
@@ -134,7 +141,11 @@ def _run(runtime: Runtime, out: TextIO, *, until_done: bool, full: bool) -> int:
     while True:
         outcome: Outcome = pipeline.handle(message)
         if outcome.action == "busy":
-            print("error: another sync run is in flight; try again when it finishes", file=sys.stderr)
+            # The lease lives in the status row: without the row, every run looks busy.
+            if not _status_row_exists(runtime):
+                print(f"error: {_MISSING_ROW}; run `python -m sync migrate` to restore it", file=sys.stderr)
+            else:
+                print("error: another sync run is in flight; try again when it finishes", file=sys.stderr)
             return 1
         if outcome.action != "page":
             print(report.printable(f"{outcome.action}: {outcome.reason}"), file=out)
@@ -159,6 +170,14 @@ def _run(runtime: Runtime, out: TextIO, *, until_done: bool, full: bool) -> int:
         file=out,
     )
     return 0
+
+
+def _status_row_exists(runtime: Runtime) -> bool:
+    conn = runtime.connect()
+    try:
+        return "status" in report.status(conn)
+    finally:
+        conn.close()
 
 
 def _emit(data: Any, out: TextIO, *, as_json: bool, table: Any) -> None:

@@ -209,3 +209,44 @@ def test_human_output_escapes_control_characters_and_json_stays_exact(env):
         assert f"row {escaped} refused\\nsecond line \\u202eg" in human.stdout  # the runs table cuts at 60
     assert json.loads(_cli(["status", "--json"], vars_).stdout)["last_error"] == error
     assert json.loads(_cli(["runs", "--json"], vars_).stdout)[0]["error"] == error
+
+
+def test_missing_status_row_is_named_and_restored(env):
+    env.seed(generate(20, seed=56, messy=False))
+    vars_ = env.env_vars()
+    env.query("DELETE FROM sync_status")
+
+    status = _cli(["status"], vars_)
+    assert status.returncode == 1
+    assert "error: sync_status has no 'opportunities' row (it was deleted); run `python -m sync migrate`" in status.stderr
+    busy = _cli(["run"], {**vars_, "SYNC_AUTO_MIGRATE": "false"})
+    assert busy.returncode == 1
+    verdict = busy.stderr.strip().splitlines()[-1]  # the CLI's own line, after the pipeline's log lines
+    assert "sync_status has no 'opportunities' row" in verdict
+    assert "in flight" not in verdict  # what it used to claim
+
+    migrated = _cli(["migrate"], vars_)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "applied nothing" in migrated.stdout
+    assert "sync_status has no 'opportunities' row (it was deleted); restored it" in migrated.stdout
+    assert json.loads(_cli(["status", "--json"], vars_).stdout)["status"] == "never_run"
+
+    # A cold start restores it as well: `run` migrates first, exactly as the function does.
+    env.query("DELETE FROM sync_status")
+    drained = _cli(["run", "--until-done"], vars_)
+    assert drained.returncode == 0, drained.stderr
+    assert '"event": "status_row_restored"' in drained.stderr
+    assert env.query("SELECT status FROM sync_status") == [("success",)]
+
+
+def test_migrate_without_privileges_says_what_to_do(empty_database_url):
+    from conftest import database_role
+
+    with database_role(empty_database_url) as role_url:
+        result = _cli(["migrate"], {"BIGQUERY_PROJECT": "local-project", "DATABASE_URL": role_url})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "cannot apply migration 0001_schema: permission denied for schema public (SQLSTATE 42501)" in lines[0]
+    assert "GRANT USAGE, CREATE ON SCHEMA public TO" in lines[0]
+    assert "SYNC_AUTO_MIGRATE=false" in lines[0]

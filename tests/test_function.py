@@ -115,6 +115,18 @@ def test_source_schema_error_is_permanent(env, monkeypatch):
     assert env.query("SELECT status FROM sync_status") == [("failed",)]
 
 
+def test_cold_start_as_a_data_only_role_needs_no_ddl(env, monkeypatch):
+    from conftest import DATA_ONLY_GRANTS, database_role
+
+    env.seed(generate(10, seed=47, messy=False))
+    # The tables exist (an admin created them); the function's role can only use them.
+    with database_role(env.database_url, DATA_ONLY_GRANTS) as role_url:
+        client = _client(monkeypatch, _vars(env, DATABASE_URL=role_url))
+        assert _push(client, b'{"type": "tick"}').status_code == 200
+    assert env.query("SELECT status FROM sync_status") == [("success",)]
+    assert len(env.live_ids()) == 10
+
+
 def test_cold_start_applies_migrations(env, monkeypatch, pg_admin_url):
     import uuid
 
