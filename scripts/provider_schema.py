@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 DEFAULT_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "provider-schemas"
 
 
@@ -164,7 +164,8 @@ def _struct(types: dict[str, Any], fqn: str) -> dict[str, Any]:
         if nested is not None:
             block["blocks"][name] = {"required": required, "block": _struct(types, nested)}
         else:
-            enum = _ENUM_RE.search(docs.get("summary", ""))
+            # Long descriptions continue from the summary into the remarks.
+            enum = _ENUM_RE.search(docs.get("summary", "") + " " + docs.get("remarks", ""))
             block["args"][name] = {"required": required, "enum": json.loads(enum.group(1)) if enum else None}
     return block
 

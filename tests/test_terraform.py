@@ -444,7 +444,11 @@ def test_build_account_reads_only_the_managed_source_buckets(cfg: Config) -> Non
     assert set(grants) == {
         ("google_project_iam_member", "roles/logging.logWriter", "${var.project_id}"),
         ("google_project_iam_member", "roles/storage.objectViewer", "${var.project_id}"),
-        ("google_artifact_registry_repository_iam_member", "roles/artifactregistry.writer", "${google_artifact_registry_repository.images.name}"),
+        (
+            "google_artifact_registry_repository_iam_member",
+            "roles/artifactregistry.writer",
+            "${google_artifact_registry_repository.images.name}",
+        ),
     }
     reader = grants[("google_project_iam_member", "roles/storage.objectViewer", "${var.project_id}")]
     expression = one(reader["condition"])["expression"]
@@ -625,7 +629,15 @@ def test_dashboard_charts_declared_metrics(cfg: Config) -> None:
         _check_metric_use(cfg, use, "dashboard runs_by_status")
     tiles = refs(cfg.locals["dashboard_tiles"])
     # Each quantity the runbook promises is charted.
-    for key in ("lag_seconds", "rows_inserted", "rows_updated", "rows_deleted", "rows_skipped", "rows_degraded", "bigquery_bytes_billed"):
+    for key in (
+        "lag_seconds",
+        "rows_inserted",
+        "rows_updated",
+        "rows_deleted",
+        "rows_skipped",
+        "rows_degraded",
+        "bigquery_bytes_billed",
+    ):
         assert f'local.per_run[\\"{key}\\"]' in tiles, key
     assert "local.runs_by_status" in tiles
     assert "google_monitoring_alert_policy.run_failed.name" in dashboard
