@@ -19,7 +19,7 @@ lint: setup ## ruff on everything
 typecheck: setup ## mypy --strict on sync/
 	@$(PY) -m mypy
 
-terraform-check: ## offline Terraform checks (fmt, providers, checkov)
+terraform-check: setup ## offline Terraform checks (fmt, providers, provider schemas, checkov)
 	@bash scripts/check_terraform.sh
 
 test: setup lint typecheck ## the whole suite: lint, types, tests, Terraform checks

@@ -43,6 +43,7 @@ KNOWN_ENV_VARS: frozenset[str] = frozenset(
         "SYNC_MAX_PAGES",
         "SYNC_AUTO_MIGRATE",
         "SYNC_REJECTION_RETENTION_DAYS",
+        "SYNC_DEAD_LETTER_SUBSCRIPTION",  # python -m sync dead-letters only (sync/deadletters.py)
         "LOG_LEVEL",
     }
 )
