@@ -84,11 +84,15 @@ class HttpStandIn:
                 else:
                     reply = stand_in._handler(request)
                 data = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
-                self.send_response(reply.status)
-                self.send_header("content-type", reply.content_type)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("content-type", reply.content_type)
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The client gave up (the connector cancels its second call when the first fails).
+                    return
 
             do_GET = do_POST = do_PATCH = do_DELETE = _serve
 
