@@ -364,3 +364,19 @@ def test_the_secret_name_is_checked_too(bq_client, bq_endpoint, cloudsql, target
     assert push(app, {"type": "tick"}).status_code == 200
     (failure,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert (failure.levelno, "DB_PASSWORD_SECRET" in failure.getMessage()) == (logging.CRITICAL, True)
+
+
+def test_missing_google_credentials_are_a_configuration_error(bq_client, bq_endpoint, cloudsql, target, monkeypatch, caplog):
+    env = _env(bq_client, bq_endpoint, target.secure, target.database)
+    env.seed(generate(5, seed=88))
+    connection = {
+        **cloudsql.env(target.database, target.role, secret=target.secret),
+        "GOOGLE_APPLICATION_CREDENTIALS": str(cloudsql.key_file.with_name("deleted-key.json")),
+    }
+    app = client(monkeypatch, _function_vars(env, connection))
+    caplog.set_level(logging.INFO)
+    assert push(app, {"type": "tick"}).status_code == 200  # acked: DefaultCredentialsError is not weather
+    (failure,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert failure.levelno == logging.CRITICAL
+    assert "Google credentials are not available" in failure.getMessage()
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in failure.getMessage()
