@@ -131,6 +131,13 @@ def _no_secret_in(records: list[logging.LogRecord], *values: str) -> None:
             assert value not in line
 
 
+def _our_errors(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
+    # Only ours: after an Admin API 404 the connector (1.23.0) leaves a cancelled task whose
+    # exception asyncio later logs at ERROR ("Task exception was never retrieved"), whenever
+    # the garbage collector gets to it, possibly during the next test.
+    return [r for r in records if r.name.startswith("sync") and r.levelno >= logging.ERROR]
+
+
 def _events(records: list[logging.LogRecord], event: str) -> list[logging.LogRecord]:
     return [r for r in records if getattr(r, "event", None) == event]
 
@@ -188,7 +195,7 @@ def test_rotation_rereads_the_secret_once_and_a_second_refusal_is_a_clear_failur
     reads = len(cloudsql.secrets.accesses)
     assert push(app, {"type": "tick"}, message_id="t3").status_code == 200  # acked: retrying cannot help
     assert cloudsql.secrets.accesses[reads:] == [f"{target.secret}/versions/2"]  # exactly once: no loop
-    (failure,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    (failure,) = _our_errors(caplog.records)
     assert failure.levelno == logging.CRITICAL
     assert "DB_PASSWORD_SECRET" in failure.getMessage()
     assert "28P01" in failure.getMessage()
@@ -227,7 +234,7 @@ def test_iam_login_presents_the_access_token_and_a_wrong_token_is_refused(
         caplog.clear()
         env.append("opportunity", [{**data.rows("opportunity")[0], "id": "006NEWROW", "name": "Not synced"}])
         assert push(app, {"type": "tick"}, message_id="t2").status_code == 200  # acked: a configuration problem
-        (failure,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        (failure,) = _our_errors(caplog.records)
         assert failure.levelno == logging.CRITICAL
         assert "IAM database login" in failure.getMessage()
         assert "DB_USER" in failure.getMessage()
@@ -348,7 +355,7 @@ def test_wrong_instance_name_is_a_permanent_configuration_failure(
     app = client(monkeypatch, _function_vars(env, connection))
     caplog.set_level(logging.INFO)
     assert push(app, {"type": "tick"}).status_code == 200  # acked: no 24 hours of retries
-    (failure,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    (failure,) = _our_errors(caplog.records)
     assert failure.levelno == logging.CRITICAL
     assert "INSTANCE_CONNECTION_NAME" in failure.getMessage()
     assert reason in failure.getMessage()
@@ -362,7 +369,7 @@ def test_the_secret_name_is_checked_too(bq_client, bq_endpoint, cloudsql, target
     app = client(monkeypatch, _function_vars(env, connection))
     caplog.set_level(logging.INFO)
     assert push(app, {"type": "tick"}).status_code == 200
-    (failure,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    (failure,) = _our_errors(caplog.records)
     assert (failure.levelno, "DB_PASSWORD_SECRET" in failure.getMessage()) == (logging.CRITICAL, True)
 
 
@@ -376,7 +383,7 @@ def test_missing_google_credentials_are_a_configuration_error(bq_client, bq_endp
     app = client(monkeypatch, _function_vars(env, connection))
     caplog.set_level(logging.INFO)
     assert push(app, {"type": "tick"}).status_code == 200  # acked: DefaultCredentialsError is not weather
-    (failure,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    (failure,) = _our_errors(caplog.records)
     assert failure.levelno == logging.CRITICAL
     assert "Google credentials are not available" in failure.getMessage()
     assert "GOOGLE_APPLICATION_CREDENTIALS" in failure.getMessage()
