@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup demo test lint typecheck terraform-check bench
+.PHONY: help setup demo demo-cloudsql test lint typecheck terraform-check bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -12,6 +12,9 @@ setup: ## create .venv with pinned deps and offline emulator extensions
 
 demo: setup ## seed local BigQuery emulator + Postgres, sync until done, print status
 	@$(PY) scripts/demo.py
+
+demo-cloudsql: setup ## the demo through the deployed path: Secret Manager, Cloud SQL connector, mTLS (stand-ins)
+	@$(PY) scripts/demo.py --cloudsql
 
 lint: setup ## ruff on everything
 	@$(PY) -m ruff check sync main.py standins tests scripts bench

@@ -127,7 +127,7 @@ def test_a_message_that_always_fails_is_dead_lettered_and_replay_brings_it_back(
     env.seed(generate(30, seed=71))
     trigger, dead, inspect = _topics("dlq-e2e")
     port = free_port()
-    broken_db = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"  # nothing listens: retryable, HTTP 500
+    broken_db = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"  # nothing listens: retryable, HTTP 503
     function_env = {**env.env_vars(), "SYNC_TOPIC": trigger, "PUBSUB_EMULATOR_HOST": pubsub_host}
     log_path = tmp_path / "function.log"
     server, log = _serve(port, {**function_env, "DATABASE_URL": broken_db}, log_path)

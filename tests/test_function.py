@@ -1,4 +1,5 @@
-"""The entry point through functions-framework: 200 acknowledges, 500 asks Pub/Sub to redeliver."""
+"""The entry point through functions-framework: 200 acknowledges, non-2xx asks Pub/Sub to redeliver
+(429 run busy, 503 transient, 500 unexpected; see tests/test_redelivery_logging.py)."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def test_database_down_is_retried(env, monkeypatch):
     env.seed(generate(5, seed=43))
     dead = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
     client = _client(monkeypatch, _vars(env, DATABASE_URL=dead))
-    assert _push(client, b'{"type": "tick"}').status_code == 500
+    assert _push(client, b'{"type": "tick"}').status_code == 503
 
 
 def test_bad_configuration_is_acknowledged_with_every_variable_named(env, monkeypatch, caplog):
