@@ -251,17 +251,7 @@ def _publish(publisher: Publisher, message: Message) -> None:
 
 
 def _tally(page: _Page, counts: WriteCounts) -> runlog.PageTally:
-    return runlog.PageTally(
-        rows_read=len(page.read.opportunity_rows),
-        rows_inserted=counts.inserted,
-        rows_updated=counts.updated,
-        rows_unchanged=counts.unchanged,
-        rows_skipped=page.rows.skipped,
-        rows_degraded=page.rows.degraded,
-        rows_deleted=counts.deleted,
-        links_added=counts.links_added,
-        links_removed=counts.links_removed,
-    )
+    return runlog.PageTally(len(page.read.opportunity_rows), page.rows.skipped, page.rows.degraded, counts)
 
 
 def _close(conn: Connection) -> None:

@@ -1,20 +1,21 @@
 """What a run leaves for operators: its ``sync_runs`` row and its JSON log lines.
 
 Every page adds its :class:`PageTally` to the run's row in the page's own transaction, so the
-counts are exactly what was committed. The column names, the log fields and the tally's
-attributes are the same words on purpose: an alert on ``jsonPayload.rows_skipped`` and a query
-on ``sync_runs.rows_skipped`` mean one thing. Functions that write run inside the caller's
-transaction (``sync/transaction.py``).
+counts are exactly what was committed. The column names and the log fields are the same words
+on purpose: an alert on ``jsonPayload.rows_skipped`` and a query on ``sync_runs.rows_skipped``
+mean one thing. Functions that write run inside the caller's transaction
+(``sync/transaction.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sync.db import Connection
+from sync.sink import WriteCounts
 
 if TYPE_CHECKING:
     from sync.cursor import Keyset
@@ -29,20 +30,30 @@ _SAMPLE_IDS = 10
 
 @dataclass(frozen=True)
 class PageTally:
-    """What one page did; each name is a ``sync_runs`` column and a log field."""
+    """What one page did: rows read, skipped and degraded, and what the write changed."""
 
-    rows_read: int = 0
-    rows_inserted: int = 0
-    rows_updated: int = 0
-    rows_unchanged: int = 0
-    rows_skipped: int = 0
-    rows_degraded: int = 0
-    rows_deleted: int = 0
-    links_added: int = 0
-    links_removed: int = 0
+    rows_read: int
+    rows_skipped: int
+    rows_degraded: int
+    written: WriteCounts
+
+    def counters(self) -> dict[str, int]:
+        """Each count under its ``sync_runs`` column name, which is also its log field."""
+        w = self.written
+        return {
+            "rows_read": self.rows_read,
+            "rows_inserted": w.inserted,
+            "rows_updated": w.updated,
+            "rows_unchanged": w.unchanged,
+            "rows_skipped": self.rows_skipped,
+            "rows_degraded": self.rows_degraded,
+            "rows_deleted": w.deleted,
+            "links_added": w.links_added,
+            "links_removed": w.links_removed,
+        }
 
 
-_COUNTERS = tuple(f.name for f in fields(PageTally))
+_COUNTERS = tuple(PageTally(0, 0, 0, WriteCounts()).counters())
 _RECORD_PAGE = (
     f"INSERT INTO sync_runs AS r (run_id, trigger, pages, {', '.join(_COUNTERS)}, status, finished_at)"
     f" VALUES (%s, %s, 1, {', '.join(['%s'] * len(_COUNTERS))}, %s, CASE WHEN %s THEN now() END)"
@@ -62,8 +73,9 @@ def record_page(conn: Connection, plan: PagePlan, tally: PageTally, *, run_done:
             f"UPDATE sync_runs SET status = 'superseded', finished_at = now() WHERE run_id = %s AND {_OPEN}",
             (str(plan.superseded_run),),
         )
-    counts = [getattr(tally, c) for c in _COUNTERS]
-    cur.execute(_RECORD_PAGE, (str(plan.run_id), plan.trigger, *counts, "success" if run_done else "running", run_done))
+    counts = tally.counters()
+    status = "success" if run_done else "running"
+    cur.execute(_RECORD_PAGE, (str(plan.run_id), plan.trigger, *(counts[c] for c in _COUNTERS), status, run_done))
 
 
 def fail_run(conn: Connection, run_id: uuid.UUID, error: str) -> None:
@@ -134,7 +146,7 @@ def log_page(plan: PagePlan, tally: PageTally, cursor: Keyset, issues: list[Issu
             "run_id": run_id,
             "trigger": plan.trigger,
             "page": plan.page,
-            **asdict(tally),
+            **tally.counters(),
             "cursor": {"stamp": cursor.stamp.isoformat(), "id": cursor.key},
             "run_done": run_done,
         },
