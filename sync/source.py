@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -36,15 +37,20 @@ class SourcePage:
     upper_bound: dt.datetime | None
     truncated: bool = False
     last: Keyset | None = None
-    queries: int = 1
+
+
+# A warm instance runs queries for days; keep only the latest timings.
+_TIMINGS_KEPT = 100
 
 
 @dataclass
 class SourceStats:
+    """Query counts and timings of this process, for benchmarks and diagnosis."""
+
     queries: int = 0
     rows: int = 0
     seconds: float = 0.0
-    per_query: list[float] = field(default_factory=list)
+    per_query: deque[float] = field(default_factory=lambda: deque(maxlen=_TIMINGS_KEPT))
 
 
 class Source(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ def _cli(args, env_vars):
     )
 
 
-@pytest.mark.parametrize("command", [[], ["migrate"], ["run"], ["status"], ["runs"], ["rejections"], ["publish"]])
+@pytest.mark.parametrize("command", [[], ["migrate"], ["run"], ["status"], ["runs"], ["rejections"], ["preview"], ["publish"]])
 def test_help(command):
     result = _cli([*command, "--help"], {})
     assert result.returncode == 0
@@ -69,9 +70,11 @@ def test_migrate_run_status_runs_rejections(env):
     assert parsed["opportunities"]["live"] == len(env.live_ids())
     assert parsed["last_run"]["status"] == "success"
 
-    table = _cli(["status"], vars_)
-    assert "status" in table.stdout
-    assert "success" in table.stdout
+    table = _cli(["status"], vars_).stdout.splitlines()
+    live, links = env.query("SELECT (SELECT count(*) FROM active_opportunities), (SELECT count(*) FROM call_opportunities)")[0]
+    assert re.fullmatch(r"status\s+success", table[0])
+    counts = next(line for line in table if line.startswith("opportunities "))
+    assert re.fullmatch(rf"opportunities\s+{live} live, 0 soft-deleted, {links} call links", counts)
 
     runs = _cli(["runs", "--json"], vars_)
     assert [r["status"] for r in json.loads(runs.stdout)] == ["success"]

@@ -33,7 +33,7 @@ def test_cloud_sql_password_mode():
 
 
 @pytest.mark.parametrize(
-    ("env", "named"),
+    ("variables", "named"),
     [
         # nothing at all: both required groups are named
         ({}, ["BIGQUERY_PROJECT is required", "DATABASE_URL or INSTANCE_CONNECTION_NAME"]),
@@ -56,9 +56,9 @@ def test_cloud_sql_password_mode():
         ({**BASE, "LOG_LEVEL": "chatty"}, ["LOG_LEVEL must be one of"]),
     ],
 )
-def test_every_problem_is_named_in_one_error(env, named):
+def test_every_problem_is_named_in_one_error(variables, named):
     with pytest.raises(ConfigurationError) as info:
-        Settings.from_env(env)
+        Settings.from_env(variables)
     for fragment in named:
         assert fragment in str(info.value)
 

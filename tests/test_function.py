@@ -9,6 +9,7 @@ import logging
 
 import functions_framework
 import pytest
+from projection import expected_projection
 
 import main as entry
 from standins.generator import generate
@@ -54,7 +55,7 @@ def test_tick_syncs_and_acknowledges(env, monkeypatch, binary):
     response = _push(client, b'{"type": "tick"}', binary=binary)
     assert response.status_code == 200
     assert env.query("SELECT status FROM sync_status") == [("success",)]
-    assert len(env.live_ids()) > 0
+    assert env.projection() == expected_projection(data)
 
 
 @pytest.mark.parametrize(
