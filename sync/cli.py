@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from sync import deadletters, logs, report
 from sync.config import Settings
-from sync.errors import ConfigurationError, SyncError, classify
+from sync.errors import ConfigurationError, classify
 from sync.messages import Message
 from sync.pipeline import Outcome
 from sync.preview import preview
@@ -84,12 +84,12 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None, o
     runtime = Runtime(settings)
     try:
         return _dispatch(args, runtime, out)
-    except SyncError as err:
-        _error(err)
-        return 1
     except Exception as err:  # noqa: BLE001 - the CLI reports every failure as one line
-        _error(classify(err))
-        return 1
+        failure = classify(err)
+        _error(failure)
+        # A configuration problem found only when a client is built (no Google credentials,
+        # an unknown Cloud SQL instance) is still bad configuration, not a sync failure.
+        return 2 if isinstance(failure, ConfigurationError) else 1
 
 
 def _dispatch(args: argparse.Namespace, runtime: Runtime, out: TextIO) -> int:

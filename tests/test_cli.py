@@ -253,3 +253,13 @@ def test_migrate_without_privileges_says_what_to_do(empty_database_url):
     assert "cannot apply migration 0001_schema: permission denied for schema public (SQLSTATE 42501)" in lines[0]
     assert "GRANT USAGE, CREATE ON SCHEMA public TO" in lines[0]
     assert "SYNC_AUTO_MIGRATE=false" in lines[0]
+
+
+def test_missing_google_credentials_is_a_configuration_error(env, tmp_path):
+    # No emulator endpoint, so the real client looks for credentials and finds none.
+    vars_ = {k: v for k, v in env.env_vars().items() if k != "BIGQUERY_API_ENDPOINT"}
+    vars_["GOOGLE_APPLICATION_CREDENTIALS"] = str(tmp_path / "no-such-key.json")
+    result = _cli(["run"], vars_)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: invalid configuration: Google credentials are not available"), last
