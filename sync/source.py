@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -36,15 +37,20 @@ class SourcePage:
     upper_bound: dt.datetime | None
     truncated: bool = False
     last: Keyset | None = None
-    queries: int = 1
+
+
+# A warm instance runs queries for days; keep only the latest timings.
+_TIMINGS_KEPT = 100
 
 
 @dataclass
 class SourceStats:
+    """Query counts and timings of this process, for benchmarks and diagnosis."""
+
     queries: int = 0
     rows: int = 0
     seconds: float = 0.0
-    per_query: list[float] = field(default_factory=list)
+    per_query: deque[float] = field(default_factory=lambda: deque(maxlen=_TIMINGS_KEPT))
 
 
 class Source(Protocol):
@@ -129,6 +135,8 @@ class BigQuerySource:
             gong_opportunity=gong.get("opportunity") if gong.get("opportunity") is not opportunity else None,
             links=_checked(gong, s.gong_dataset, "call_context_integration", ("call_id", "object_type", "object_id")),
         )
+        if tables.account is not None:
+            _warn_unsafe_details(tables.account)
         log.info("source schema resolved", extra={"source_table": opportunity.label, "features": tables.features()})
         return tables
 
@@ -217,6 +225,18 @@ class BigQuerySource:
         elapsed = time.monotonic() - started
         self.stats.seconds += elapsed
         self.stats.per_query.append(elapsed)
+
+
+def _warn_unsafe_details(account: Table) -> None:
+    """Say once (discovery is cached per process) which account columns the details leave out."""
+    for name in account.unsafe:
+        log.warning(
+            "account column %r of %s is not a safe identifier (letters, digits and underscores only); "
+            "it is left out of the account details",
+            name,
+            account.label,
+            extra={"event": "column_skipped", "table": account.label, "column": name},
+        )
 
 
 def _checked(tables: Mapping[str, Table], dataset: str, name: str, required: tuple[str, ...]) -> Table | None:

@@ -4,17 +4,21 @@ with fresh datasets per test, driven through the real ``google-cloud-bigquery`` 
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from standins import bigquery as sbq
+from standins.certs import CertificateAuthority
 from standins.generator import FivetranData
-from standins.postgres import ensure_server
+from standins.postgres import Cluster, ensure_server
 from sync.config import Settings
 from sync.db import Connection, connect_url
 from sync.messages import Message
@@ -50,6 +54,53 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
         yield url
     finally:
         admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def empty_database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database with no tables at all (not migrated), dropped afterwards."""
+    name = f"os_empty_{uuid.uuid4().hex[:12]}"
+    admin = connect_url(pg_admin_url)
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_db(pg_admin_url, name)
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+# What a role needs to run the sync on tables someone else created: data access, no DDL.
+DATA_ONLY_GRANTS = (
+    "GRANT USAGE ON SCHEMA public TO {role}",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+)
+
+
+@contextmanager
+def database_role(url: str, grants: tuple[str, ...] = ()) -> Iterator[str]:
+    """A login role that holds only ``grants`` in ``url``'s database; yields a URL that logs in as it.
+
+    Roles are cluster-wide, so the role is dropped afterwards together with its privileges.
+    """
+    from urllib.parse import urlparse, urlunparse
+
+    role = f"os_role_{uuid.uuid4().hex[:10]}"
+    admin = connect_url(url)
+    admin.autocommit = True
+    cur = admin.cursor()
+    cur.execute(f'CREATE ROLE "{role}" LOGIN')
+    for grant in grants:
+        cur.execute(grant.format(role=f'"{role}"'))
+    parts = urlparse(url)
+    netloc = f"{role}@{parts.hostname}:{parts.port or 5432}"
+    try:
+        yield urlunparse(parts._replace(netloc=netloc))
+    finally:
+        cur.execute(f'DROP OWNED BY "{role}"')
+        cur.execute(f'DROP ROLE "{role}"')
         admin.close()
 
 
@@ -149,6 +200,52 @@ class Env:
             rows = self.data.rows(logical_table)
             rows[:] = [r for r in rows if r.get(key) != key_value]
 
+    def retire(self, logical_table: str, key_value: str, at: str, key: str = "id") -> list[dict[str, Any]]:
+        """End the active versions of a History Mode record, in the source and in ``self.data``.
+
+        What Fivetran does when the record changes (a new version follows) or is deleted (none
+        does): ``_fivetran_active`` turns false and ``_fivetran_end`` is set, while
+        ``_fivetran_synced`` stays as it was. Returns the retired versions as they were.
+        """
+        from google.cloud import bigquery
+
+        params = [
+            bigquery.ScalarQueryParameter("key_value", "STRING", key_value),
+            bigquery.ScalarQueryParameter("at", "TIMESTAMP", at),
+        ]
+        sql = (
+            f"UPDATE {self.table(logical_table)} SET `_fivetran_active` = FALSE, `_fivetran_end` = @at"
+            f" WHERE `{key}` = @key_value AND `_fivetran_active`"
+        )
+        self.bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params)).result(timeout=60)
+        assert self.data is not None
+        retired = []
+        for row in self.data.rows(logical_table):
+            if row.get(key) == key_value and row.get("_fivetran_active"):
+                retired.append(dict(row))
+                row.update(_fivetran_active=False, _fivetran_end=at)
+        return retired
+
+    def new_version(self, logical_table: str, key_value: str, at: str, **changes: Any) -> dict[str, Any]:
+        """Land a new active version of a History Mode record (a change, or a record coming back).
+
+        The previous active version, if any, is retired at the same instant.
+        """
+        from standins.generator import OPEN_END
+
+        assert self.data is not None
+        retired = self.retire(logical_table, key_value, at)
+        base = (
+            retired[-1]
+            if retired
+            else max((r for r in self.data.rows(logical_table) if r.get("id") == key_value), key=lambda r: r["_fivetran_start"])
+        )
+        versioning = {"_fivetran_active": True, "_fivetran_start": at, "_fivetran_end": OPEN_END, "_fivetran_synced": at}
+        row = {**base, **changes, **versioning}
+        self.append(logical_table, [row])
+        self.data.rows(logical_table).append(row)
+        return row
+
     def execute(self, sql: str) -> None:
         """Run DML in the source (the emulator), e.g. a purge Fivetran would mirror."""
         self.bq.query(sql).result(timeout=60)
@@ -237,3 +334,50 @@ def env(bq_client: Any, bq_endpoint: str, database_url: str) -> Env:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class SecurePostgres:
+    """A throwaway cluster that checks passwords (scram-sha-256) and speaks TLS.
+
+    The machine's server trusts every login from 127.0.0.1, so a wrong password would pass
+    there; tests of passwords, rotation, IAM login and ``sslmode`` use this one instead.
+    """
+
+    cluster: Cluster
+    ca_file: Path
+
+    @property
+    def admin_url(self) -> str:
+        return self.cluster.url
+
+    def url(self, database: str, user: str = "postgres", password: str | None = None) -> str:
+        auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password is not None else "")
+        return f"postgresql://{auth}@127.0.0.1:{self.cluster.port}/{database}"
+
+
+@pytest.fixture(scope="session")
+def secure_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecurePostgres]:
+    ca = CertificateAuthority("opportunity-sync test Postgres CA")
+    ca_file = tmp_path_factory.mktemp("pg-ca") / "ca.pem"
+    ca_file.write_text(ca.cert_pem)
+    # A password with every character a URL reserves: the admin URL itself must encode it.
+    cluster = Cluster.start(password=f"adm/{uuid.uuid4().hex[:8]}?#@:", tls=ca.server_pair("127.0.0.1"))
+    try:
+        yield SecurePostgres(cluster, ca_file)
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def pubsub_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The official Pub/Sub emulator for one test module; the client libraries find it by env."""
+    from standins import pubsub as spubsub
+
+    emulator = spubsub.start(tmp_path_factory.mktemp("pubsub"))
+    os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
+    try:
+        yield emulator.host
+    finally:
+        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        emulator.stop()
