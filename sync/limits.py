@@ -27,7 +27,7 @@ import enum
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 MAX_ID_BYTES = 255
 # BTMaxItemSize for 8 KB pages, btree version 4 (PostgreSQL 12 and later).
@@ -44,6 +44,8 @@ _INDEX_TUPLE_HEADER = 8
 _INDEX_NULL_BITMAP = 4
 # A varlena of up to 126 data bytes gets a 1-byte header and no alignment (VARATT_SHORT_MAX).
 _SHORT_VARLENA_MAX = 127
+# Beyond this many integer digits no column of ours can hold a number, rounded or not.
+_MAX_ROUNDED_DIGITS = 60
 
 
 class KeyType(enum.Enum):
@@ -143,18 +145,28 @@ def text_key_limit(index: BtreeIndex, column: str, null_columns: frozenset[str] 
     return low
 
 
+def round_half_up(value: Decimal, scale: int) -> Decimal:
+    """``value`` rounded to ``scale`` places the way Postgres' numeric rounds: half away from zero.
+
+    A value too large for any column we have is returned unrounded (a range check refuses it):
+    rounding it would need a decimal context as wide as its exponent.
+    """
+    if value.adjusted() > _MAX_ROUNDED_DIGITS:
+        return value
+    context = Context(prec=max(1, value.adjusted() + scale + 2))
+    return value.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP, context=context)
+
+
 def round_numeric(value: Decimal, precision: int, scale: int) -> Decimal | None:
     """``value`` as ``numeric(precision, scale)`` stores it, or None when it would overflow.
 
-    Postgres rounds half away from zero to the scale first and checks the integer digits of
-    the rounded value, so the check must come after rounding.
+    Postgres rounds to the scale first and checks the integer digits of the rounded value,
+    so the check must come after rounding: ``9999999999999999.995`` overflows ``numeric(18,2)``.
     """
-    limit = Decimal(10) ** (precision - scale)
-    if not value.is_finite() or abs(value) >= limit * 2:
-        # Far out of range; also keeps quantize within the decimal context's precision.
+    if not value.is_finite():
         return None
-    rounded = value.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
-    return rounded if abs(rounded) < limit else None
+    rounded = round_half_up(value, scale)
+    return rounded if abs(rounded) < Decimal(10) ** (precision - scale) else None
 
 
 def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str | None:
@@ -178,3 +190,59 @@ def _stored_length(kind: KeyType, value: object) -> int | None:
 
 def _align(offset: int, alignment: int) -> int:
     return (offset + alignment - 1) // alignment * alignment
+
+
+# ---- checks a stored column declares (sync/stored.py) ---------------------------------------------
+# Each is called with a parsed, non-NULL value and returns why it cannot be stored, or None.
+
+
+@dataclass(frozen=True)
+class IdCheck:
+    """An id is stored exactly as the source holds it, so it must be storable exactly."""
+
+    name: str
+
+    def __call__(self, value: str) -> str | None:
+        if "\x00" in value:
+            # Postgres text cannot hold NUL; dropping it would make a different id.
+            return f"{self.name}_contains_nul"
+        if not text_fits(value, MAX_ID_BYTES):
+            return f"{self.name}_too_long"
+        return None
+
+
+@dataclass(frozen=True)
+class TextCheck:
+    """Text that is an index key: at most ``max_bytes`` UTF-8 bytes."""
+
+    max_bytes: int
+    reason: str
+
+    def __call__(self, value: str) -> str | None:
+        return None if text_fits(value, self.max_bytes) else self.reason
+
+
+@dataclass(frozen=True)
+class NumericCheck:
+    """A value already rounded to the scale, checked against ``numeric(precision, scale)``."""
+
+    precision: int
+    scale: int
+    reason: str
+
+    def __call__(self, value: Decimal) -> str | None:
+        return None if abs(value) < Decimal(10) ** (self.precision - self.scale) else self.reason
+
+
+SOURCE_ID = IdCheck("id")
+CALL_ID = IdCheck("call_id")
+LINKED_ID = IdCheck("object_id")
+OWNER_EMAIL = TextCheck(text_key_limit(OWNER_INDEX, "owner_email"), "owner_email_too_long")
+# The stage's limit depends on whether close_date, its neighbour in the key, is NULL (2,684 or
+# 2,688 bytes). The smaller one is provably safe either way, and keeps one column's limit from
+# depending on another's value.
+STAGE = TextCheck(
+    min(text_key_limit(STAGE_INDEX, "stage"), text_key_limit(STAGE_INDEX, "stage", frozenset({"close_date"}))),
+    "stage_too_long",
+)
+AMOUNT = NumericCheck(18, 2, "amount_out_of_range")

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-# numeric(18,2): 16 digits before the point.
-_AMOUNT_LIMIT = Decimal("1e16")
+from sync.limits import round_half_up
+
 _CENTS = Decimal("0.01")
 # Dates outside this window are placeholders ("0001-01-01", "9999-12-31"), not forecasts.
 _MIN_YEAR, _MAX_YEAR = 1900, 2999
@@ -38,17 +38,31 @@ def text(value: Any) -> str | None:
     return stripped or None
 
 
+def source_id(value: Any) -> str | None:
+    """An id exactly as the source holds it; None when absent or blank.
+
+    Not stripped: the stored id, the link ids, the keyset cursor and a full resync's list of
+    source ids must all be the same string, and the last two come from BigQuery verbatim.
+    ``' 006A'`` and ``'006A'`` are two ids.
+    """
+    if value is None:
+        return None
+    exact = value if isinstance(value, str) else str(value)
+    return exact if exact.strip() else None
+
+
 def has_nul(value: Any) -> bool:
     return isinstance(value, str) and "\x00" in value
 
 
 def amount(value: Any) -> Decimal | None:
-    """NUMERIC, FLOAT64 or numeric text to ``numeric(18,2)``; None when not representable."""
+    """NUMERIC, FLOAT64 or numeric text rounded to cents; None when not a number.
+
+    Rounded as Postgres rounds (half away from zero) so hashes agree with stored values; whether
+    the rounded value fits ``numeric(18,2)`` is the column's check (``limits.AMOUNT``).
+    """
     number = _decimal(value)
-    if number is None or abs(number) >= _AMOUNT_LIMIT:
-        return None
-    # Postgres numeric rounds half away from zero; match it so hashes agree with stored values.
-    return number.quantize(_CENTS, rounding=ROUND_HALF_UP)
+    return None if number is None else round_half_up(number, 2)
 
 
 def close_date(value: Any) -> dt.date | None:

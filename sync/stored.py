@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sync import encoding, parse
+from sync import encoding, limits, parse
 from sync.parse import as_is
 
 
@@ -46,6 +46,11 @@ class Column:
         invalid: the reason recorded when a present source value parses to None.
         required: a row whose value parses to None is skipped (reason ``missing_<source>``).
         staged_as: ``(name, type)`` in the staging table, where they differ from the stored column.
+        check: what Postgres can hold (``sync/limits.py``): called with a parsed, non-NULL
+            value, returns the reason it cannot be stored, or None. A refused value is stored
+            as NULL, or skips the row when the column is required.
+        nullable: a data column the sync may store as NULL when Postgres refuses its value for
+            a reason no check foresaw (``sync/isolate.py``); the schema test pins it to the table.
     """
 
     name: str
@@ -56,6 +61,8 @@ class Column:
     invalid: str | None = None
     required: bool = False
     staged_as: tuple[str, str] | None = None
+    check: Callable[[Any], str | None] | None = None
+    nullable: bool = True
 
     @property
     def hashed(self) -> bool:
@@ -77,16 +84,18 @@ class Column:
 _TIMESTAMP = "timestamp with time zone"
 
 COLUMNS: tuple[Column, ...] = (
-    Column("gong_opportunity_id", "text", Role.KEY, "id", parse.text, required=True),
-    Column("name", "text", Role.DATA, "name", parse.text, required=True),
+    # Taken exactly as the source holds it (parse.source_id), so it must be storable exactly.
+    Column("gong_opportunity_id", "text", Role.KEY, "id", parse.source_id, required=True, check=limits.SOURCE_ID, nullable=False),
+    Column("name", "text", Role.DATA, "name", parse.text, required=True, nullable=False),
     Column("account_name", "text", Role.DATA, "account_name", parse.text),
-    Column("owner_email", "text", Role.DATA, "owner_email", parse.text),
-    Column("stage", "text", Role.DATA, "stage_name", parse.text),
+    # owner_email and stage lead a btree key: limited to what fits the index entry.
+    Column("owner_email", "text", Role.DATA, "owner_email", parse.text, check=limits.OWNER_EMAIL),
+    Column("stage", "text", Role.DATA, "stage_name", parse.text, check=limits.STAGE),
     Column("close_date", "date", Role.DATA, "close_date", parse.close_date, "invalid_close_date"),
-    Column("amount", "numeric(18,2)", Role.DATA, "amount", parse.amount, "invalid_amount"),
+    Column("amount", "numeric(18,2)", Role.DATA, "amount", parse.amount, "invalid_amount", check=limits.AMOUNT),
     Column("health_score", "numeric(5,2)", Role.DATA, "health_score", parse.health_score, "invalid_health_score"),
     # Staged as text: only rows that really changed pay for the jsonb parse, in the merge.
-    Column("metadata", "jsonb", Role.DATA, None, parse.metadata_json, staged_as=("metadata", "text")),
+    Column("metadata", "jsonb", Role.DATA, None, parse.metadata_json, staged_as=("metadata", "text"), nullable=False),
     Column("deleted_at", _TIMESTAMP, Role.DELETED, "is_deleted", parse.flag, staged_as=("deleted", "boolean")),
     Column("source_modified_at", _TIMESTAMP, Role.STAMP, "last_modified"),
     Column("content_hash", "bytea", Role.HASH),
@@ -110,6 +119,8 @@ KEY, DELETED, HASH = _only(Role.KEY), _only(Role.DELETED), _only(Role.HASH)
 PARSED = tuple(c for c in COLUMNS if c.role is not Role.HASH)
 # The staging table's and the COPY stream's order: the content text, the rest, the digest.
 COPY_ORDER = (*(c for c in PARSED if c.hashed), *(c for c in PARSED if not c.hashed), HASH)
+# Data columns whose value may be stored as NULL to save a row Postgres refuses.
+NULLABLE = tuple(c for c in PARSED if c.role is Role.DATA and c.nullable and not c.required)
 _POSITION = {c.name: i for i, c in enumerate(PARSED)}
 
 _NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -152,6 +163,16 @@ class OpportunityRow:
     @property
     def deleted(self) -> bool:
         return bool(self[DELETED.name])
+
+    def with_null(self, column: str) -> OpportunityRow:
+        """This row with ``column`` stored as NULL, keeping the digest of what the source holds.
+
+        The kept digest makes a re-read of the same source row "unchanged", so the value
+        Postgres refused is not sent to it again.
+        """
+        values = list(self.values)
+        values[_POSITION[column]] = None
+        return OpportunityRow(tuple(values), content_text(values), self.content_hash)
 
 
 # Python expressions rendering one value in COPY text form, by staged type. Only these fixed

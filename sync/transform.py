@@ -1,9 +1,15 @@
 """Pure mapping from a joined source row to the row we store, with validation.
 
 Nothing here touches I/O. Each stored column is parsed by the rule ``sync/stored.py`` declares
-for it. A row whose required value is missing is skipped; a present value that does not parse
-becomes NULL; an unresolved account or owner leaves its column NULL. Every such decision is
-returned as an :class:`Issue`, never raised, so one bad row cannot abort a page.
+for it, then checked against what Postgres can hold (``sync/limits.py``). A row whose required
+value is missing or cannot be stored is skipped; a present value that does not parse or cannot
+be stored becomes NULL; an unresolved account or owner leaves its column NULL. Every such
+decision is returned as an :class:`Issue` with a bounded excerpt of the value, never raised,
+so one bad row cannot abort a page.
+
+Ids (the opportunity id and both ids of a call link) are taken exactly as the source holds
+them, unstripped: the keyset cursor and a full resync's purge list come from BigQuery verbatim,
+and all four must agree on what one id is.
 """
 
 from __future__ import annotations
@@ -14,14 +20,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sync import stored
-from sync.parse import has_nul, jsonable, text
+from sync import limits, stored
+from sync.limits import excerpt
+from sync.parse import has_nul, jsonable, source_id
 from sync.stored import OpportunityRow
 
 IssueKind = Literal["skipped", "degraded"]
 
-# (source key, parse rule, reason when invalid, required, key for the recorded value), per column.
-_STEPS = tuple((c.source, c.parse, c.invalid, c.required, c.source or c.name) for c in stored.PARSED)
+# (source key, parse rule, reason when invalid, required, key for the recorded value, check), per column.
+_STEPS = tuple((c.source, c.parse, c.invalid, c.required, c.source or c.name, c.check) for c in stored.PARSED)
 _REQUIRED = tuple(c.source or c.name for c in stored.PARSED if c.required)
 # A join that found nothing leaves its columns NULL: (id key, found flag, reason).
 _JOINS = (("account_id", "account_found", "account_not_found"), ("owner_id", "owner_found", "owner_not_found"))
@@ -79,36 +86,61 @@ def transform_row(raw: Mapping[str, Any]) -> tuple[OpportunityRow | None, list[I
     values: list[Any] = []
     issues: list[Issue] = []
     nul = False
-    for source, parse, invalid, required, label in _STEPS:
+    for source, parse, invalid, required, label, check in _STEPS:
         given = raw if source is None else get(source)
         value = parse(given)
+        refused = check(value) if check is not None and value is not None else None
         if required:
-            if value is None:
-                return None, [_skipped(raw, values[0] if values else None, label)]
+            if value is None or refused is not None:
+                reason = refused or f"missing_{label}"
+                return None, [Issue(_bounded(values[0] if values else value), "skipped", reason, _required(raw))]
             nul = nul or has_nul(given)
+        elif refused is not None:
+            issues.append(Issue(values[0], "degraded", refused, {label: _bounded(jsonable(value))}))
+            value = None
         elif value is None and given is not None and invalid is not None:
-            issues.append(Issue(values[0], "degraded", invalid, {label: jsonable(given)}))
+            issues.append(Issue(values[0], "degraded", invalid, {label: _bounded(jsonable(given))}))
         values.append(value)
-    source_id = values[0]
+    row_id = values[0]
     if nul:
-        issues.append(Issue(source_id, "degraded", "nul_character_removed"))
+        issues.append(Issue(row_id, "degraded", "nul_character_removed"))
     for id_key, found_key, reason in _JOINS:
         if get(id_key) is not None and not get(found_key):
-            issues.append(Issue(source_id, "degraded", reason, {id_key: get(id_key)}))
+            issues.append(Issue(row_id, "degraded", reason, {id_key: _bounded(get(id_key))}))
     content = stored.content_text(values)
     return OpportunityRow(tuple(values), content, hashlib.blake2b(content.encode("utf-8"), digest_size=16).digest()), issues
 
 
-def _skipped(raw: Mapping[str, Any], source_id: str | None, missing: str) -> Issue:
-    return Issue(source_id, "skipped", f"missing_{missing}", {key: raw.get(key) for key in _REQUIRED})
+def _required(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _bounded(raw.get(key)) for key in _REQUIRED}
 
 
-def transform_links(source_rows: Iterable[Mapping[str, Any]]) -> list[LinkRow]:
-    """Map link rows; rows without a call or opportunity id cannot link anything."""
+def _bounded(value: Any) -> Any:
+    """Strings as a bounded excerpt: a rejection record must not carry a 5 KB value."""
+    return excerpt(value) if isinstance(value, str) else value
+
+
+@dataclass
+class LinkResult:
+    links: list[LinkRow]
+    issues: list[Issue]
+
+
+def transform_links(source_rows: Iterable[Mapping[str, Any]]) -> LinkResult:
+    """Map link rows exactly as the source holds their ids.
+
+    A row without a call or opportunity id cannot link anything and is passed over; an id
+    that cannot be stored exactly (``limits.CALL_ID``) skips the link with an issue.
+    """
     links: dict[tuple[str, str], LinkRow] = {}
+    issues: list[Issue] = []
     for raw in source_rows:
-        call_id, opp_id = text(raw.get("call_id")), text(raw.get("object_id"))
+        call_id, opp_id = source_id(raw.get("call_id")), source_id(raw.get("object_id"))
         if call_id is None or opp_id is None:
             continue
+        refused = limits.CALL_ID(call_id) or limits.LINKED_ID(opp_id)
+        if refused is not None:
+            issues.append(Issue(excerpt(opp_id), "skipped", refused, {"call_id": excerpt(call_id)}))
+            continue
         links[(call_id, opp_id)] = LinkRow(call_id, opp_id, bool(raw.get("deleted")), raw.get("stamp"))
-    return list(links.values())
+    return LinkResult(list(links.values()), issues)

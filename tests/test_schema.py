@@ -17,6 +17,7 @@ from sync import stored
 from sync.db import connect_url
 from sync.errors import PermanentError, classify
 from sync.schema import MigrationPermissionError, available, current_version, migrate, upgrade
+from sync.stored import Role
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +46,17 @@ def test_the_stored_row_declaration_matches_the_migrated_table(database_url):
     assert {name: actual.get(name) for name in declared} == declared  # every declared column, with its type
     # and nothing the sync should write is left undeclared
     assert set(actual) - set(declared) == set(stored.DATABASE_OWNED)
+
+
+def test_columns_the_sync_may_null_are_nullable_in_the_table(database_url):
+    not_null = {
+        r[0]
+        for r in _q(database_url, "SELECT attname FROM pg_attribute WHERE attrelid = 'opportunities'::regclass AND attnotnull")
+    }
+    data = [c for c in stored.COLUMNS if c.role is Role.DATA]
+    # A refused value may only be replaced by NULL where the table allows it, and every data
+    # column the table allows NULL in is offered (metadata is NOT NULL DEFAULT '{}').
+    assert {c.name for c in stored.NULLABLE} == {c.name for c in data if c.name not in not_null}
 
 
 def test_exactly_the_specified_indexes(database_url):

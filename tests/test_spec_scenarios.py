@@ -180,7 +180,7 @@ def test_bad_rows_are_logged_as_the_spec_asks(env, json_log):
     assert degraded == {
         "account_not_found": ("WARNING", 1, [opps[0]["id"]]),
         "owner_not_found": ("WARNING", 1, [opps[1]["id"]]),
-        "invalid_amount": ("WARNING", 1, [opps[3]["id"]]),
+        "amount_out_of_range": ("WARNING", 1, [opps[3]["id"]]),  # a number, but not one numeric(18,2) holds
         "invalid_close_date": ("WARNING", 1, [opps[4]["id"]]),
     }
     columns = "gong_opportunity_id, account_name, owner_email, amount, close_date"

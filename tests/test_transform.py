@@ -76,7 +76,17 @@ def test_nul_escapes_are_removed_from_metadata_for_jsonb():
         ({"name": "   "}, "skipped", "missing_name"),
         ({"amount": "twelve"}, "degraded", "invalid_amount"),
         ({"amount": float("nan")}, "degraded", "invalid_amount"),
-        ({"amount": Decimal("1e20")}, "degraded", "invalid_amount"),
+        ({"amount": Decimal("1e20")}, "degraded", "amount_out_of_range"),
+        ({"amount": Decimal("9999999999999999.995")}, "degraded", "amount_out_of_range"),  # rounds to 1e16
+        ({"amount": "1e999999"}, "degraded", "amount_out_of_range"),  # no giant rounding context
+        ({"id": "0" * 3000}, "skipped", "id_too_long"),
+        ({"id": "é" * 128}, "skipped", "id_too_long"),  # 128 characters, 256 bytes
+        ({"id": "006\x00A"}, "skipped", "id_contains_nul"),  # dropping the NUL would make another id
+        ({"id": "   "}, "skipped", "missing_id"),
+        ({"owner_email": "Ab9" * 1700}, "degraded", "owner_email_too_long"),
+        ({"owner_email": "x" * 5000}, "degraded", "owner_email_too_long"),  # would compress; refused anyway
+        ({"owner_email": "é" * 1343}, "degraded", "owner_email_too_long"),  # 2,686 bytes
+        ({"stage_name": "Qz" * 2500}, "degraded", "stage_too_long"),
         ({"close_date": "0001-01-01"}, "degraded", "invalid_close_date"),
         ({"close_date": "soon"}, "degraded", "invalid_close_date"),
         ({"health_score": 140}, "degraded", "invalid_health_score"),
@@ -90,6 +100,46 @@ def test_each_bad_value_is_reported(change, kind, reason):
     row, issues = transform_row({**GOOD, **change})
     assert [(i.kind, i.reason) for i in issues] == [(kind, reason)]
     assert (row is None) == (kind == "skipped")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"owner_email": "é" * 1342},  # 2,684 bytes: the longest owner email the index takes
+        {"stage_name": "s" * 2684},  # the longest stage, with or without a close date
+        {"stage_name": "s" * 2684, "close_date": None},
+        {"id": "😀" * 63},  # 252 bytes
+        {"amount": Decimal("9999999999999999.994")},  # rounds down and fits
+    ],
+)
+def test_values_at_the_limit_are_kept(change):
+    row, issues = transform_row({**GOOD, **change})
+    assert issues == []
+    assert row is not None
+
+
+def test_a_refused_value_is_recorded_as_a_bounded_excerpt():
+    _, issues = transform_row({**GOOD, "owner_email": "Ab9" * 1700})
+    (issue,) = issues
+    assert issue.values == {"owner_email": "Ab9" * 26 + "Ab… (5100 bytes)"}
+    _, (skipped,) = transform_row({**GOOD, "id": "0" * 3000})
+    assert skipped.source_id == "0" * 80 + "… (3000 bytes)"
+    assert len(str(skipped.values)) < 300
+    _, (junk,) = transform_row({**GOOD, "close_date": "y" * 5000})
+    assert junk.values == {"close_date": "y" * 80 + "… (5000 bytes)"}
+
+
+@pytest.mark.parametrize("source_id", [" 006LEAD", "006TRAIL ", "006TRAIL", "\t006"])
+def test_ids_are_kept_exactly_as_the_source_holds_them(source_id):
+    row, issues = transform_row({**GOOD, "id": source_id})
+    assert issues == []
+    assert row.source_id == source_id
+
+
+def test_ids_differing_only_in_whitespace_are_two_rows():
+    page = transform_page([{**GOOD, "id": "006TRAIL"}, {**GOOD, "id": "006TRAIL "}])
+    assert sorted(r.source_id for r in page.rows) == ["006TRAIL", "006TRAIL "]
+    assert page.issues == []
 
 
 def test_bad_values_become_null_not_garbage():
@@ -107,6 +157,8 @@ def test_bad_values_become_null_not_garbage():
         (True, None),  # a boolean is not an amount
         (float("inf"), None),
         (Decimal("-9999999999999999.99"), Decimal("-9999999999999999.99")),  # numeric(18,2) edge
+        # Rounded, not range-checked: the column's check refuses what numeric(18,2) cannot hold.
+        (Decimal("9999999999999999.995"), Decimal("10000000000000000.00")),
     ],
 )
 def test_parse_amount(value, expected):
@@ -206,11 +258,30 @@ def test_generated_copy_line_matches_the_generic_encoder(change):
 
 
 def test_links_skip_rows_without_both_ends():
-    links = transform_links(
+    result = transform_links(
         [
             {"call_id": "c1", "object_id": "006A", "deleted": False},
             {"call_id": None, "object_id": "006A", "deleted": False},
             {"call_id": "c2", "object_id": "", "deleted": False},
         ]
     )
-    assert [(lk.call_id, lk.gong_opportunity_id) for lk in links] == [("c1", "006A")]
+    assert [(lk.call_id, lk.gong_opportunity_id) for lk in result.links] == [("c1", "006A")]
+    assert result.issues == []  # nothing to link is not a rejection
+
+
+def test_link_ids_are_exact_and_limited():
+    long_call = "c" * 3000
+    result = transform_links(
+        [
+            {"call_id": " c1", "object_id": "006A ", "deleted": False},  # kept exactly
+            {"call_id": long_call, "object_id": "006A", "deleted": False},  # on page 1 or not: skipped alone
+            {"call_id": "c3", "object_id": "6" * 300, "deleted": False},
+            {"call_id": "c4", "object_id": "006A", "deleted": False},
+        ]
+    )
+    assert [(lk.call_id, lk.gong_opportunity_id) for lk in result.links] == [(" c1", "006A "), ("c4", "006A")]
+    assert [(i.source_id, i.kind, i.reason) for i in result.issues] == [
+        ("006A", "skipped", "call_id_too_long"),
+        ("6" * 80 + "… (300 bytes)", "skipped", "object_id_too_long"),
+    ]
+    assert result.issues[0].values == {"call_id": "c" * 80 + "… (3000 bytes)"}
