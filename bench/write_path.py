@@ -32,7 +32,7 @@ def sync_write(url: str, source_rows: Sequence[dict[str, Any]], page_size: int) 
     try:
         for start in range(0, len(source_rows), page_size):
             page = transform_page(source_rows[start : start + page_size])
-            counts = write_page(conn, page.rows, [], page.issues, RUN_ID)
+            counts = write_page(conn, page.rows, [], page.issues, RUN_ID).counts
             conn.commit()
             for k, v in asdict(counts).items():
                 totals[k] = totals.get(k, 0) + v

@@ -27,19 +27,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from sync import runlog
+from sync import pacing, refused, runlog
 from sync import state as st
 from sync.config import Settings
 from sync.cursor import next_watermark
 from sync.db import Connection
-from sync.errors import LeaseBusyError, PermanentError, SyncError, classify
+from sync.errors import LeaseBusyError, PermanentError, SyncError, classify, is_page_timeout
 from sync.messages import Message, MessageType
 from sync.reader import PageRead, Reader, SourceReader
 from sync.runs import Drop, PagePlan, StopRun, plan
-from sync.sink import WriteCounts, write_page
+from sync.sink import PageWrite, WriteCounts, write_page
 from sync.source import Source
 from sync.transaction import transaction
-from sync.transform import LinkRow, PageResult, transform_links, transform_page
+from sync.transform import Issue, LinkResult, PageResult, transform_links, transform_page
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,11 @@ class _Page:
     plan: PagePlan
     read: PageRead
     rows: PageResult
-    links: list[LinkRow]
+    links: LinkResult
+
+    @property
+    def issues(self) -> list[Issue]:
+        return [*self.rows.issues, *self.links.issues]
 
 
 class Pipeline:
@@ -109,24 +113,26 @@ class Pipeline:
         """Process one message. Raises :class:`SyncError` (retryable or permanent) on failure."""
         invocation = uuid.uuid4()
         conn = self._connect()
-        run_id: uuid.UUID | None = None
+        page_plan: PagePlan | None = None
         try:
             with transaction(conn):
                 state = st.acquire_lease(conn, invocation, self._settings.lease_seconds)
+                started = _resync_started(conn, message) if state is not None else False
             if state is None:
                 return _busy(message)
             self._checkpoint("leased")
             s = self._settings
-            decision = plan(message, state, lookback=dt.timedelta(seconds=s.lookback_seconds), max_pages=s.max_pages)
+            lookback = dt.timedelta(seconds=s.lookback_seconds)
+            decision = plan(message, state, lookback=lookback, max_pages=s.max_pages, resync_started=started)
             if isinstance(decision, Drop):
                 return _drop(conn, invocation, decision)
             if isinstance(decision, StopRun):
                 return _stop(conn, invocation, decision)
-            run_id = decision.run_id
+            page_plan = decision
             return self._page(conn, invocation, decision, state)
         except BaseException as err:
             failure = classify(err) if isinstance(err, Exception) else None
-            self._after_failure(conn, invocation, failure, run_id)
+            self._after_failure(conn, invocation, failure, page_plan)
             if failure is None or failure is err:
                 raise
             raise failure from err
@@ -137,45 +143,55 @@ class Pipeline:
         read = self._reader.read(p, time.monotonic() + self._settings.time_budget_seconds)
         self._checkpoint("read")
         page = _Page(p, read, transform_page(read.opportunity_rows), transform_links(read.link_rows))
-        counts = self._write(conn, invocation, page, state)
+        written = self._write(conn, invocation, page, state)
         self._checkpoint("committed")
-        return self._finish(conn, page, counts)
+        return self._finish(conn, page, written)
 
-    def _write(self, conn: Connection, invocation: uuid.UUID, page: _Page, state: st.SyncState) -> WriteCounts:
+    def _write(self, conn: Connection, invocation: uuid.UUID, page: _Page, state: st.SyncState) -> PageWrite:
         """The write step: rows, links, rejections, run counts and cursor in one transaction."""
-        p, read, rows = page.plan, page.read, page.rows
+        p, read, s = page.plan, page.read, self._settings
+        # Finding refused rows gets half the time budget again, on top of the read's: a page
+        # that needs longer is retried smaller (sync/pacing.py) rather than overrun the function.
+        deadline = time.monotonic() + s.time_budget_seconds / 2
         with transaction(conn):
             st.fence(conn, invocation)
-            counts = write_page(conn, rows.rows, page.links, rows.issues, str(p.run_id), read.source_ids)
+            written = write_page(
+                conn, page.rows.rows, page.links.links, page.issues, str(p.run_id), read.source_ids, deadline=deadline
+            )
             self._checkpoint("written")
-            runlog.record_page(conn, p, _tally(page, counts), run_done=read.run_done)
+            tally = _tally(page, written)
+            runlog.record_page(conn, p, tally, run_done=read.run_done, shrunk_to=pacing.shrunk(s.page_size, p.page_size_limit))
+            c = written.counts
             progress = st.PageProgress(
                 plan=p,
                 opportunities=read.opportunities,
                 links=read.links,
                 watermark=next_watermark(state.watermark, read.opportunities.read_up_to),
                 link_watermark=next_watermark(state.link_watermark, read.links.read_up_to),
-                written=counts.inserted + counts.updated + counts.deleted,
-                skipped=rows.skipped,
+                written=c.inserted + c.updated + c.deleted,
+                skipped=tally.rows_skipped,
+                page_size_limit=pacing.after_commit(s.page_size, p.page_size_limit),
             )
             st.record_page(conn, progress)
             if read.run_done:
-                runlog.expire_rejections(conn, self._settings.rejection_retention_days)
-        return counts
+                runlog.expire_rejections(conn, s.rejection_retention_days)
+                refused.expire(conn, s.rejection_retention_days)
+        return written
 
-    def _finish(self, conn: Connection, page: _Page, counts: WriteCounts) -> Outcome:
+    def _finish(self, conn: Connection, page: _Page, written: PageWrite) -> Outcome:
         """The finish step, after the commit: log the page, then end the run or continue it."""
         p, read = page.plan, page.read
-        runlog.log_page(p, _tally(page, counts), read.opportunities.cursor, page.rows.issues, run_done=read.run_done)
+        tally = _tally(page, written)
+        runlog.log_page(p, tally, read.opportunities.cursor, [*page.issues, *written.refused], run_done=read.run_done)
         outcome = Outcome(
             "page",
             run_id=p.run_id,
             page=p.page,
             run_done=read.run_done,
             rows_read=len(read.opportunity_rows),
-            skipped=page.rows.skipped,
-            degraded=page.rows.degraded,
-            counts=counts,
+            skipped=tally.rows_skipped,
+            degraded=tally.rows_degraded,
+            counts=written.counts,
         )
         if read.run_done:
             with transaction(conn):
@@ -188,10 +204,17 @@ class Pipeline:
         self._checkpoint("published")
         return outcome
 
-    def _after_failure(
-        self, conn: Connection, invocation: uuid.UUID, failure: SyncError | None, run_id: uuid.UUID | None
-    ) -> None:
-        """Best effort: free the lease, and record a permanent failure; on a fresh connection if need be."""
+    def _after_failure(self, conn: Connection, invocation: uuid.UUID, failure: SyncError | None, p: PagePlan | None) -> None:
+        """Best effort: free the lease, and record a permanent failure; on a fresh connection if need be.
+
+        A page that timed out is retried smaller: its size limit is halved before the lease is freed.
+        """
+        run_id = p.run_id if p is not None else None
+        shrink = (
+            pacing.after_timeout(self._settings.page_size, p.page_size_limit)
+            if p and failure and is_page_timeout(failure)
+            else None
+        )
         for attempt in (conn, None):
             try:
                 target = attempt if attempt is not None else self._connect()
@@ -202,6 +225,8 @@ class Pipeline:
                             if run_id is not None:
                                 runlog.fail_run(target, run_id, str(failure))
                         else:
+                            if shrink is not None:
+                                st.limit_page_size(target, shrink)
                             st.release_lease(target, invocation)
                 finally:
                     if attempt is None:
@@ -210,6 +235,13 @@ class Pipeline:
                 continue
             if isinstance(failure, PermanentError):
                 runlog.log_run_failed(run_id, str(failure))
+            if shrink is not None:
+                log.warning(
+                    "page %s timed out; the next attempt reads at most %d rows per page",
+                    p.page if p else None,
+                    shrink,
+                    extra={"event": "page_shrunk", "run_id": _s(run_id), "page_size": shrink, "error": str(failure)},
+                )
             return
 
 
@@ -250,8 +282,17 @@ def _publish(publisher: Publisher, message: Message) -> None:
         )
 
 
-def _tally(page: _Page, counts: WriteCounts) -> runlog.PageTally:
-    return runlog.PageTally(len(page.read.opportunity_rows), page.rows.skipped, page.rows.degraded, counts)
+def _resync_started(conn: Connection, message: Message) -> bool:
+    if message.type is not MessageType.FULL_RESYNC or message.message_id is None:
+        return False
+    return st.resync_started(conn, message.message_id)
+
+
+def _tally(page: _Page, written: PageWrite) -> runlog.PageTally:
+    """Rows and links skipped or degraded by the transform, and those Postgres refused."""
+    issues = [*page.issues, *written.refused]
+    skipped = sum(1 for i in issues if i.kind == "skipped")
+    return runlog.PageTally(len(page.read.opportunity_rows), skipped, len(issues) - skipped, written.counts)
 
 
 def _close(conn: Connection) -> None:

@@ -56,7 +56,10 @@ def preview(settings: Settings, source: Source, conn: Connection, reader: Reader
     transformed = transform_page(read.opportunity_rows)
     links = transform_links(read.link_rows)
     with rolled_back(conn):
-        counts = write_page(conn, transformed.rows, links, [], str(decision.run_id), read.source_ids)
+        written = write_page(conn, transformed.rows, links.links, [], str(decision.run_id), read.source_ids)
+    counts = written.counts
+    issues = [*transformed.issues, *links.issues, *written.refused]
+    skipped = sum(1 for i in issues if i.kind == "skipped")
     label = "new incremental run" if decision.new_run else f"run {decision.run_id}"
     return Preview(
         run=label,
@@ -66,8 +69,8 @@ def preview(settings: Settings, source: Source, conn: Connection, reader: Reader
         would_update=counts.updated,
         would_delete=counts.deleted,
         unchanged=counts.unchanged,
-        would_skip=transformed.skipped,
-        degraded=transformed.degraded,
-        links_read=len(links),
-        issues=transformed.issues,
+        would_skip=skipped,
+        degraded=len(issues) - skipped,
+        links_read=len(links.links),
+        issues=issues,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sync.cursor import Stream
+from sync.pacing import page_size
 from sync.runs import TRIGGER_FULL, PagePlan
 from sync.source import Source, SourcePage
 
@@ -52,25 +53,26 @@ class SourceReader:
         self._page_size = page_size
 
     def read(self, plan: PagePlan, deadline: float) -> PageRead:
+        size = page_size(self._page_size, plan.page_size_limit)
         opportunity_rows: list[dict[str, Any]] = []
         opportunities = plan.opportunities
         if not opportunities.done:
-            page = self._source.read_opportunities(opportunities.cursor, opportunities.upper_bound, self._page_size, deadline)
-            opportunity_rows, opportunities = page.rows, self._after(opportunities, page)
+            page = self._source.read_opportunities(opportunities.cursor, opportunities.upper_bound, size, deadline)
+            opportunity_rows, opportunities = page.rows, self._after(opportunities, page, size)
         link_rows: list[dict[str, Any]] = []
         links = plan.links
         if not links.done:
-            link_page = self._source.read_links(links.cursor, links.upper_bound, self._page_size, deadline)
+            link_page = self._source.read_links(links.cursor, links.upper_bound, size, deadline)
             # No link table in the source: there is nothing to read, now or later in the run.
-            links = links.finished() if link_page is None else self._after(links, link_page)
+            links = links.finished() if link_page is None else self._after(links, link_page, size)
             link_rows = link_page.rows if link_page is not None else []
         read = PageRead(opportunity_rows, link_rows, opportunities, links)
         if read.run_done and plan.trigger == TRIGGER_FULL:
             return PageRead(opportunity_rows, link_rows, opportunities, links, self._source_ids())
         return read
 
-    def _after(self, stream: Stream, page: SourcePage) -> Stream:
-        returned, limit = len(page.rows), self._page_size
+    def _after(self, stream: Stream, page: SourcePage, limit: int) -> Stream:
+        returned = len(page.rows)
         return stream.after_page(page.last, page.upper_bound, returned=returned, limit=limit, truncated=page.truncated)
 
     def _source_ids(self) -> list[str] | None:

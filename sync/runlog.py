@@ -55,18 +55,23 @@ class PageTally:
 
 _COUNTERS = tuple(PageTally(0, 0, 0, WriteCounts()).counters())
 _RECORD_PAGE = (
-    f"INSERT INTO sync_runs AS r (run_id, trigger, pages, {', '.join(_COUNTERS)}, status, finished_at)"
-    f" VALUES (%s, %s, 1, {', '.join(['%s'] * len(_COUNTERS))}, %s, CASE WHEN %s THEN now() END)"
+    f"INSERT INTO sync_runs AS r (run_id, trigger, pages, {', '.join(_COUNTERS)}, smallest_page_size, status, finished_at)"
+    f" VALUES (%s, %s, 1, {', '.join(['%s'] * len(_COUNTERS))}, %s, %s, CASE WHEN %s THEN now() END)"
     " ON CONFLICT (run_id) DO UPDATE SET pages = r.pages + 1, "
     + ", ".join(f"{c} = r.{c} + EXCLUDED.{c}" for c in _COUNTERS)
+    # least() skips NULLs: a page at the full size leaves the smallest one recorded.
+    + ", smallest_page_size = least(r.smallest_page_size, EXCLUDED.smallest_page_size)"
     + ", status = EXCLUDED.status, finished_at = EXCLUDED.finished_at, error = NULL"
 )
 # A run that failed permanently can still be resumed, stopped or superseded; a finished one is final.
 _OPEN = "status IN ('running', 'failed')"
 
 
-def record_page(conn: Connection, plan: PagePlan, tally: PageTally, *, run_done: bool) -> None:
-    """Add a page to its run's row (creating it on the first page)."""
+def record_page(conn: Connection, plan: PagePlan, tally: PageTally, *, run_done: bool, shrunk_to: int | None = None) -> None:
+    """Add a page to its run's row (creating it on the first page).
+
+    ``shrunk_to`` is the page size used when it was below ``SYNC_PAGE_SIZE`` (``sync/pacing.py``).
+    """
     cur = conn.cursor()
     if plan.superseded_run is not None:
         cur.execute(
@@ -75,7 +80,7 @@ def record_page(conn: Connection, plan: PagePlan, tally: PageTally, *, run_done:
         )
     counts = tally.counters()
     status = "success" if run_done else "running"
-    cur.execute(_RECORD_PAGE, (str(plan.run_id), plan.trigger, *(counts[c] for c in _COUNTERS), status, run_done))
+    cur.execute(_RECORD_PAGE, (str(plan.run_id), plan.trigger, *(counts[c] for c in _COUNTERS), shrunk_to, status, run_done))
 
 
 def fail_run(conn: Connection, run_id: uuid.UUID, error: str) -> None:

@@ -4,7 +4,8 @@ Rules:
 - ``tick``: continue the run in progress from its stored cursor (this is how a chain whose
   continuation was lost resumes), else start an incremental run.
 - ``full_resync``: start a full run from the beginning, superseding any run in progress;
-  a redelivery of the same Pub/Sub message is recognised by its message id and dropped.
+  a redelivery of a message already started (``resync_started``: its id is among those
+  remembered for Pub/Sub's retention, see ``state.resync_started``) is dropped.
 - ``continue``: only if its run id and page are exactly the ones the database expects;
   anything else is a duplicate or a late delivery from a superseded chain, and is dropped.
 - A run past ``max_pages`` pages is stopped: a chain that long is a bug, not a backlog.
@@ -36,6 +37,8 @@ class PagePlan:
     links: Stream
     superseded_run: uuid.UUID | None = None
     resync_message_id: str | None = None
+    # Read at most this many rows per stream (sync/pacing.py); None: SYNC_PAGE_SIZE.
+    page_size_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,13 @@ class StopRun:
     run_id: uuid.UUID
 
 
-def plan(message: Message, state: SyncState, *, lookback: dt.timedelta, max_pages: int) -> PagePlan | Drop | StopRun:
-    """What to do for ``message`` given ``state``."""
+def plan(
+    message: Message, state: SyncState, *, lookback: dt.timedelta, max_pages: int, resync_started: bool = False
+) -> PagePlan | Drop | StopRun:
+    """What to do for ``message`` given ``state``; ``resync_started`` says a full_resync's id was seen."""
     in_progress = state.run_id is not None and state.next_page is not None
     if message.type is MessageType.FULL_RESYNC:
-        if message.message_id is not None and message.message_id == state.last_resync_message_id:
+        if message.message_id is not None and resync_started:
             return Drop(f"full_resync message {message.message_id} was already started")
         return _new_run(state, TRIGGER_FULL, lookback, message.message_id)
     if message.type is MessageType.TICK:
@@ -86,6 +91,7 @@ def _continue(state: SyncState, max_pages: int) -> PagePlan | StopRun:
         new_run=False,
         opportunities=state.opportunities,
         links=state.links,
+        page_size_limit=state.page_size_limit,
     )
 
 
@@ -100,4 +106,5 @@ def _new_run(state: SyncState, trigger: str, lookback: dt.timedelta, message_id:
         links=Stream.begin(state.link_watermark, lookback, full=full),
         superseded_run=state.run_id,
         resync_message_id=message_id,
+        page_size_limit=state.page_size_limit,
     )

@@ -5,17 +5,23 @@ drops rows whose stored content hash is unchanged, so an unchanged re-read write
 takes no row lock and burns no sequence value; ``ON CONFLICT ... DO UPDATE ... WHERE (...) IS
 DISTINCT FROM (...)`` is the backstop for a row that raced in. The staging table, the COPY
 column list and the merge are derived from the declaration in ``sync/stored.py``.
+
+Rows and links are written by :func:`write_rows` under ``sync/isolate.py``: when Postgres
+refuses a value, the page is bisected under savepoints and only the refused rows are left out
+(or stored with the value NULL); ``sync/refused.py`` records and remembers them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, field
 from typing import Any
 
-from sync import encoding, stored
+from sync import encoding, refused, stored
 from sync.db import Connection, Cursor
+from sync.isolate import write_isolating
 from sync.stored import Column, OpportunityRow, Role
 from sync.transform import Issue, LinkRow
 
@@ -29,7 +35,9 @@ _STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS stage_links ("
     " call_id text, gong_opportunity_id text, deleted boolean, synced_at timestamptz,"
     " PRIMARY KEY (gong_opportunity_id, call_id)) ON COMMIT DELETE ROWS;"
-    "CREATE TEMP TABLE IF NOT EXISTS stage_source_ids (gong_opportunity_id text PRIMARY KEY) ON COMMIT DELETE ROWS"
+    # No key either: a source id of any length must stage (the btree limit would refuse a
+    # 3,000-character one), and the purge's anti-join needs no index.
+    "CREATE TEMP TABLE IF NOT EXISTS stage_source_ids (gong_opportunity_id text) ON COMMIT DELETE ROWS"
 )
 _COPY_OPPORTUNITIES = f"COPY stage_opportunities ({', '.join(c.stage_name for c in stored.COPY_ORDER)}) FROM STDIN"
 
@@ -139,6 +147,23 @@ class WriteCounts:
     links_removed: int = 0
     purged: int = 0
 
+    def __add__(self, other: WriteCounts) -> WriteCounts:
+        return WriteCounts(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+
+@dataclass
+class PageWrite:
+    """What writing a page did: the counts, and the rows and links Postgres refused.
+
+    ``refused`` holds their rejection records, already written to ``sync_rejections``; a
+    refused row is counted as skipped, or as degraded when it was stored with a value NULL.
+    """
+
+    counts: WriteCounts
+    refused: list[Issue] = field(default_factory=list)
+    # Writes tried: 1 for a clean page, more when refused rows had to be isolated.
+    attempts: int = 1
+
 
 def write_page(
     conn: Connection,
@@ -147,10 +172,59 @@ def write_page(
     issues: Sequence[Issue],
     run_id: str,
     source_ids: Iterable[str] | None = None,
-) -> WriteCounts:
-    """Stage and merge one page inside the caller's open transaction (no commit here)."""
+    *,
+    deadline: float = math.inf,
+) -> PageWrite:
+    """Stage and merge one page inside the caller's open transaction (no commit here).
+
+    Rows and links Postgres refuses are isolated until ``deadline`` (``time.monotonic()``),
+    then :class:`~sync.errors.TimeBudgetError` is raised; the transaction is the caller's to
+    roll back. A completed full resync passes ``source_ids`` to soft-delete what the source
+    no longer has.
+    """
     cur = conn.cursor()
     cur.execute(_STAGE_DDL)
+    page = refused.recall(conn, rows, links)
+    items: list[refused.Item] = [*page.rows, *page.links]
+    written = write_isolating(conn, items, _RowWriter(conn), deadline=deadline, repairs=refused.repairs)
+    counts = sum(written.results, WriteCounts())
+    rejected = [*page.issues, *refused.remember(conn, written.refused)]
+    if source_ids is not None:
+        cur.execute(
+            "COPY stage_source_ids (gong_opportunity_id) FROM STDIN ",
+            # Exactly as the source holds them; an id with a NUL cannot be stored, so no row has it.
+            stream=encoding.chunks(encoding.text(i) + "\n" for i in source_ids if "\x00" not in i),
+        )
+        cur.execute(_PURGE)
+        purged, unlinked = _one(cur)
+        counts.purged, counts.deleted = int(purged), counts.deleted + int(purged)
+        counts.links_removed += int(unlinked)
+    record_rejections(conn, [*issues, *rejected], run_id)
+    return PageWrite(counts, rejected, written.attempts)
+
+
+class _RowWriter:
+    """:func:`write_rows` for isolation: each call writes one subset of the page's rows and links."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._calls = 0
+
+    def __call__(self, items: Sequence[refused.Item]) -> WriteCounts:
+        if self._calls:
+            # An earlier attempt that wrote left its rows staged: each attempt merges its own.
+            cur = self._conn.cursor()
+            cur.execute("DELETE FROM stage_opportunities")
+            cur.execute("DELETE FROM stage_links")
+        self._calls += 1
+        rows = [i for i in items if isinstance(i, OpportunityRow)]
+        links = [i for i in items if isinstance(i, LinkRow)]
+        return write_rows(self._conn, rows, links)
+
+
+def write_rows(conn: Connection, rows: Sequence[OpportunityRow], links: Sequence[LinkRow]) -> WriteCounts:
+    """Stage, merge and link ``rows`` and ``links``; the staging tables must exist and be empty."""
+    cur = conn.cursor()
     counts = WriteCounts()
     if rows:
         cur.execute(_COPY_OPPORTUNITIES, stream=encoding.chunks(map(stored.copy_line, rows)))
@@ -171,21 +245,16 @@ def write_page(
         counts.links_removed = cur.rowcount
         cur.execute(_LINK)
         counts.links_added = cur.rowcount
-    if source_ids is not None:
-        cur.execute(
-            "COPY stage_source_ids (gong_opportunity_id) FROM STDIN ",
-            stream=encoding.chunks(encoding.text(i) + "\n" for i in source_ids),
-        )
-        cur.execute(_PURGE)
-        purged, unlinked = _one(cur)
-        counts.purged, counts.deleted = int(purged), counts.deleted + int(purged)
-        counts.links_removed += int(unlinked)
+    return counts
+
+
+def record_rejections(conn: Connection, issues: Sequence[Issue], run_id: str) -> None:
+    """Add the page's skipped and degraded rows to ``sync_rejections``."""
     if issues:
-        cur.execute(
+        conn.cursor().execute(
             "COPY sync_rejections (run_id, source_id, kind, reason, field_values) FROM STDIN",
             stream=encoding.chunks(encoding.line((run_id, i.source_id, i.kind, i.reason, _json(i.values))) for i in issues),
         )
-    return counts
 
 
 def _one(cur: Cursor) -> Sequence[Any]:

@@ -52,7 +52,7 @@ _STATE_COLUMNS = ", ".join(
         "run_id, run_trigger, run_next_page",
         *_OPPORTUNITIES.names(),
         *_LINKS.names(),
-        "last_sync_timestamp, link_watermark, last_resync_message_id, status",
+        "last_sync_timestamp, link_watermark, page_size_limit, status",
     )
 )
 
@@ -68,7 +68,8 @@ class SyncState:
     links: Stream
     watermark: dt.datetime | None
     link_watermark: dt.datetime | None
-    last_resync_message_id: str | None
+    # Set after a page timed out: pages are read at most this big until it grows back (sync/pacing.py).
+    page_size_limit: int | None
     status: str
 
     @classmethod
@@ -82,7 +83,7 @@ class SyncState:
             links=_stream(row[7:11]),
             watermark=row[11],
             link_watermark=row[12],
-            last_resync_message_id=row[13],
+            page_size_limit=row[13],
             status=row[14],
         )
 
@@ -176,6 +177,8 @@ class PageProgress:
     link_watermark: dt.datetime | None
     written: int
     skipped: int
+    # The page size limit after this page (None: back to SYNC_PAGE_SIZE).
+    page_size_limit: int | None = None
 
     @property
     def run_done(self) -> bool:
@@ -191,6 +194,41 @@ def record_page(conn: Connection, progress: PageProgress) -> None:
         " lease_owner = NULL, lease_expires_at = NULL, updated_at = now() WHERE entity_type = %s",
         (*params, ENTITY),
     )
+    if progress.plan.resync_message_id is not None:
+        _remember_resync(conn, progress.plan.resync_message_id)
+
+
+# Pub/Sub retains an unacknowledged message for at most 7 days; a day more covers clock skew
+# and a redelivery in flight at the deadline. After that no copy of the message can arrive.
+RESYNC_MEMORY_DAYS = 8
+
+
+def resync_started(conn: Connection, message_id: str) -> bool:
+    """Whether a full resync was already started for this Pub/Sub message (a redelivery)."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT 1 FROM sync_resync_messages WHERE message_id = %s AND started_at >= now() - make_interval(days => %s)",
+        (message_id, RESYNC_MEMORY_DAYS),
+    )
+    return cur.fetchone() is not None
+
+
+def _remember_resync(conn: Connection, message_id: str) -> None:
+    # Written with the run's first page, so a crash before that commit leaves the message
+    # unremembered and its redelivery starts the run. Forgetting happens here too: the set
+    # only grows when an operator starts a resync, and stays bounded by what 8 days hold.
+    cur = conn.cursor()
+    cur.execute("DELETE FROM sync_resync_messages WHERE started_at < now() - make_interval(days => %s)", (RESYNC_MEMORY_DAYS,))
+    cur.execute(
+        "INSERT INTO sync_resync_messages (message_id) VALUES (%s) ON CONFLICT (message_id) DO UPDATE SET started_at = now()",
+        (message_id,),
+    )
+
+
+def limit_page_size(conn: Connection, size: int) -> None:
+    """After a page timed out: read at most ``size`` rows per page until pages commit again."""
+    cur = conn.cursor()
+    cur.execute("UPDATE sync_status SET page_size_limit = %s WHERE entity_type = %s", (size, ENTITY))
 
 
 def _page_assignments(p: PageProgress) -> tuple[list[str], list[Any]]:
@@ -216,9 +254,8 @@ def _page_assignments(p: PageProgress) -> tuple[list[str], list[Any]]:
         assignments.append("run_started_at = now()")
     if done:
         assignments.append("last_success_at = now()")
-    if plan.resync_message_id is not None:
-        assignments.append("last_resync_message_id = %s")
-        params.append(plan.resync_message_id)
+    assignments.append("page_size_limit = %s")
+    params.append(p.page_size_limit)
     return assignments, params
 
 

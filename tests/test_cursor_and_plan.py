@@ -113,7 +113,7 @@ def _state(**kw) -> SyncState:
         "links": Stream(Keyset(EPOCH, "")),
         "watermark": T0,
         "link_watermark": None,
-        "last_resync_message_id": None,
+        "page_size_limit": None,
         "status": "success",
     }
     return SyncState(**{**base, **kw})
@@ -141,8 +141,6 @@ IN_PROGRESS = {"run_id": RUN, "trigger": "tick", "next_page": 3, "opportunities"
         (Message.continuation(RUN, 3, T0), _state(), ("drop",)),
         # full resync supersedes a run in progress and starts from the beginning
         (Message.full_resync("m1"), _state(**IN_PROGRESS), ("page", 1, True, Keyset(EPOCH, ""))),
-        # the same full_resync message redelivered is not started twice
-        (Message.full_resync("m1"), _state(last_resync_message_id="m1"), ("drop",)),
         # past the hop limit the run is stopped
         (Message.tick(), _state(**{**IN_PROGRESS, "next_page": 11}), ("stop",)),
     ],
@@ -159,3 +157,22 @@ def test_plan(message, state, expect):
         if decision.new_run:
             assert decision.run_id != RUN
             assert decision.superseded_run == state.run_id
+
+
+@pytest.mark.parametrize(
+    ("message", "started", "expect"),
+    [
+        (Message.full_resync("m1"), True, "drop"),  # a remembered id: a redelivery, not started twice
+        (Message.full_resync("m1"), False, "page"),  # a new id starts a run
+        (Message.full_resync(None), True, "page"),  # no id (the CLI's own): nothing to recognise
+        (Message.tick(), True, "page"),  # only full_resync consults the memory
+    ],
+)
+def test_plan_drops_a_full_resync_already_started(message, started, expect):
+    decision = plan(message, _state(), lookback=HOUR, max_pages=10, resync_started=started)
+    assert isinstance(decision, Drop if expect == "drop" else PagePlan)
+
+
+@pytest.mark.parametrize("state", [_state(page_size_limit=250), _state(**IN_PROGRESS, page_size_limit=250)])
+def test_plan_carries_the_page_size_limit(state):
+    assert plan(Message.tick(), state, lookback=HOUR, max_pages=10).page_size_limit == 250

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 
 import pytest
@@ -91,10 +90,11 @@ def test_upgrades_a_database_holding_rows(v1_url):
         )
         == oids
     )
-    # The last remembered full_resync id carries over into the new set.
-    assert query_url(v1_url, "SELECT message_key, message_id FROM sync_resync_messages") == [
-        (hashlib.sha256(b"1234567890123456").digest(), "1234567890123456")
-    ]
+    # The last remembered full_resync id carries over into the new set, and its old column goes.
+    assert query_url(v1_url, "SELECT message_id FROM sync_resync_messages") == [("1234567890123456",)]
+    assert query_url(
+        v1_url, "SELECT count(*) FROM pg_attribute WHERE attname = 'last_resync_message_id' AND NOT attisdropped"
+    ) == [(0,)]
     assert query_url(v1_url, "SELECT status, items_synced, page_size_limit FROM sync_status") == [("success", 500, None)]
 
 
