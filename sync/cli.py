@@ -208,6 +208,8 @@ def _status_table(data: dict[str, Any], out: TextIO) -> None:
             else "-",
         ),
         ("in flight now", "yes" if data.get("in_flight") else "no"),
+        # Set after a page timed out; it doubles back to SYNC_PAGE_SIZE as pages commit.
+        ("page size limit", data.get("page_size_limit") or "- (SYNC_PAGE_SIZE)"),
         (
             "opportunities",
             f"{opp.get('live', 0)} live, {opp.get('deleted', 0)} soft-deleted, {opp.get('call_links', 0)} call links",

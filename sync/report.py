@@ -48,7 +48,7 @@ def status(conn: Connection) -> dict[str, Any]:
         conn,
         "SELECT entity_type, status, last_sync_timestamp, items_synced, error_count, last_error, last_success_at,"
         " run_id, run_trigger, run_next_page, run_started_at, run_cursor_stamp, run_upper_bound,"
-        " lease_expires_at > now() AS in_flight,"
+        " lease_expires_at > now() AS in_flight, page_size_limit,"
         " extract(epoch FROM now() - last_sync_timestamp) AS lag_seconds"
         " FROM sync_status WHERE entity_type = 'opportunities'",
     )
@@ -65,7 +65,7 @@ def runs(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
     return _rows(
         conn,
         "SELECT run_id, trigger, status, started_at, finished_at, pages, rows_read, rows_inserted, rows_updated,"
-        " rows_unchanged, rows_skipped, rows_degraded, rows_deleted, links_added, links_removed, error"
+        " rows_unchanged, rows_skipped, rows_degraded, rows_deleted, links_added, links_removed, smallest_page_size, error"
         " FROM sync_runs ORDER BY started_at DESC LIMIT %s",
         (limit,),
     )

@@ -105,7 +105,16 @@ def long_call_id(p: Poisoned) -> str:
     return call_id
 
 
-EVERY_KIND = (huge_amount, long_id, random_owner_email, random_stage, long_call_id)
+def unsafe_account_column(p: Poisoned) -> str:
+    """An optional account column named ``Billing Country-Code``: left out of metadata with a warning."""
+    column = "Billing Country-Code"
+    p.data.schemas["account"][column] = "STRING"
+    for account in p.data.rows("account"):
+        account[column] = f"{account['billing_country']}-X"
+    return column
+
+
+EVERY_KIND = (huge_amount, long_id, random_owner_email, random_stage, long_call_id, unsafe_account_column)
 
 
 def _set(projection: Projection, opp_id: str, **changes: Any) -> None:

@@ -12,7 +12,7 @@ import io
 import json
 
 import pytest
-from poison import EVERY_KIND, Poisoned
+from poison import EVERY_KIND, Poisoned, long_call_id
 
 from standins.generator import generate
 from sync import cli
@@ -52,7 +52,7 @@ def test_each_poison_row_is_refused_and_the_rest_syncs(env, plant):
 
 
 def test_a_long_call_id_on_the_first_link_page_does_not_stop_the_links(env):
-    p = _poisoned(EVERY_KIND[-1])
+    p = _poisoned(long_call_id)
     env.seed(p.data)
     first = env.pipeline(SYNC_PAGE_SIZE="5").handle(Message.tick())
     assert first.action == "page"
@@ -72,6 +72,8 @@ def test_every_kind_at_once_and_the_operator_sees_them(env):
     assert p.rejections <= listed
     # Excerpts are bounded: no 3,000-character id or 5 KB email lands in the record.
     assert max(len(json.dumps(r)) for r in json.loads(out.getvalue())) < 1000
+    # The unsafe optional column was left out, not fatal.
+    assert not any("Country-Code" in str(r[0]) for r in env.query("SELECT metadata FROM opportunities"))
 
 
 # ---- causes nobody listed: the fallback isolates them ----------------------------------------------
