@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal
+from typing import Any
 
 MAX_ID_BYTES = 255
 # BTMaxItemSize for 8 KB pages, btree version 4 (PostgreSQL 12 and later).
@@ -46,6 +47,10 @@ _INDEX_NULL_BITMAP = 4
 _SHORT_VARLENA_MAX = 127
 # Beyond this many integer digits no column of ours can hold a number, rounded or not.
 _MAX_ROUNDED_DIGITS = 60
+# Below this many integer digits, rounding to a few places fits decimal's default 28 digits.
+_DEFAULT_CONTEXT_DIGITS = 20
+# 1, 0.1, 0.01, ...: what quantize rounds to, for each scale numeric allows up to 16.
+_QUANTA = tuple(Decimal(1).scaleb(-scale) for scale in range(17))
 
 
 class KeyType(enum.Enum):
@@ -151,10 +156,14 @@ def round_half_up(value: Decimal, scale: int) -> Decimal:
     A value too large for any column we have is returned unrounded (a range check refuses it):
     rounding it would need a decimal context as wide as its exponent.
     """
-    if value.adjusted() > _MAX_ROUNDED_DIGITS:
+    magnitude = value.adjusted()
+    if magnitude < _DEFAULT_CONTEXT_DIGITS:
+        # Every real amount: the default 28-digit context holds the result (the hot path).
+        return value.quantize(_QUANTA[scale], rounding=ROUND_HALF_UP)
+    if magnitude > _MAX_ROUNDED_DIGITS:
         return value
-    context = Context(prec=max(1, value.adjusted() + scale + 2))
-    return value.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP, context=context)
+    context = Context(prec=magnitude + scale + 2)
+    return value.quantize(_QUANTA[scale], rounding=ROUND_HALF_UP, context=context)
 
 
 def round_numeric(value: Decimal, precision: int, scale: int) -> Decimal | None:
@@ -194,55 +203,51 @@ def _align(offset: int, alignment: int) -> int:
 
 # ---- checks a stored column declares (sync/stored.py) ---------------------------------------------
 # Each is called with a parsed, non-NULL value and returns why it cannot be stored, or None.
+# They run for every row, so each answers the common case from a length or a comparison alone.
+
+Check = Callable[[Any], "str | None"]
 
 
-@dataclass(frozen=True)
-class IdCheck:
+def id_check(name: str) -> Check:
     """An id is stored exactly as the source holds it, so it must be storable exactly."""
+    too_long, contains_nul = f"{name}_too_long", f"{name}_contains_nul"
 
-    name: str
-
-    def __call__(self, value: str) -> str | None:
+    def check(value: str) -> str | None:
         if "\x00" in value:
             # Postgres text cannot hold NUL; dropping it would make a different id.
-            return f"{self.name}_contains_nul"
-        if not text_fits(value, MAX_ID_BYTES):
-            return f"{self.name}_too_long"
-        return None
+            return contains_nul
+        return None if text_fits(value, MAX_ID_BYTES) else too_long
+
+    return check
 
 
-@dataclass(frozen=True)
-class TextCheck:
+def text_check(max_bytes: int, reason: str) -> Check:
     """Text that is an index key: at most ``max_bytes`` UTF-8 bytes."""
 
-    max_bytes: int
-    reason: str
+    def check(value: str) -> str | None:
+        return None if text_fits(value, max_bytes) else reason
 
-    def __call__(self, value: str) -> str | None:
-        return None if text_fits(value, self.max_bytes) else self.reason
-
-
-@dataclass(frozen=True)
-class NumericCheck:
-    """A value already rounded to the scale, checked against ``numeric(precision, scale)``."""
-
-    precision: int
-    scale: int
-    reason: str
-
-    def __call__(self, value: Decimal) -> str | None:
-        return None if abs(value) < Decimal(10) ** (self.precision - self.scale) else self.reason
+    return check
 
 
-SOURCE_ID = IdCheck("id")
-CALL_ID = IdCheck("call_id")
-LINKED_ID = IdCheck("object_id")
-OWNER_EMAIL = TextCheck(text_key_limit(OWNER_INDEX, "owner_email"), "owner_email_too_long")
+def numeric_check(precision: int, scale: int, reason: str) -> Check:
+    """A value already rounded to ``scale`` places, checked against ``numeric(precision, scale)``."""
+    limit = Decimal(10) ** (precision - scale)
+
+    def check(value: Decimal) -> str | None:
+        return None if -limit < value < limit else reason
+
+    return check
+
+
+SOURCE_ID = id_check("id")
+CALL_ID = id_check("call_id")
+LINKED_ID = id_check("object_id")
+OWNER_EMAIL_MAX_BYTES = text_key_limit(OWNER_INDEX, "owner_email")
 # The stage's limit depends on whether close_date, its neighbour in the key, is NULL (2,684 or
 # 2,688 bytes). The smaller one is provably safe either way, and keeps one column's limit from
 # depending on another's value.
-STAGE = TextCheck(
-    min(text_key_limit(STAGE_INDEX, "stage"), text_key_limit(STAGE_INDEX, "stage", frozenset({"close_date"}))),
-    "stage_too_long",
-)
-AMOUNT = NumericCheck(18, 2, "amount_out_of_range")
+STAGE_MAX_BYTES = min(text_key_limit(STAGE_INDEX, "stage"), text_key_limit(STAGE_INDEX, "stage", frozenset({"close_date"})))
+OWNER_EMAIL = text_check(OWNER_EMAIL_MAX_BYTES, "owner_email_too_long")
+STAGE = text_check(STAGE_MAX_BYTES, "stage_too_long")
+AMOUNT = numeric_check(18, 2, "amount_out_of_range")

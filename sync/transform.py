@@ -89,17 +89,18 @@ def transform_row(raw: Mapping[str, Any]) -> tuple[OpportunityRow | None, list[I
     for source, parse, invalid, required, label, check in _STEPS:
         given = raw if source is None else get(source)
         value = parse(given)
-        refused = check(value) if check is not None and value is not None else None
-        if required:
-            if value is None or refused is not None:
-                reason = refused or f"missing_{label}"
-                return None, [Issue(_bounded(values[0] if values else value), "skipped", reason, _required(raw))]
-            nul = nul or has_nul(given)
-        elif refused is not None:
+        if value is None:
+            if required:
+                return None, [Issue(values[0] if values else None, "skipped", f"missing_{label}", _required(raw))]
+            if given is not None and invalid is not None:
+                issues.append(Issue(values[0], "degraded", invalid, {label: _bounded(jsonable(given))}))
+        elif check is not None and (refused := check(value)) is not None:
+            if required:
+                return None, [Issue(_bounded(values[0] if values else value), "skipped", refused, _required(raw))]
             issues.append(Issue(values[0], "degraded", refused, {label: _bounded(jsonable(value))}))
             value = None
-        elif value is None and given is not None and invalid is not None:
-            issues.append(Issue(values[0], "degraded", invalid, {label: _bounded(jsonable(given))}))
+        elif required:
+            nul = nul or has_nul(given)
         values.append(value)
     row_id = values[0]
     if nul:
