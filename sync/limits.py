@@ -4,7 +4,8 @@ Postgres refuses a whole statement for one value it cannot hold, so the transfor
 limits it can know in advance (the second line of defence, for causes nobody listed, is
 ``sync/isolate.py``):
 
-- **ids**: a source or call id is at most :data:`MAX_ID_BYTES` UTF-8 bytes. Salesforce ids are
+- **ids**: a source or call id is at most :data:`MAX_ID_BYTES` UTF-8 bytes and holds no NUL
+  (text cannot hold one, and dropping it would make another id). Salesforce ids are
   15 or 18 characters and Gong's are about 19 digits; 255 bytes leaves room for any CRM's key
   while every key built from two ids (call links, their staging table, the cursor) stays far
   below the btree limit. A declared limit, so the rule does not move with index layout.

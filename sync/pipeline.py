@@ -117,7 +117,8 @@ class Pipeline:
         try:
             with transaction(conn):
                 state = st.acquire_lease(conn, invocation, self._settings.lease_seconds)
-                started = _resync_started(conn, message) if state is not None else False
+                full = message.type is MessageType.FULL_RESYNC and state is not None
+                started = full and st.resync_started(conn, message.message_id)
             if state is None:
                 return _busy(message)
             self._checkpoint("leased")
@@ -210,11 +211,8 @@ class Pipeline:
         A page that timed out is retried smaller: its size limit is halved before the lease is freed.
         """
         run_id = p.run_id if p is not None else None
-        shrink = (
-            pacing.after_timeout(self._settings.page_size, p.page_size_limit)
-            if p and failure and is_page_timeout(failure)
-            else None
-        )
+        timed_out = p is not None and failure is not None and failure.retryable and is_page_timeout(failure)
+        shrink = pacing.after_timeout(self._settings.page_size, p.page_size_limit) if p is not None and timed_out else None
         for attempt in (conn, None):
             try:
                 target = attempt if attempt is not None else self._connect()
@@ -224,9 +222,10 @@ class Pipeline:
                             st.mark_failed(target, invocation, str(failure))
                             if run_id is not None:
                                 runlog.fail_run(target, run_id, str(failure))
+                        elif shrink is not None:
+                            st.limit_page_size(target, shrink)
+                            st.release_lease(target, invocation)
                         else:
-                            if shrink is not None:
-                                st.limit_page_size(target, shrink)
                             st.release_lease(target, invocation)
                 finally:
                     if attempt is None:
@@ -236,12 +235,7 @@ class Pipeline:
             if isinstance(failure, PermanentError):
                 runlog.log_run_failed(run_id, str(failure))
             if shrink is not None:
-                log.warning(
-                    "page %s timed out; the next attempt reads at most %d rows per page",
-                    p.page if p else None,
-                    shrink,
-                    extra={"event": "page_shrunk", "run_id": _s(run_id), "page_size": shrink, "error": str(failure)},
-                )
+                runlog.log_page_shrunk(p, shrink, str(failure))
             return
 
 
@@ -280,12 +274,6 @@ def _publish(publisher: Publisher, message: Message) -> None:
             classify(err),
             extra={"event": "publish_failed", "run_id": _s(message.run_id), "page": message.page},
         )
-
-
-def _resync_started(conn: Connection, message: Message) -> bool:
-    if message.type is not MessageType.FULL_RESYNC or message.message_id is None:
-        return False
-    return st.resync_started(conn, message.message_id)
 
 
 def _tally(page: _Page, written: PageWrite) -> runlog.PageTally:

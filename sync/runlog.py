@@ -170,3 +170,13 @@ def log_run_failed(run_id: uuid.UUID | None, error: str, *, stopped: bool = Fals
         error,
         extra={"event": "run_finished", "status": "failed", "run_id": str(run_id) if run_id else None, "error": error},
     )
+
+
+def log_page_shrunk(plan: PagePlan | None, page_size: int, error: str) -> None:
+    """A page timed out and will be retried smaller (``sync/pacing.py``)."""
+    log.warning(
+        "page %s timed out; the next attempt reads at most %d rows per page",
+        plan.page if plan else None,
+        page_size,
+        extra={"event": "page_shrunk", "run_id": str(plan.run_id) if plan else None, "page_size": page_size, "error": error},
+    )

@@ -203,8 +203,10 @@ def record_page(conn: Connection, progress: PageProgress) -> None:
 RESYNC_MEMORY_DAYS = 8
 
 
-def resync_started(conn: Connection, message_id: str) -> bool:
+def resync_started(conn: Connection, message_id: str | None) -> bool:
     """Whether a full resync was already started for this Pub/Sub message (a redelivery)."""
+    if message_id is None:
+        return False
     cur = conn.cursor()
     cur.execute(
         "SELECT 1 FROM sync_resync_messages WHERE message_id = %s AND started_at >= now() - make_interval(days => %s)",
