@@ -12,9 +12,11 @@ last-modified time.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sync.columns import Column, Table, quote, quote_project, snake_case
+from sync.streams import Stream
 
 _EPOCH_SQL = "TIMESTAMP '1970-01-01 00:00:00+00'"
 
@@ -40,6 +42,20 @@ class SourceTables:
             "call_links": self.links is not None,
             "fivetran_synced_stamp": self.opportunity.find("_fivetran_synced") is not None,
             "history_mode": self.opportunity.find("_fivetran_active") is not None,
+        }
+
+    def stream_tables(self) -> dict[Stream, list[tuple[str, Table]]]:
+        """Every table each stream's query reads, by logical name: what the probe must watch."""
+        health = self._health_table()
+        joined = [
+            ("account", self.account),
+            ("user", self.user),
+            ("opportunity_history", self.history),
+            ("gong_opportunity", health if health is not self.opportunity else None),
+        ]
+        return {
+            Stream.OPPORTUNITIES: [("opportunity", self.opportunity)] + [(n, t) for n, t in joined if t is not None],
+            Stream.CALL_LINKS: [("call_context_integration", self.links)] if self.links is not None else [],
         }
 
     def _health_table(self) -> Table | None:
@@ -218,6 +234,97 @@ def joined_opportunities_sql(t: SourceTables) -> str:
     return "WITH " + ",\n".join(ctes)
 
 
+def opportunity_result_sql(t: SourceTables) -> str:
+    """The run's single evaluation of the join, ordered by ``(change_stamp, id)``.
+
+    Parameters: ``after_stamp``, ``after_id`` (the keyset to read after), ``upper_bound`` (the
+    run's frozen bound, NULL on its first evaluation), ``skew_seconds`` and ``future_limit``.
+    See :func:`_result_tail` for what the result holds.
+    """
+    after = "(joined.change_stamp > @after_stamp OR (joined.change_stamp = @after_stamp AND joined.id > @after_id))"
+    return joined_opportunities_sql(t) + _result_tail("joined", "change_stamp", ("id",), after)
+
+
+def link_groups_sql(t: SourceTables) -> str:
+    """A CTE ``links``: one row per (call, opportunity) link with its stamp; ``@object_type`` parameter.
+
+    Gong writes one row per CRM field per link, so rows are grouped to (call, object); the
+    link is gone when every one of its rows is flagged deleted.
+    """
+    if t.links is None:
+        msg = "call link table is not present"
+        raise ValueError(msg)
+    c = t.links
+    deleted = _optional("c", c, "_fivetran_deleted", "FALSE")
+    return (
+        f"WITH links AS (SELECT CAST({_col('c', c.require('call_id'))} AS STRING) AS call_id, "
+        f"CAST({_col('c', c.require('object_id'))} AS STRING) AS object_id, "
+        f"LOGICAL_AND(COALESCE({deleted}, FALSE)) AS deleted, MAX({_stamp('c', c)}) AS stamp "
+        f"FROM {_ref(t.project, c)} AS c WHERE LOWER({_col('c', c.require('object_type'))}) = @object_type "
+        "GROUP BY call_id, object_id)"
+    )
+
+
+def link_result_sql(t: SourceTables) -> str:
+    """The run's single evaluation of call links, ordered by ``(stamp, call_id, object_id)``.
+
+    Parameters: those of :func:`opportunity_result_sql` with ``after_call`` and ``after_object``
+    in place of ``after_id``, plus ``object_type``.
+    """
+    after = (
+        "(links.stamp > @after_stamp OR (links.stamp = @after_stamp AND (links.call_id > @after_call"
+        " OR (links.call_id = @after_call AND links.object_id > @after_object))))"
+    )
+    return link_groups_sql(t) + _result_tail("links", "stamp", ("call_id", "object_id"), after)
+
+
+def _result_tail(source: str, stamp: str, keys: tuple[str, ...], after: str) -> str:
+    """The rows of ``source`` after the keyset, up to the run's frozen bound, then the future-stamped.
+
+    - ``cap`` is the source's own clock plus the skew allowance, read in this very query: no
+      stamp beyond it can be one the run has seen happen, so the bound never passes it. On the
+      first evaluation the bound is the greatest stamp up to the cap (the start stamp when there
+      is none); a later evaluation keeps the run's bound, capped again.
+    - Rows stamped beyond the cap follow the bounded rows (they sort last); at most
+      ``@future_limit`` of them, the first in key order, so a run's extra work stays one page.
+    - The first row carries ``run_upper_bound``, ``run_cap`` and ``future_total`` (every
+      future-stamped row, read or not); they are NULL on the others to keep rows lean.
+    """
+    order = ", ".join(f"picked.{c}" for c in (stamp, *keys))
+    return (
+        ",\nclock AS (SELECT TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @skew_seconds SECOND) AS cap),"
+        "\nfrozen AS (SELECT clock.cap, LEAST(clock.cap, COALESCE(@upper_bound,"
+        f" (SELECT MAX(s.{stamp}) FROM {source} AS s CROSS JOIN clock AS c WHERE s.{stamp} <= c.cap),"
+        " @after_stamp)) AS bound FROM clock),"
+        f"\npicked AS (SELECT {source}.*, {source}.{stamp} > frozen.cap AS beyond_cap, frozen.bound, frozen.cap"
+        f" FROM {source} CROSS JOIN frozen WHERE {after}"
+        f" AND ({source}.{stamp} <= frozen.bound OR {source}.{stamp} > frozen.cap)),"
+        f"\nranked AS (SELECT picked.*, ROW_NUMBER() OVER (ORDER BY {order}) AS seq,"
+        " COUNT(*) OVER () AS picked_total, SUM(IF(picked.beyond_cap, 1, 0)) OVER () AS beyond_total FROM picked)"
+        "\nSELECT ranked.* EXCEPT (beyond_cap, bound, cap, seq, picked_total, beyond_total),"
+        " IF(ranked.seq = 1, ranked.bound, NULL) AS run_upper_bound, IF(ranked.seq = 1, ranked.cap, NULL) AS run_cap,"
+        " IF(ranked.seq = 1, ranked.beyond_total, NULL) AS future_total"
+        "\nFROM ranked WHERE NOT ranked.beyond_cap"
+        " OR ranked.seq - (ranked.picked_total - ranked.beyond_total) <= @future_limit"
+        "\nORDER BY ranked.seq"
+    )
+
+
+def probe_sql(tables: Sequence[Table], project: str) -> str:
+    """Per table, in order: the greatest row stamp and the row count, plus the source's capped clock.
+
+    Reads the stamp columns only (``COUNT(*)`` reads none), so it bills a fraction of the join.
+    Row ``part`` is the table's index in ``tables``. Parameter: ``skew_seconds``.
+    """
+    clock = "TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @skew_seconds SECOND) AS cap"
+    parts = [
+        f"SELECT {i} AS part, MAX(p.stamp) AS latest, COUNT(*) AS row_count, {clock}"
+        f" FROM (SELECT {_stamp('t', table)} AS stamp FROM {_ref(project, table)} AS t) AS p"
+        for i, table in enumerate(tables)
+    ]
+    return "\nUNION ALL\n".join(parts)
+
+
 def opportunity_page_sql(t: SourceTables, *, bound_known: bool) -> str:
     """One keyset page. Parameters: ``after_stamp``, ``after_id``, ``upper_bound``, ``page_limit``.
 
@@ -242,29 +349,10 @@ def all_ids_sql(t: SourceTables) -> str:
 
 
 def link_page_sql(t: SourceTables, *, bound_known: bool) -> str:
-    """One keyset page of call links, ordered by ``(stamp, call_id, object_id)``.
-
-    Parameters: ``after_stamp``, ``after_call``, ``after_object``, ``upper_bound``,
-    ``page_limit`` and ``object_type``.
-
-    Gong writes one row per CRM field per link, so rows are grouped to (call, object); the
-    link is gone when every one of its rows is flagged deleted.
-    """
-    if t.links is None:
-        msg = "call link table is not present"
-        raise ValueError(msg)
-    c = t.links
-    deleted = _optional("c", c, "_fivetran_deleted", "FALSE")
-    grouped = (
-        f"WITH links AS (SELECT CAST({_col('c', c.require('call_id'))} AS STRING) AS call_id, "
-        f"CAST({_col('c', c.require('object_id'))} AS STRING) AS object_id, "
-        f"LOGICAL_AND(COALESCE({deleted}, FALSE)) AS deleted, MAX({_stamp('c', c)}) AS stamp "
-        f"FROM {_ref(t.project, c)} AS c WHERE LOWER({_col('c', c.require('object_type'))}) = @object_type "
-        "GROUP BY call_id, object_id)"
-    )
+    """One keyset page of call links (the per-page path; see :func:`link_result_sql`)."""
     bound = "@upper_bound" if bound_known else "(SELECT MAX(stamp) FROM links)"
     return (
-        grouped
+        link_groups_sql(t)
         + f"\nSELECT links.*, {bound} AS run_upper_bound FROM links"
         + "\nWHERE (links.stamp > @after_stamp OR (links.stamp = @after_stamp AND (links.call_id > @after_call"
         + " OR (links.call_id = @after_call AND links.object_id > @after_object))))"
