@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sync.results import Cost
-from sync.streams import Stream
+from sync.streams import StreamKind
 
 #: How far a stamp may lie ahead of the source's clock and still count as seen happening:
 #: clocks of Salesforce, Fivetran and BigQuery drift by seconds, not minutes.
@@ -49,8 +49,8 @@ class Probe:
 
     cap: dt.datetime
     marks: Mapping[str, Mark]
-    tables: Mapping[Stream, tuple[str, ...]]
-    eligible: frozenset[Stream]
+    tables: Mapping[StreamKind, tuple[str, ...]]
+    eligible: frozenset[StreamKind]
     cost: Cost = field(default_factory=Cost, compare=False)
 
 
@@ -58,15 +58,15 @@ class Probe:
 class RunStart:
     """How a new run treats each stream."""
 
-    skip: frozenset[Stream] = frozenset()
-    repair: frozenset[Stream] = frozenset()
+    skip: frozenset[StreamKind] = frozenset()
+    repair: frozenset[StreamKind] = frozenset()
 
 
 def decide(
     probe: Probe,
     *,
     full: bool,
-    watermarks: Mapping[Stream, dt.datetime | None],
+    watermarks: Mapping[StreamKind, dt.datetime | None],
     committed: Mapping[str, Mark] | None,
 ) -> RunStart:
     """Which streams a new run skips (nothing landed) and which it repairs (watermark in the future)."""

@@ -32,7 +32,7 @@ from sync.source_sql import (
     opportunity_result_sql,
     probe_sql,
 )
-from sync.streams import SHAPES, Stream, split_link_key
+from sync.streams import SHAPES, StreamKind, split_link_key
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 class StreamRead:
     """Read the next page of a stream: after ``after``, within the run's bound, from ``position``."""
 
-    stream: Stream
+    stream: StreamKind
     after: Keyset
     upper_bound: dt.datetime | None
     position: ResultPosition | None
@@ -220,7 +220,7 @@ class BigQuerySource:
         """
         cost = Cost()
         tables = self.tables(cost)
-        if request.stream is Stream.CALL_LINKS and tables.links is None:
+        if request.stream is StreamKind.CALL_LINKS and tables.links is None:
             return None
         if request.position is not None:
             try:
@@ -279,8 +279,8 @@ class BigQuerySource:
             cost=cost,
         )
 
-    def _sql(self, stream: Stream, tables: SourceTables) -> str:
-        return opportunity_result_sql(tables) if stream is Stream.OPPORTUNITIES else link_result_sql(tables)
+    def _sql(self, stream: StreamKind, tables: SourceTables) -> str:
+        return opportunity_result_sql(tables) if stream is StreamKind.OPPORTUNITIES else link_result_sql(tables)
 
     def _params(self, request: StreamRead) -> list[Any]:
         from google.cloud import bigquery
@@ -293,7 +293,7 @@ class BigQuerySource:
             # The extra page of future-stamped rows is one page at most.
             p("future_limit", "INT64", request.limit),
         ]
-        if request.stream is Stream.OPPORTUNITIES:
+        if request.stream is StreamKind.OPPORTUNITIES:
             return [*params, p("after_id", "STRING", request.after.key)]
         call_id, object_id = split_link_key(request.after.key)
         return [
@@ -328,7 +328,7 @@ class BigQuerySource:
             bigquery.ScalarQueryParameter("upper_bound", "TIMESTAMP", upper_bound),
             bigquery.ScalarQueryParameter("page_limit", "INT64", limit),
         ]
-        return self._legacy_page(sql, params, deadline, upper_bound, SHAPES[Stream.OPPORTUNITIES].keyset)
+        return self._legacy_page(sql, params, deadline, upper_bound, SHAPES[StreamKind.OPPORTUNITIES].keyset)
 
     def read_links(self, after: Keyset, upper_bound: dt.datetime | None, limit: int, deadline: float) -> SourcePage | None:
         from google.cloud import bigquery
@@ -346,7 +346,7 @@ class BigQuerySource:
             bigquery.ScalarQueryParameter("object_type", "STRING", "opportunity"),
         ]
         sql = link_page_sql(tables, bound_known=upper_bound is not None)
-        return self._legacy_page(sql, params, deadline, upper_bound, SHAPES[Stream.CALL_LINKS].keyset)
+        return self._legacy_page(sql, params, deadline, upper_bound, SHAPES[StreamKind.CALL_LINKS].keyset)
 
     def all_opportunity_ids(self) -> Iterator[str]:
         for row in self._all_rows(all_ids_sql(self.tables()), [], time.monotonic() + 300, Cost()):

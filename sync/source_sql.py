@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sync.columns import Column, Table, quote, quote_project, snake_case
-from sync.streams import Stream
+from sync.streams import StreamKind
 
 _EPOCH_SQL = "TIMESTAMP '1970-01-01 00:00:00+00'"
 
@@ -44,7 +44,7 @@ class SourceTables:
             "history_mode": self.opportunity.find("_fivetran_active") is not None,
         }
 
-    def stream_tables(self) -> dict[Stream, list[tuple[str, Table]]]:
+    def stream_tables(self) -> dict[StreamKind, list[tuple[str, Table]]]:
         """Every table each stream's query reads, by logical name: what the probe must watch."""
         health = self._health_table()
         joined = [
@@ -54,8 +54,8 @@ class SourceTables:
             ("gong_opportunity", health if health is not self.opportunity else None),
         ]
         return {
-            Stream.OPPORTUNITIES: [("opportunity", self.opportunity)] + [(n, t) for n, t in joined if t is not None],
-            Stream.CALL_LINKS: [("call_context_integration", self.links)] if self.links is not None else [],
+            StreamKind.OPPORTUNITIES: [("opportunity", self.opportunity)] + [(n, t) for n, t in joined if t is not None],
+            StreamKind.CALL_LINKS: [("call_context_integration", self.links)] if self.links is not None else [],
         }
 
     def _health_table(self) -> Table | None:

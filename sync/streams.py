@@ -17,7 +17,9 @@ from sync.slices import Shape
 LINK_KEY_SEPARATOR = "\x1f"
 
 
-class Stream(enum.StrEnum):
+class StreamKind(enum.StrEnum):
+    """Which of the two streams."""
+
     OPPORTUNITIES = "opportunities"
     CALL_LINKS = "call_links"
 
@@ -46,7 +48,7 @@ def _key(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-SHAPES: dict[Stream, Shape] = {
-    Stream.OPPORTUNITIES: Shape("change_stamp", _opportunity_keyset),
-    Stream.CALL_LINKS: Shape("stamp", _link_keyset),
+SHAPES: dict[StreamKind, Shape] = {
+    StreamKind.OPPORTUNITIES: Shape("change_stamp", _opportunity_keyset),
+    StreamKind.CALL_LINKS: Shape("stamp", _link_keyset),
 }

@@ -18,7 +18,7 @@ from sync.cursor import Keyset, advance
 from sync.probe import CLOCK_SKEW
 from sync.results import JobRef, ResultPosition
 from sync.source import StreamRead
-from sync.streams import Stream
+from sync.streams import StreamKind
 
 FUTURE = "2095-06-01T00:00:00Z"
 
@@ -63,7 +63,7 @@ def test_one_evaluation_serves_every_page(env, spy):
     data = generate(120, seed=81, messy=False)
     env.seed(data)
     source = _ready(env, spy)
-    rows, pages = _drain(source, Stream.OPPORTUNITIES, 25)
+    rows, pages = _drain(source, StreamKind.OPPORTUNITIES, 25)
     assert [r["id"] for r in rows] == _expected_order(data)  # every row once, in cursor order
     assert len(pages) == 5
     assert spy.call_count == 1  # one job for the whole run ...
@@ -75,7 +75,7 @@ def test_links_are_read_from_one_evaluation_too(env, spy):
     data = generate(150, seed=82, messy=False)
     env.seed(data)
     source = _ready(env, spy)
-    rows, pages = _drain(source, Stream.CALL_LINKS, 10)
+    rows, pages = _drain(source, StreamKind.CALL_LINKS, 10)
     links = {(r["call_id"], r["object_id"]) for r in data.rows("call_context_integration")}
     assert sorted((r["call_id"], r["object_id"]) for r in rows) == sorted(links)
     assert len(pages) == -(-len(links) // 10)
@@ -93,7 +93,7 @@ def test_a_gone_result_is_evaluated_again_from_the_cursor(env, spy, caplog):
             return ResultPosition(JobRef(position.job.project, position.job.location, "expired-job-id"), position.offset)
         return position
 
-    rows, pages = _drain(source, Stream.OPPORTUNITIES, 30, tamper=lose_it)
+    rows, pages = _drain(source, StreamKind.OPPORTUNITIES, 30, tamper=lose_it)
     assert [r["id"] for r in rows] == _expected_order(data)  # exact: nothing lost, nothing doubled
     assert [p.reevaluated for p in pages] == [False, False, True, False]
     assert spy.call_count == 2
@@ -109,7 +109,7 @@ def test_a_misaligned_offset_neither_doubles_nor_skips(env, spy, shift):
     def misalign(page_no, position):
         return ResultPosition(position.job, position.offset + shift) if page_no == 1 else position
 
-    rows, _pages = _drain(source, Stream.OPPORTUNITIES, 20, tamper=misalign)
+    rows, _pages = _drain(source, StreamKind.OPPORTUNITIES, 20, tamper=misalign)
     assert [r["id"] for r in rows] == _expected_order(data)
     # An offset short of the cursor re-reads and skips; one past it is caught by the row before the slice.
     assert spy.call_count == (1 if shift < 0 else 2)
@@ -120,7 +120,7 @@ def test_a_page_cut_by_the_time_budget_resumes_at_its_offset(env, spy):
     env.seed(data)
     source = _ready(env, spy)
     spent = time.monotonic() - 1
-    rows, pages = _drain(source, Stream.OPPORTUNITIES, 5, deadline=spent)
+    rows, pages = _drain(source, StreamKind.OPPORTUNITIES, 5, deadline=spent)
     assert [r["id"] for r in rows] == _expected_order(data)
     assert all(len(p.rows) == 1 and p.truncated for p in pages[:-1])  # one row, then the budget stops it
     assert spy.call_count == 1
@@ -134,7 +134,7 @@ def test_future_stamped_rows_come_last_in_a_bounded_extra_page(env, spy):
     env.seed(data)
     source = _ready(env, spy)
     before = dt.datetime.now(dt.UTC)
-    rows, pages = _drain(source, Stream.OPPORTUNITIES, 4)
+    rows, pages = _drain(source, StreamKind.OPPORTUNITIES, 4)
     ids = [r["id"] for r in rows]
     assert ids[-4:] == sorted(future)[:4]  # after every bounded row, at most one page of them
     assert sorted(ids[:-4]) == sorted(set(_expected_order(data)) - set(future))
@@ -159,8 +159,8 @@ def test_probe_reads_stamp_columns_only_and_sees_a_landed_row(env, spy):
     assert first.marks["opportunity"].latest == max(
         dt.datetime.fromisoformat(o["_fivetran_synced"]) for o in data.rows("opportunity")
     )
-    assert first.eligible == frozenset(Stream)
-    assert set(first.tables[Stream.OPPORTUNITIES]) == {
+    assert first.eligible == frozenset(StreamKind)
+    assert set(first.tables[StreamKind.OPPORTUNITIES]) == {
         "opportunity",
         "account",
         "user",
@@ -183,4 +183,4 @@ def test_probe_without_fivetran_synced_is_not_eligible(env, spy):
     env.seed(data)
     source = _ready(env, spy)
     probe = source.probe()
-    assert probe.eligible == frozenset({Stream.CALL_LINKS})
+    assert probe.eligible == frozenset({StreamKind.CALL_LINKS})

@@ -9,12 +9,12 @@ import pytest
 from sync.cursor import Keyset
 from sync.probe import Mark, Probe, RunStart, decide, marks_from_json, marks_json
 from sync.slices import take
-from sync.streams import SHAPES, Stream, link_keyset, split_link_key
+from sync.streams import SHAPES, StreamKind, link_keyset, split_link_key
 
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 BOUND = T0 + dt.timedelta(hours=1)
 FUTURE = dt.datetime(2095, 1, 1, tzinfo=dt.UTC)
-OPP = SHAPES[Stream.OPPORTUNITIES]
+OPP = SHAPES[StreamKind.OPPORTUNITIES]
 
 
 def _row(stamp, id_, **extra):
@@ -123,9 +123,9 @@ MARKS = {
     "account": Mark(T0, 3),
     "call_context_integration": Mark(T0, 4),
 }
-TABLES = {Stream.OPPORTUNITIES: ("opportunity", "account"), Stream.CALL_LINKS: ("call_context_integration",)}
-BOTH = frozenset(Stream)
-W = {Stream.OPPORTUNITIES: T0, Stream.CALL_LINKS: T0}
+TABLES = {StreamKind.OPPORTUNITIES: ("opportunity", "account"), StreamKind.CALL_LINKS: ("call_context_integration",)}
+BOTH = frozenset(StreamKind)
+W = {StreamKind.OPPORTUNITIES: T0, StreamKind.CALL_LINKS: T0}
 
 
 def _probe(marks=MARKS, eligible=BOTH):
@@ -143,7 +143,7 @@ def _probe(marks=MARKS, eligible=BOTH):
             False,
             W,
             MARKS,
-            RunStart(skip=frozenset({Stream.CALL_LINKS})),
+            RunStart(skip=frozenset({StreamKind.CALL_LINKS})),
         ),
         # A row landed with a stamp no greater than the table's newest (same Fivetran batch): the count moved.
         (
@@ -151,36 +151,42 @@ def _probe(marks=MARKS, eligible=BOTH):
             False,
             W,
             MARKS,
-            RunStart(skip=frozenset({Stream.CALL_LINKS})),
+            RunStart(skip=frozenset({StreamKind.CALL_LINKS})),
         ),
         # A full resync reads everything whatever the probe says.
         (_probe(), True, W, MARKS, RunStart()),
         # No marks recorded yet (first run after the upgrade): read.
         (_probe(), False, W, None, RunStart()),
         # A stream never synced is read even when its marks match.
-        (_probe(), False, {**W, Stream.CALL_LINKS: None}, MARKS, RunStart(skip=frozenset({Stream.OPPORTUNITIES}))),
+        (_probe(), False, {**W, StreamKind.CALL_LINKS: None}, MARKS, RunStart(skip=frozenset({StreamKind.OPPORTUNITIES}))),
         # Without _fivetran_synced the stamps cannot show a late row: the stream is read.
-        (_probe(eligible=frozenset({Stream.CALL_LINKS})), False, W, MARKS, RunStart(skip=frozenset({Stream.CALL_LINKS}))),
+        (_probe(eligible=frozenset({StreamKind.CALL_LINKS})), False, W, MARKS, RunStart(skip=frozenset({StreamKind.CALL_LINKS}))),
         # A table appeared or vanished since the last run: its mark is missing, read.
-        (_probe(), False, W, {k: v for k, v in MARKS.items() if k != "account"}, RunStart(skip=frozenset({Stream.CALL_LINKS}))),
+        (
+            _probe(),
+            False,
+            W,
+            {k: v for k, v in MARKS.items() if k != "account"},
+            RunStart(skip=frozenset({StreamKind.CALL_LINKS})),
+        ),
         # A watermark beyond the source clock is repaired, never skipped.
         (
             _probe(),
             False,
-            {Stream.OPPORTUNITIES: FUTURE, Stream.CALL_LINKS: T0},
+            {StreamKind.OPPORTUNITIES: FUTURE, StreamKind.CALL_LINKS: T0},
             MARKS,
-            RunStart(skip=frozenset({Stream.CALL_LINKS}), repair=frozenset({Stream.OPPORTUNITIES})),
+            RunStart(skip=frozenset({StreamKind.CALL_LINKS}), repair=frozenset({StreamKind.OPPORTUNITIES})),
         ),
         # ... also in a full resync.
         (
             _probe(),
             True,
-            {Stream.OPPORTUNITIES: T0, Stream.CALL_LINKS: FUTURE},
+            {StreamKind.OPPORTUNITIES: T0, StreamKind.CALL_LINKS: FUTURE},
             MARKS,
-            RunStart(repair=frozenset({Stream.CALL_LINKS})),
+            RunStart(repair=frozenset({StreamKind.CALL_LINKS})),
         ),
         # A watermark exactly at the cap is not in the future.
-        (_probe(), False, {Stream.OPPORTUNITIES: CAP, Stream.CALL_LINKS: T0}, MARKS, RunStart(skip=BOTH)),
+        (_probe(), False, {StreamKind.OPPORTUNITIES: CAP, StreamKind.CALL_LINKS: T0}, MARKS, RunStart(skip=BOTH)),
     ],
 )
 def test_decide(probe, full, watermarks, committed, expected):
