@@ -185,27 +185,32 @@ class BigQuerySource:
     # -- the probe ------------------------------------------------------------------------
 
     def probe(self) -> Probe:
-        """Marks of every table the run reads, and the source's capped clock (:mod:`sync.probe`)."""
+        """Marks of every table of the streams a probe can judge, and the source's capped clock.
+
+        A stream can be judged when every table it reads carries ``_fivetran_synced``
+        (:mod:`sync.probe`); the others are read by every run, so their tables are not probed.
+        """
         from google.cloud import bigquery
 
         cost = Cost()
         tables = self.tables(cost)
-        parts = tables.stream_tables()
-        named = [(name, table) for names in parts.values() for name, table in names]
+        judged = {
+            stream: pairs
+            for stream, pairs in tables.stream_tables().items()
+            if pairs and all(t.find("_fivetran_synced") for _, t in pairs)
+        }
+        named = [pair for pairs in judged.values() for pair in pairs]
         params = [bigquery.ScalarQueryParameter("skew_seconds", "INT64", int(CLOCK_SKEW.total_seconds()))]
         rows = self._all_rows(probe_sql([t for _, t in named], tables.project), params, time.monotonic() + 60, cost)
-        if not rows:
-            msg = "the probe query returned no rows; the source tables could not be read"
+        clock = next((r for r in rows if r["part"] == -1), None)
+        if clock is None:
+            msg = "the probe query returned no clock row; the source could not be read"
             raise SourceSchemaError(msg)
-        marks = {named[int(r["part"])][0]: Mark(r["latest"], int(r["row_count"])) for r in rows}
-        eligible = frozenset(
-            stream for stream, pairs in parts.items() if pairs and all(t.find("_fivetran_synced") for _, t in pairs)
-        )
         return Probe(
-            cap=rows[0]["cap"],
-            marks=marks,
-            tables={stream: tuple(name for name, _ in pairs) for stream, pairs in parts.items()},
-            eligible=eligible,
+            cap=clock["cap"],
+            marks={named[int(r["part"])][0]: Mark(r["latest"], int(r["row_count"])) for r in rows if r["part"] >= 0},
+            tables={stream: tuple(name for name, _ in pairs) for stream, pairs in judged.items()},
+            eligible=frozenset(judged),
             cost=cost,
         )
 

@@ -311,17 +311,23 @@ def _result_tail(source: str, stamp: str, keys: tuple[str, ...], after: str) -> 
 
 
 def probe_sql(tables: Sequence[Table], project: str) -> str:
-    """Per table, in order: the greatest row stamp and the row count, plus the source's capped clock.
+    """Per table, in order: the greatest write stamp and the row count; and the source's capped clock.
 
-    Reads the stamp columns only (``COUNT(*)`` reads none), so it bills a fraction of the join.
-    Row ``part`` is the table's index in ``tables``. Parameter: ``skew_seconds``.
+    Only Fivetran's own columns are read: Fivetran sets ``_fivetran_synced`` on every row it
+    writes (History Mode also moves ``_fivetran_start`` and ``_fivetran_end``, which a deletion
+    touches alone), so they show whether a table was written, and ``COUNT(*)`` reads nothing.
+    The stamp is the join's own rule applied to those columns. Row ``part`` is the table's index
+    in ``tables``; part -1 carries the clock even when ``tables`` is empty. Parameter:
+    ``skew_seconds``.
     """
     clock = "TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @skew_seconds SECOND) AS cap"
-    parts = [
-        f"SELECT {i} AS part, MAX(p.stamp) AS latest, COUNT(*) AS row_count, {clock}"
-        f" FROM (SELECT {_stamp('t', table)} AS stamp FROM {_ref(project, table)} AS t) AS p"
-        for i, table in enumerate(tables)
-    ]
+    parts = [f"SELECT -1 AS part, CAST(NULL AS TIMESTAMP) AS latest, 0 AS row_count, {clock}"]
+    for i, table in enumerate(tables):
+        own = Table(table.dataset, table.name, {k: c for k, c in table.columns.items() if k.startswith("_fivetran")})
+        parts.append(
+            f"SELECT {i} AS part, MAX(p.stamp) AS latest, COUNT(*) AS row_count, {clock}"
+            f" FROM (SELECT {_stamp('t', own)} AS stamp FROM {_ref(project, table)} AS t) AS p"
+        )
     return "\nUNION ALL\n".join(parts)
 
 

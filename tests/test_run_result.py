@@ -154,7 +154,7 @@ def test_probe_reads_stamp_columns_only_and_sees_a_landed_row(env, spy):
     assert spy.call_count == 1
     sql = spy.call_args.args[0]
     columns = set(re.findall(r"\b[a-z]\.`([A-Za-z_]+)`", sql))
-    assert columns == {"_fivetran_synced", "last_modified_date", "system_modstamp"}
+    assert columns == {"_fivetran_synced"}  # Fivetran's write stamp: no data column, not even last-modified
     assert first.marks["opportunity"].rows == 40
     assert first.marks["opportunity"].latest == max(
         dt.datetime.fromisoformat(o["_fivetran_synced"]) for o in data.rows("opportunity")
@@ -182,5 +182,9 @@ def test_probe_without_fivetran_synced_is_not_eligible(env, spy):
     del data.schemas["account"]["_fivetran_synced"]
     env.seed(data)
     source = _ready(env, spy)
+    spy.reset_mock()
     probe = source.probe()
     assert probe.eligible == frozenset({StreamKind.CALL_LINKS})
+    assert set(probe.marks) == {"call_context_integration"}  # the other tables are not even read
+    assert "`account`" not in spy.call_args.args[0]
+    assert probe.cap > dt.datetime.now(dt.UTC)
