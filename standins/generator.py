@@ -3,7 +3,7 @@
 What real connectors land and this reproduces: snake_case or API-name columns; batches that
 share one ``_fivetran_synced`` stamp (ties); deleted rows; opportunities whose account or
 owner is missing; placeholder or non-numeric values; unicode names; history rows; Gong's
-one-row-per-CRM-field call links.
+one-row-per-CRM-field call links; tables in Fivetran's History Mode (:func:`to_history_mode`).
 """
 
 from __future__ import annotations
@@ -231,6 +231,24 @@ def generate(
             "_fivetran_synced": _iso(BASE_TIME),
         }
     )
+    return data
+
+
+# Fivetran's _fivetran_end for the current version of a record in History Mode.
+OPEN_END = "9999-12-31T23:59:59.999Z"
+HISTORY_COLUMNS = {"_fivetran_active": "BOOL", "_fivetran_start": "TIMESTAMP", "_fivetran_end": "TIMESTAMP"}
+
+
+def to_history_mode(data: FivetranData, *tables: str) -> FivetranData:
+    """Land these tables as Fivetran's History Mode does: each id has one version so far, active.
+
+    A version starts at the source's own modification time, as Fivetran's ``_fivetran_start`` does.
+    """
+    for table in tables:
+        data.schemas[table].update(HISTORY_COLUMNS)
+        for row in data.rows(table):
+            start = row.get("last_modified_date") or row.get("created_date") or row["_fivetran_synced"]
+            row.update(_fivetran_active=True, _fivetran_start=start, _fivetran_end=OPEN_END)
     return data
 
 

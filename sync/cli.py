@@ -1,7 +1,8 @@
 """``python -m sync``: migrate, run, status, runs, rejections, publish.
 
 Exit codes: 0 ok; 1 a sync failure; 2 bad usage or configuration. Failures print one line
-to stderr saying why.
+to stderr saying why. Human output passes every text through :func:`report.printable`, since
+source values (ids, error texts) can carry terminal control sequences; ``--json`` is exact.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from sync.messages import Message
 from sync.pipeline import Outcome
 from sync.preview import preview
 from sync.runtime import Runtime
-from sync.schema import current_version, migrate
+from sync.schema import current_version, upgrade
 from sync.sink import WriteCounts
+
+_MISSING_ROW = "sync_status has no 'opportunities' row (it was deleted)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +72,7 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None, o
     try:
         settings = Settings.from_env(environ)
     except ConfigurationError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _error(err)
         return 2
     # Logs go to stderr so that stdout stays the command's own output. A drain watched on a
     # terminal shows progress instead of per-page log lines, unless LOG_LEVEL asks for them.
@@ -79,10 +82,10 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None, o
     try:
         return _dispatch(args, runtime, out)
     except SyncError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _error(err)
         return 1
     except Exception as err:  # noqa: BLE001 - the CLI reports every failure as one line
-        print(f"error: {classify(err)}", file=sys.stderr)
+        _error(classify(err))
         return 1
 
 
@@ -90,8 +93,10 @@ def _dispatch(args: argparse.Namespace, runtime: Runtime, out: TextIO) -> int:
     if args.command == "migrate":
         conn = runtime.connect()
         try:
-            applied = migrate(conn)
-            print(f"schema at version {current_version(conn)}; applied {applied or 'nothing'}", file=out)
+            upgraded = upgrade(conn)
+            print(f"schema at version {current_version(conn)}; applied {upgraded.applied or 'nothing'}", file=out)
+            if upgraded.restored_status_row:
+                print(f"{_MISSING_ROW}; restored it: the next run starts from the beginning of the source", file=out)
         finally:
             conn.close()
         return 0
@@ -113,6 +118,9 @@ def _dispatch(args: argparse.Namespace, runtime: Runtime, out: TextIO) -> int:
             _emit(result.as_dict(), out, as_json=args.json, table=_preview_table)
         elif args.command == "status":
             data: Any = report.status(conn)
+            if "status" not in data:
+                print(f"error: {_MISSING_ROW}; run `python -m sync migrate` to restore it", file=sys.stderr)
+                return 1
             _emit(data, out, as_json=args.json, table=_status_table)
         elif args.command == "runs":
             _emit(report.runs(conn, args.limit), out, as_json=args.json, table=_rows_table)
@@ -133,10 +141,14 @@ def _run(runtime: Runtime, out: TextIO, *, until_done: bool, full: bool) -> int:
     while True:
         outcome: Outcome = pipeline.handle(message)
         if outcome.action == "busy":
-            print("error: another sync run is in flight; try again when it finishes", file=sys.stderr)
+            # The lease lives in the status row: without the row, every run looks busy.
+            if not _status_row_exists(runtime):
+                print(f"error: {_MISSING_ROW}; run `python -m sync migrate` to restore it", file=sys.stderr)
+            else:
+                print("error: another sync run is in flight; try again when it finishes", file=sys.stderr)
             return 1
         if outcome.action != "page":
-            print(f"{outcome.action}: {outcome.reason}", file=out)
+            print(report.printable(f"{outcome.action}: {outcome.reason}"), file=out)
             return 0 if outcome.action == "dropped" else 1
         pages += 1
         rows += outcome.rows_read
@@ -158,6 +170,14 @@ def _run(runtime: Runtime, out: TextIO, *, until_done: bool, full: bool) -> int:
         file=out,
     )
     return 0
+
+
+def _status_row_exists(runtime: Runtime) -> bool:
+    conn = runtime.connect()
+    try:
+        return "status" in report.status(conn)
+    finally:
+        conn.close()
 
 
 def _emit(data: Any, out: TextIO, *, as_json: bool, table: Any) -> None:
@@ -200,11 +220,11 @@ def _status_table(data: dict[str, Any], out: TextIO) -> None:
     ]
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
-        print(f"{key:<{width}}  {'-' if value is None else value}", file=out)
+        print(f"{key:<{width}}  {'-' if value is None else report.printable(str(value))}", file=out)
 
 
 def _preview_table(data: dict[str, Any], out: TextIO) -> None:
-    print(f"next page: {data['run']}" + (f", page {data['page']}" if data["page"] else ""), file=out)
+    print(report.printable(f"next page: {data['run']}" + (f", page {data['page']}" if data["page"] else "")), file=out)
     for key in ("rows_read", "would_insert", "would_update", "would_delete", "unchanged", "would_skip", "degraded", "links_read"):
         print(f"  {key:<13} {data[key]}", file=out)
     issues = data["issues"]
@@ -227,7 +247,13 @@ def _rows_table(rows: list[dict[str, Any]], out: TextIO) -> None:
 
 def _cell(value: Any) -> str:
     text = json.dumps(report.jsonable(value), default=str) if isinstance(value, (dict, list)) else str(report.jsonable(value))
+    # Escape before cutting, so the width counts what the terminal shows.
+    text = report.printable(text)
     return "-" if value is None else (text if len(text) <= 60 else text[:57] + "...")
+
+
+def _error(err: BaseException) -> None:
+    print(f"error: {report.printable(str(err))}", file=sys.stderr)
 
 
 def _duration(seconds: Any) -> str:

@@ -4,6 +4,11 @@ Fivetran writes Salesforce columns in snake_case by default, but some connection
 API names (``StageName``). BigQuery column names are case-insensitive, so a column matches a
 logical name when it equals one of its spellings ignoring case. Pure: the caller supplies the
 ``INFORMATION_SCHEMA.COLUMNS`` rows.
+
+BigQuery's flexible column names allow spaces, hyphens and more (``Billing Country-Code``);
+the SQL builders quote only names that pass a strict allow-list. A column that fails it is
+kept aside in :attr:`Table.unsafe`, never referenced: optional data simply goes without it,
+and a required column spelled that way is a permanent error that names it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 
 from sync.errors import SourceSchemaError
 
-_IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
+_IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,299}")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
@@ -26,11 +31,12 @@ class Column:
 
 @dataclass(frozen=True)
 class Table:
-    """A source table and its columns, keyed by lower-case name."""
+    """A source table: its usable columns keyed by lower-case name, and the unsafe names left out."""
 
     dataset: str
     name: str
     columns: Mapping[str, Column]
+    unsafe: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -48,6 +54,14 @@ class Table:
         """Like :meth:`find`, but a missing column is a permanent, named error."""
         found = self.find(logical)
         if found is None:
+            near = [u for u in self.unsafe if _squash(u) in {_squash(s) for s in spellings(logical)}]
+            if near:
+                msg = (
+                    f"table {self.label} column {near[0]!r} would serve logical column {logical!r}, but its name is not "
+                    "a safe identifier (letters, digits and underscores only); rename the column in the Fivetran "
+                    "connector's schema settings"
+                )
+                raise SourceSchemaError(msg)
             tried = ", ".join(spellings(logical))
             msg = (
                 f"table {self.label} has no column for logical column {logical!r} "
@@ -75,19 +89,37 @@ def snake_case(name: str) -> str:
 
 
 def tables_from_information_schema(dataset: str, rows: Iterable[tuple[str, str, str]]) -> dict[str, Table]:
-    """Group ``(table_name, column_name, data_type)`` rows into tables keyed by lower-case name."""
+    """Group ``(table_name, column_name, data_type)`` rows into tables keyed by lower-case name.
+
+    Columns whose names fail the identifier allow-list go to :attr:`Table.unsafe` instead.
+    """
     grouped: dict[str, dict[str, Column]] = {}
+    unsafe: dict[str, list[str]] = {}
     names: dict[str, str] = {}
     for table_name, column_name, data_type in rows:
         key = table_name.lower()
         names.setdefault(key, table_name)
-        grouped.setdefault(key, {})[column_name.lower()] = Column(column_name, data_type.upper())
-    return {key: Table(dataset, names[key], cols) for key, cols in grouped.items()}
+        columns = grouped.setdefault(key, {})
+        if is_safe(column_name):
+            columns[column_name.lower()] = Column(column_name, data_type.upper())
+        else:
+            unsafe.setdefault(key, []).append(column_name)
+    return {key: Table(dataset, names[key], cols, tuple(unsafe.get(key, ()))) for key, cols in grouped.items()}
+
+
+def is_safe(identifier: str) -> bool:
+    """Whether a name passes the allow-list that :func:`quote` enforces."""
+    return _IDENTIFIER_RE.fullmatch(identifier) is not None
+
+
+def _squash(name: str) -> str:
+    # "Stage Name", "stage-name" and "StageName" are one name once separators and case go.
+    return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
 def quote(identifier: str) -> str:
     """Backtick-quote a BigQuery identifier after validating it against an allow-list pattern."""
-    if not _IDENTIFIER_RE.match(identifier):
+    if not is_safe(identifier):
         msg = f"refusing unsafe BigQuery identifier {identifier!r}"
         raise SourceSchemaError(msg)
     return f"`{identifier}`"
@@ -95,7 +127,8 @@ def quote(identifier: str) -> str:
 
 def quote_project(project: str) -> str:
     """Backtick-quote a project id (letters, digits, hyphens, optional domain prefix)."""
-    if not re.match(r"^(?:[a-z][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$", project):
+    # fullmatch: "$" would let a trailing newline through.
+    if not re.fullmatch(r"(?:[a-z][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]", project):
         msg = f"refusing unsafe BigQuery project id {project!r}"
         raise SourceSchemaError(msg)
     return f"`{project}`"

@@ -4,6 +4,10 @@
 and ``{"type": "continue", "v": 1, "run_id": …, "page": N, "upper_bound": …}`` from the
 function itself. A continuation is only honoured if its run and page are exactly what the
 database expects next, so a duplicate or late delivery cannot fork a second chain.
+
+Anything a message carries can end up in a log line or in ``sync_status``, so what is kept is
+bounded: the body by :data:`MAX_MESSAGE_BYTES`, the message id by :data:`MAX_MESSAGE_ID_CHARS`
+and a printable-ASCII pattern, and every value quoted back in an error by :func:`excerpt`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import binascii
 import datetime as dt
 import enum
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +26,20 @@ from typing import Any
 from sync.errors import MessageError
 
 MAX_MESSAGE_BYTES = 4096
+# Pub/Sub ids are decimal strings of about 16-20 digits; 128 leaves room for other publishers
+# (the CLI's "cli-<uuid>") without letting a message id become a payload of its own.
+MAX_MESSAGE_ID_CHARS = 128
+_MESSAGE_ID_RE = re.compile(r"[\x21-\x7e]+")
+_EXCERPT_CHARS = 64
 CONTINUATION_VERSION = 1
+
+
+def excerpt(value: object) -> str:
+    """``repr`` of a value from a message, cut to a size fit for a log line."""
+    text = repr(value)
+    if len(text) <= _EXCERPT_CHARS:
+        return text
+    return f"{text[:_EXCERPT_CHARS]}... ({len(text)} chars)"
 
 
 class MessageType(enum.StrEnum):
@@ -32,7 +50,7 @@ class MessageType(enum.StrEnum):
     @classmethod
     def _missing_(cls, value: object) -> MessageType:
         valid = ", ".join(m.value for m in cls)
-        msg = f"unknown message type {value!r}; expected one of: {valid}"
+        msg = f"unknown message type {excerpt(value)}; expected one of: {valid}"
         raise MessageError(msg)
 
 
@@ -81,14 +99,25 @@ def decode(body: bytes, message_id: str | None = None) -> Message:
     if len(body) > MAX_MESSAGE_BYTES:
         msg = f"message is {len(body)} bytes; the limit is {MAX_MESSAGE_BYTES}"
         raise MessageError(msg)
+    _check_message_id(message_id)
     try:
         payload = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         msg = f"message body is not UTF-8 JSON: {err}"
         raise MessageError(msg) from err
+    except RecursionError as err:
+        # A few KB of "[[[[..." exhausts the parser's recursion; no valid message nests at all.
+        msg = "message body is JSON nested too deeply to parse"
+        raise MessageError(msg) from err
     if not isinstance(payload, dict):
         msg = f"message body must be a JSON object, got {type(payload).__name__}"
         raise MessageError(msg)
+    for key, value in payload.items():
+        # Every field is a scalar; refusing nested values here also keeps a deeply nested one
+        # away from str() and repr(), which recurse as deeply as the parser did.
+        if isinstance(value, (dict, list)):
+            msg = f"message field {excerpt(key)} must be a string, number, boolean or null, got {type(value).__name__}"
+            raise MessageError(msg)
     if "type" not in payload:
         msg = f"message has no 'type' field; expected one of: {', '.join(m.value for m in MessageType)}"
         raise MessageError(msg)
@@ -100,18 +129,31 @@ def decode(body: bytes, message_id: str | None = None) -> Message:
     return _continuation(payload)
 
 
+def _check_message_id(message_id: str | None) -> None:
+    if message_id is None:
+        return
+    if len(message_id) > MAX_MESSAGE_ID_CHARS:
+        msg = f"Pub/Sub message id is {len(message_id)} characters; the limit is {MAX_MESSAGE_ID_CHARS}"
+        raise MessageError(msg)
+    if not _MESSAGE_ID_RE.fullmatch(message_id):
+        msg = f"Pub/Sub message id {excerpt(message_id)} is empty or has characters other than printable ASCII"
+        raise MessageError(msg)
+
+
 def _continuation(payload: Mapping[str, Any]) -> Message:
-    if payload.get("v") != CONTINUATION_VERSION:
-        msg = f"continuation version {payload.get('v')!r} is not supported (expected {CONTINUATION_VERSION})"
+    version = payload.get("v")
+    # Exactly the integer: JSON's 1.0 and true compare equal to 1 in Python.
+    if type(version) is not int or version != CONTINUATION_VERSION:
+        msg = f"continuation version {excerpt(version)} is not supported (expected the integer {CONTINUATION_VERSION})"
         raise MessageError(msg)
     try:
         run_id = uuid.UUID(str(payload.get("run_id")))
     except ValueError as err:
-        msg = f"continuation run_id must be a UUID, got {payload.get('run_id')!r}"
+        msg = f"continuation run_id must be a UUID, got {excerpt(payload.get('run_id'))}"
         raise MessageError(msg) from err
     page = payload.get("page")
     if not isinstance(page, int) or isinstance(page, bool) or page < 2:
-        msg = f"continuation page must be an integer >= 2, got {page!r}"
+        msg = f"continuation page must be an integer >= 2, got {excerpt(page)}"
         raise MessageError(msg)
     raw_bound = payload.get("upper_bound")
     bound: dt.datetime | None = None
@@ -119,10 +161,10 @@ def _continuation(payload: Mapping[str, Any]) -> Message:
         try:
             bound = dt.datetime.fromisoformat(str(raw_bound))
         except ValueError as err:
-            msg = f"continuation upper_bound must be an ISO timestamp, got {raw_bound!r}"
+            msg = f"continuation upper_bound must be an ISO timestamp, got {excerpt(raw_bound)}"
             raise MessageError(msg) from err
         if bound.tzinfo is None:
-            msg = f"continuation upper_bound must carry a UTC offset, got {raw_bound!r}"
+            msg = f"continuation upper_bound must carry a UTC offset, got {excerpt(raw_bound)}"
             raise MessageError(msg)
     return Message.continuation(run_id, page, bound)
 
@@ -136,6 +178,10 @@ def from_cloud_event_data(data: Any) -> tuple[bytes, str | None]:
     encoded = message.get("data")
     if not isinstance(encoded, str) or not encoded:
         msg = "Pub/Sub message has no data"
+        raise MessageError(msg)
+    # Refuse an oversized body before decoding it: base64 is 4 characters per 3 bytes.
+    if len(encoded) > 4 * -(-MAX_MESSAGE_BYTES // 3):
+        msg = f"Pub/Sub message data is {len(encoded)} base64 characters; the limit is {MAX_MESSAGE_BYTES} bytes"
         raise MessageError(msg)
     try:
         body = base64.b64decode(encoded, validate=True)

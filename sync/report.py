@@ -1,12 +1,36 @@
-"""Read-only queries for operators: status, run history, rejected rows."""
+"""Read-only queries for operators: status, run history, rejected rows; and making them safe to print."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Any
 
 from sync.db import Connection
+
+# C0 and C1 controls and DEL, line and paragraph separators, and the bidi marks, embeddings,
+# overrides and isolates: what can move the cursor, retitle or clear a terminal, or reorder text.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character escaped (``\\x1b``, ``\\u202e``), for human output.
+
+    Source values reach the CLI's tables (ids, error texts); printed raw, an id such as
+    ``ESC]0;...BEL`` would rewrite the terminal. ``--json`` output is exact instead.
+    """
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def _rows(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

@@ -1,18 +1,32 @@
 """Versioned, idempotent schema migrations.
 
 Each ``migrations/NNNN_name.sql`` file runs once, in its own transaction, recorded in
-``schema_migrations``. A transaction-scoped advisory lock serialises concurrent cold starts,
-so two instances booting together cannot both apply version N.
+``schema_migrations``.
+
+- **Up to date costs one read.** Every cold start calls :func:`migrate`; when nothing is
+  pending it runs a single SELECT and no DDL, so a role with data access only (tables
+  created by an admin) starts cleanly.
+- **The lock comes before any DDL.** Otherwise concurrent first starts race on
+  ``CREATE TABLE IF NOT EXISTS schema_migrations`` and all but one fail with 23505 on the
+  catalog. A transaction-scoped advisory lock serialises them; it works through poolers.
+- **A permission error says what to do**: the grants to run, or ``SYNC_AUTO_MIGRATE=false``
+  with migrations applied by an admin.
+- **The ``sync_status`` row is restored** when someone deleted it: without it every run
+  looks like one already in flight.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
-from sync.db import Connection
+from pg8000.exceptions import DatabaseError, InterfaceError
+
+from sync.db import Connection, Cursor
+from sync.errors import PermanentError
+from sync.state import ENTITY
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +34,40 @@ _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Any constant works; it only has to be the same for every instance of this program.
 _MIGRATION_LOCK_KEY = 7_342_001
 
+_STATE_SQL = (
+    "SELECT (SELECT coalesce(array_agg(version), '{}') FROM schema_migrations),"
+    " EXISTS (SELECT 1 FROM sync_status WHERE entity_type = %s)"
+)
+_CREATE_LEDGER = (
+    "CREATE TABLE schema_migrations ("
+    " version integer PRIMARY KEY, name text NOT NULL,"
+    " applied_at timestamptz NOT NULL DEFAULT now())"
+)
+_UNDEFINED_TABLE = "42P01"
+_INSUFFICIENT_PRIVILEGE = "42501"
+
+
+class MigrationPermissionError(PermanentError):
+    """The database role may not apply a pending migration (or read the ledger)."""
+
+    def __init__(self, message: str, role: str | None) -> None:
+        self.role = role
+        super().__init__(message)
+
 
 @dataclass(frozen=True)
 class Migration:
     version: int
     name: str
     sql: str
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    """What :func:`upgrade` found and did."""
+
+    applied: list[int] = field(default_factory=list)
+    restored_status_row: bool = False
 
 
 def available() -> list[Migration]:
@@ -40,29 +82,120 @@ def available() -> list[Migration]:
 
 def migrate(conn: Connection) -> list[int]:
     """Apply pending migrations; returns the versions applied by this call."""
-    applied_now: list[int] = []
+    return upgrade(conn).applied
+
+
+def upgrade(conn: Connection) -> MigrationReport:
+    """Apply pending migrations and restore a missing ``sync_status`` row.
+
+    Raises:
+        MigrationPermissionError: the role lacks a privilege a pending migration needs.
+    """
+    migrations = available()
+    applied, status_row = _read_state(conn)
+    if status_row and {m.version for m in migrations} <= applied:
+        return MigrationReport()
+    applied_now = [m.version for m in migrations if m.version not in applied and _apply(conn, m)]
+    return MigrationReport(applied_now, _restore_status_row(conn))
+
+
+def _read_state(conn: Connection) -> tuple[set[int], bool]:
+    """The one read of an up-to-date start: applied versions, and whether the status row exists."""
     cur = conn.cursor()
-    cur.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version integer PRIMARY KEY, name text NOT NULL,"
-        " applied_at timestamptz NOT NULL DEFAULT now())"
-    )
-    conn.commit()
-    for migration in available():
+    try:
+        cur.execute(_STATE_SQL, (ENTITY,))
+        row = cur.fetchone()
+    except DatabaseError as err:
+        conn.rollback()
+        if _sqlstate(err) == _UNDEFINED_TABLE:  # an empty database, or one never migrated
+            return set(), False
+        if _sqlstate(err) == _INSUFFICIENT_PRIVILEGE:
+            raise _permission_error(conn, "read schema_migrations and sync_status", err) from err
+        raise
+    conn.rollback()
+    if row is None:  # an aggregate always returns a row; this is a driver fault
+        msg = "expected one row from the schema state query, got none"
+        raise RuntimeError(msg)
+    return {int(v) for v in row[0]}, bool(row[1])
+
+
+def _apply(conn: Connection, migration: Migration) -> bool:
+    """Apply one migration under the lock unless another instance got there first."""
+    cur = conn.cursor()
+    try:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
+        _ensure_ledger(cur)
         cur.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (migration.version,))
         if cur.fetchone() is not None:
             conn.rollback()
-            continue
+            return False
         cur.execute(migration.sql)
-        cur.execute(
-            "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-            (migration.version, migration.name),
-        )
+        cur.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (migration.version, migration.name))
         conn.commit()
-        applied_now.append(migration.version)
-        log.info("applied migration %04d_%s", migration.version, migration.name)
-    return applied_now
+    except DatabaseError as err:
+        conn.rollback()
+        if _sqlstate(err) == _INSUFFICIENT_PRIVILEGE:
+            raise _permission_error(conn, f"apply migration {migration.version:04d}_{migration.name}", err) from err
+        raise
+    log.info("applied migration %04d_%s", migration.version, migration.name)
+    return True
+
+
+def _ensure_ledger(cur: Cursor) -> None:
+    # Checked, not "IF NOT EXISTS": that form still needs CREATE on the schema. Under the lock
+    # the check cannot race another migrator.
+    cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    exists = cur.fetchone()
+    if not (exists and exists[0]):
+        cur.execute(_CREATE_LEDGER)
+
+
+def _restore_status_row(conn: Connection) -> bool:
+    cur = conn.cursor()
+    cur.execute(
+        "INSERT INTO sync_status (entity_type) VALUES (%s) ON CONFLICT (entity_type) DO NOTHING RETURNING 1",
+        (ENTITY,),
+    )
+    restored = cur.fetchone() is not None
+    conn.commit()
+    if restored:
+        log.warning(
+            "sync_status had no %r row (deleted by hand?); restored it: the next run starts from the beginning of the source",
+            ENTITY,
+            extra={"event": "status_row_restored"},
+        )
+    return restored
+
+
+def _permission_error(conn: Connection, action: str, err: DatabaseError) -> MigrationPermissionError:
+    role = _current_user(conn)
+    quoted = '"' + (role or "ROLE").replace('"', '""') + '"'
+    fields = err.args[0] if err.args and isinstance(err.args[0], dict) else {}
+    msg = (
+        f"role {role!r} cannot {action}: {fields.get('M', 'permission denied')} (SQLSTATE 42501). Either let this role "
+        f"migrate (as the database owner: GRANT USAGE, CREATE ON SCHEMA public TO {quoted}; a migration that alters a "
+        f"table also needs the table's owner: ALTER TABLE ... OWNER TO {quoted};), or run `python -m sync migrate` as "
+        "the owner and set SYNC_AUTO_MIGRATE=false for this role"
+    )
+    return MigrationPermissionError(msg, role)
+
+
+def _current_user(conn: Connection) -> str | None:
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT current_user")
+        row = cur.fetchone()
+        conn.rollback()
+    except (DatabaseError, InterfaceError):
+        return None  # the name only decorates the message
+    return str(row[0]) if row else None
+
+
+def _sqlstate(err: DatabaseError) -> str | None:
+    # pg8000 puts the server's error fields in args[0], keyed by field code.
+    fields = err.args[0] if err.args and isinstance(err.args[0], dict) else {}
+    code = fields.get("C")
+    return code if isinstance(code, str) else None
 
 
 def current_version(conn: Connection) -> int:

@@ -163,6 +163,8 @@ class BigQuerySource:
             gong_opportunity=gong.get("opportunity") if gong.get("opportunity") is not opportunity else None,
             links=_checked(gong, s.gong_dataset, "call_context_integration", ("call_id", "object_type", "object_id")),
         )
+        if tables.account is not None:
+            _warn_unsafe_details(tables.account)
         log.info("source schema resolved", extra={"source_table": opportunity.label, "features": tables.features()})
         return tables
 
@@ -371,6 +373,18 @@ class BigQuerySource:
                 truncated = True
                 break
         return SourcePage(rows, bound, truncated=truncated, last=key(rows[-1]) if rows else None)
+
+
+def _warn_unsafe_details(account: Table) -> None:
+    """Say once (discovery is cached per process) which account columns the details leave out."""
+    for name in account.unsafe:
+        log.warning(
+            "account column %r of %s is not a safe identifier (letters, digits and underscores only); "
+            "it is left out of the account details",
+            name,
+            account.label,
+            extra={"event": "column_skipped", "table": account.label, "column": name},
+        )
 
 
 def _checked(tables: Mapping[str, Table], dataset: str, name: str, required: tuple[str, ...]) -> Table | None:

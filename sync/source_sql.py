@@ -5,9 +5,10 @@ parts are validated, backtick-quoted identifiers; every value is a query paramet
 
 A row's change stamp is the greatest stamp of the opportunity and everything joined to it
 (account, owner, stage history, Gong row), so a renamed account or a new owner email re-syncs
-the opportunities that show it. Where ``_fivetran_synced`` exists it is the stamp (set when
-Fivetran writes the row, so late-landing rows are still caught); otherwise the source's own
-last-modified time.
+the opportunities that show it. Which version of a row counts, whether it is live, and its own
+stamp, in soft-delete mode and in Fivetran's History Mode alike, is :mod:`sync.versions`.
+A joined row that is not live (a deleted account or owner) is treated as not found, but its
+stamp still counts, so its deletion reaches the opportunities that showed it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sync.columns import Column, Table, quote, quote_project, snake_case
+from sync.columns import Table, quote, snake_case
 from sync.streams import StreamKind
-
-_EPOCH_SQL = "TIMESTAMP '1970-01-01 00:00:00+00'"
+from sync.versions import col, current_versions, history_mode, id_expr, ref, row_live, row_stamp, timestamp
 
 
 @dataclass(frozen=True)
@@ -34,15 +34,25 @@ class SourceTables:
     links: Table | None
 
     def features(self) -> dict[str, bool]:
-        return {
+        features = {
             "account_names": self.account is not None,
             "owner_emails": self.user is not None,
             "stage_history": self.history is not None,
             "health_score": self._health_table() is not None,
             "call_links": self.links is not None,
             "fivetran_synced_stamp": self.opportunity.find("_fivetran_synced") is not None,
-            "history_mode": self.opportunity.find("_fivetran_active") is not None,
         }
+        # History Mode is a per-table setting in Fivetran, so it is reported per table.
+        tables = {
+            "opportunity": self.opportunity,
+            "account": self.account,
+            "user": self.user,
+            "opportunity_history": self.history,
+            "gong_opportunity": self.gong_opportunity,
+            "call_links": self.links,
+        }
+        features |= {f"history_mode_{name}": history_mode(table) for name, table in tables.items() if table is not None}
+        return features
 
     def stream_tables(self) -> dict[StreamKind, list[tuple[str, Table]]]:
         """Every table each stream's query reads, by logical name: what the probe must watch."""
@@ -66,52 +76,8 @@ class SourceTables:
         return None
 
 
-def _ref(project: str, table: Table) -> str:
-    return f"{quote_project(project)}.{quote(table.dataset)}.{quote(table.name)}"
-
-
-def _col(alias: str, column: Column) -> str:
-    return f"{alias}.{quote(column.name)}"
-
-
-def _timestamp(alias: str, column: Column | None) -> str:
-    if column is None:
-        return "CAST(NULL AS TIMESTAMP)"
-    expr = _col(alias, column)
-    if column.data_type == "TIMESTAMP":
-        return expr
-    if column.data_type in {"DATETIME", "DATE"}:
-        return f"TIMESTAMP({expr})"
-    return f"SAFE_CAST({expr} AS TIMESTAMP)"
-
-
-def _stamp(alias: str, table: Table) -> str:
-    """The change stamp of a table's row, never NULL."""
-    parts = [
-        _timestamp(alias, table.find(name))
-        for name in ("_fivetran_synced", "last_modified_date", "system_modstamp")
-        if table.find(name) is not None
-    ]
-    return f"COALESCE({', '.join([*parts, _EPOCH_SQL])})"
-
-
-def _id(alias: str, table: Table, logical: str = "id") -> str:
-    return f"CAST({_col(alias, table.require(logical))} AS STRING)"
-
-
-def _latest(table: Table, alias: str, select: str, project: str) -> str:
-    """Rows of a table, one per id: active rows in history mode, else the newest stamp."""
-    active = table.find("_fivetran_active")
-    where = f"COALESCE({_col(alias, active)}, TRUE)" if active is not None else "TRUE"
-    # BigQuery requires a WHERE, GROUP BY or HAVING beside QUALIFY.
-    return (
-        f"SELECT {select} FROM {_ref(project, table)} AS {alias} WHERE {where} "
-        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {_id(alias, table)} ORDER BY {_stamp(alias, table)} DESC) = 1"
-    )
-
-
 def _cte(name: str, table: Table, alias: str, select: str, project: str) -> str:
-    return f"{name} AS ({_latest(table, alias, select, project)})"
+    return f"{name} AS ({current_versions(table, alias, select, project)})"
 
 
 def _account_json(alias: str, table: Table) -> str:
@@ -121,7 +87,7 @@ def _account_json(alias: str, table: Table) -> str:
     would look like a change. Rendering here keeps per-row JSON work out of Python.
     """
     fields = [
-        f"{_col(alias, c)} AS {quote(snake_case(c.name))}"
+        f"{col(alias, c)} AS {quote(snake_case(c.name))}"
         for c in table.columns.values()
         if not c.name.lower().startswith("_fivetran")
     ]
@@ -130,14 +96,11 @@ def _account_json(alias: str, table: Table) -> str:
 
 def _optional(alias: str, table: Table, logical: str, default: str = "NULL") -> str:
     column = table.find(logical)
-    return _col(alias, column) if column is not None else default
+    return col(alias, column) if column is not None else default
 
 
-def _deleted(alias: str, table: Table) -> str:
-    flags = [_col(alias, c) for c in (table.find("is_deleted"), table.find("_fivetran_deleted")) if c is not None]
-    if not flags:
-        return "FALSE"
-    return " OR ".join(f"COALESCE({f}, FALSE)" for f in flags)
+def _if_live(cte: str, expr: str, alias: str) -> str:
+    return f"CASE WHEN {cte}.live THEN {expr} END AS {alias}"
 
 
 def joined_opportunities_sql(t: SourceTables) -> str:
@@ -151,16 +114,14 @@ def joined_opportunities_sql(t: SourceTables) -> str:
             "o",
             ", ".join(
                 [
-                    f"{_id('o', o)} AS id",
-                    f"{_col('o', o.require('name'))} AS name",
+                    f"{id_expr('o', o)} AS id",
+                    f"{col('o', o.require('name'))} AS name",
                     f"CAST({_optional('o', o, 'account_id')} AS STRING) AS account_id",
                     f"CAST({_optional('o', o, 'owner_id')} AS STRING) AS owner_id",
-                    f"{_col('o', o.require('stage_name'))} AS stage_name",
-                    f"{_col('o', o.require('amount'))} AS amount",
-                    f"{_col('o', o.require('close_date'))} AS close_date",
-                    f"({_deleted('o', o)}) AS is_deleted",
-                    f"{_timestamp('o', o.find('last_modified_date') or o.find('system_modstamp'))} AS last_modified",
-                    f"{_stamp('o', o)} AS stamp",
+                    f"{col('o', o.require('stage_name'))} AS stage_name",
+                    f"{col('o', o.require('amount'))} AS amount",
+                    f"{col('o', o.require('close_date'))} AS close_date",
+                    f"{timestamp('o', o.find('last_modified_date') or o.find('system_modstamp'))} AS last_modified",
                     f"{_optional('o', o, 'health_score')} AS own_health_score",
                 ]
             ),
@@ -175,43 +136,51 @@ def joined_opportunities_sql(t: SourceTables) -> str:
         "opp.stage_name",
         "opp.amount",
         "opp.close_date",
-        "opp.is_deleted",
+        "NOT opp.live AS is_deleted",
         "opp.last_modified",
     ]
     stamps = ["opp.stamp"]
     joins = []
     if t.account is not None:
         a = t.account
-        details = f"{_id('a', a)} AS id, {_col('a', a.require('name'))} AS name, {_account_json('a', a)} AS details"
-        ctes.append(_cte("acct", a, "a", f"{details}, {_stamp('a', a)} AS stamp", t.project))
+        details = f"{id_expr('a', a)} AS id, {col('a', a.require('name'))} AS name, {_account_json('a', a)} AS details"
+        ctes.append(_cte("acct", a, "a", details, t.project))
         joins.append("LEFT JOIN acct ON acct.id = opp.account_id")
-        select += ["acct.name AS account_name", "acct.details AS account_details", "acct.id IS NOT NULL AS account_found"]
+        select += [
+            _if_live("acct", "acct.name", "account_name"),
+            _if_live("acct", "acct.details", "account_details"),
+            "COALESCE(acct.live, FALSE) AS account_found",
+        ]
         stamps.append("acct.stamp")
     else:
         select += ["CAST(NULL AS STRING) AS account_name", "CAST(NULL AS STRING) AS account_details", "FALSE AS account_found"]
     if t.user is not None:
         u = t.user
-        owner = f"{_id('u', u)} AS id, {_col('u', u.require('email'))} AS email, {_optional('u', u, 'is_active')} AS is_active"
-        ctes.append(_cte("usr", u, "u", f"{owner}, {_stamp('u', u)} AS stamp", t.project))
+        owner = f"{id_expr('u', u)} AS id, {col('u', u.require('email'))} AS email, {_optional('u', u, 'is_active')} AS is_active"
+        ctes.append(_cte("usr", u, "u", owner, t.project))
         joins.append("LEFT JOIN usr ON usr.id = opp.owner_id")
-        select += ["usr.email AS owner_email", "usr.id IS NOT NULL AS owner_found", "usr.is_active AS owner_active"]
+        select += [
+            _if_live("usr", "usr.email", "owner_email"),
+            "COALESCE(usr.live, FALSE) AS owner_found",
+            _if_live("usr", "usr.is_active", "owner_active"),
+        ]
         stamps.append("usr.stamp")
     else:
         select += ["CAST(NULL AS STRING) AS owner_email", "FALSE AS owner_found", "CAST(NULL AS BOOL) AS owner_active"]
     if t.history is not None:
         h = t.history
-        ref = _ref(t.project, h)
-        opp_id = _id("h", h, "opportunity_id")
-        created = _timestamp("h", h.require("created_date"))
+        table_ref = ref(t.project, h)
+        opp_id = id_expr("h", h, "opportunity_id")
+        created = timestamp("h", h.require("created_date"))
         # Aggregate live history rows, but take the stamp over all rows so that deleting a
         # history row also counts as a change.
         ctes.append(
             f"hist AS (SELECT {opp_id} AS opportunity_id, "
-            f"TO_JSON_STRING(ARRAY_AGG(STRUCT({_col('h', h.require('stage_name'))} AS stage, {created} AS changed_at) "
-            f"ORDER BY {created}, {_id('h', h)})) AS stages "
-            f"FROM {ref} AS h WHERE NOT ({_deleted('h', h)}) GROUP BY opportunity_id), "
-            f"hist_stamp AS (SELECT {opp_id} AS opportunity_id, MAX({_stamp('h', h)}) AS stamp "
-            f"FROM {ref} AS h GROUP BY opportunity_id)"
+            f"TO_JSON_STRING(ARRAY_AGG(STRUCT({col('h', h.require('stage_name'))} AS stage, {created} AS changed_at) "
+            f"ORDER BY {created}, {id_expr('h', h)})) AS stages "
+            f"FROM {table_ref} AS h WHERE {row_live('h', h)} GROUP BY opportunity_id), "
+            f"hist_stamp AS (SELECT {opp_id} AS opportunity_id, MAX({row_stamp('h', h)}) AS stamp "
+            f"FROM {table_ref} AS h GROUP BY opportunity_id)"
         )
         joins.append("LEFT JOIN hist ON hist.opportunity_id = opp.id")
         joins.append("LEFT JOIN hist_stamp ON hist_stamp.opportunity_id = opp.id")
@@ -221,10 +190,10 @@ def joined_opportunities_sql(t: SourceTables) -> str:
         select.append("CAST(NULL AS STRING) AS stage_history")
     if health is not None and health is not o:
         g = health
-        score = f"{_id('g', g)} AS id, {_col('g', g.require('health_score'))} AS health_score"
-        ctes.append(_cte("gong", g, "g", f"{score}, {_stamp('g', g)} AS stamp", t.project))
+        score = f"{id_expr('g', g)} AS id, {col('g', g.require('health_score'))} AS health_score"
+        ctes.append(_cte("gong", g, "g", score, t.project))
         joins.append("LEFT JOIN gong ON gong.id = opp.id")
-        select.append("gong.health_score AS health_score")
+        select.append(_if_live("gong", "gong.health_score", "health_score"))
         stamps.append("gong.stamp")
     else:
         select.append("opp.own_health_score AS health_score")
@@ -249,18 +218,18 @@ def link_groups_sql(t: SourceTables) -> str:
     """A CTE ``links``: one row per (call, opportunity) link with its stamp; ``@object_type`` parameter.
 
     Gong writes one row per CRM field per link, so rows are grouped to (call, object); the
-    link is gone when every one of its rows is flagged deleted.
+    link is gone when none of its rows is live (flagged deleted, or an inactive version in
+    History Mode).
     """
     if t.links is None:
         msg = "call link table is not present"
         raise ValueError(msg)
     c = t.links
-    deleted = _optional("c", c, "_fivetran_deleted", "FALSE")
     return (
-        f"WITH links AS (SELECT CAST({_col('c', c.require('call_id'))} AS STRING) AS call_id, "
-        f"CAST({_col('c', c.require('object_id'))} AS STRING) AS object_id, "
-        f"LOGICAL_AND(COALESCE({deleted}, FALSE)) AS deleted, MAX({_stamp('c', c)}) AS stamp "
-        f"FROM {_ref(t.project, c)} AS c WHERE LOWER({_col('c', c.require('object_type'))}) = @object_type "
+        f"WITH links AS (SELECT CAST({col('c', c.require('call_id'))} AS STRING) AS call_id, "
+        f"CAST({col('c', c.require('object_id'))} AS STRING) AS object_id, "
+        f"LOGICAL_AND(NOT {row_live('c', c)}) AS deleted, MAX({row_stamp('c', c)}) AS stamp "
+        f"FROM {ref(t.project, c)} AS c WHERE LOWER({col('c', c.require('object_type'))}) = @object_type "
         "GROUP BY call_id, object_id)"
     )
 
@@ -326,7 +295,7 @@ def probe_sql(tables: Sequence[Table], project: str) -> str:
         own = Table(table.dataset, table.name, {k: c for k, c in table.columns.items() if k.startswith("_fivetran")})
         parts.append(
             f"SELECT {i} AS part, MAX(p.stamp) AS latest, COUNT(*) AS row_count, {clock}"
-            f" FROM (SELECT {_stamp('t', own)} AS stamp FROM {_ref(project, table)} AS t) AS p"
+            f" FROM (SELECT {row_stamp('t', own)} AS stamp FROM {ref(project, table)} AS t) AS p"
         )
     return "\nUNION ALL\n".join(parts)
 
@@ -349,9 +318,14 @@ def opportunity_page_sql(t: SourceTables, *, bound_known: bool) -> str:
 
 
 def all_ids_sql(t: SourceTables) -> str:
-    """Every opportunity id present in the source now, deleted-flagged or not."""
+    """Every opportunity id the source holds live now: the purge list of a full resync.
+
+    A row counts when it is an active version (History Mode) and not flagged deleted. An id
+    whose versions are all inactive was deleted in Salesforce; counting it as present would
+    keep it live for good.
+    """
     o = t.opportunity
-    return f"SELECT DISTINCT {_id('o', o)} AS id FROM {_ref(t.project, o)} AS o"
+    return f"SELECT DISTINCT {id_expr('o', o)} AS id FROM {ref(t.project, o)} AS o WHERE {row_live('o', o)}"
 
 
 def link_page_sql(t: SourceTables, *, bound_known: bool) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,53 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
         yield url
     finally:
         admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def empty_database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database with no tables at all (not migrated), dropped afterwards."""
+    name = f"os_empty_{uuid.uuid4().hex[:12]}"
+    admin = connect_url(pg_admin_url)
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_db(pg_admin_url, name)
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+# What a role needs to run the sync on tables someone else created: data access, no DDL.
+DATA_ONLY_GRANTS = (
+    "GRANT USAGE ON SCHEMA public TO {role}",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+)
+
+
+@contextmanager
+def database_role(url: str, grants: tuple[str, ...] = ()) -> Iterator[str]:
+    """A login role that holds only ``grants`` in ``url``'s database; yields a URL that logs in as it.
+
+    Roles are cluster-wide, so the role is dropped afterwards together with its privileges.
+    """
+    from urllib.parse import urlparse, urlunparse
+
+    role = f"os_role_{uuid.uuid4().hex[:10]}"
+    admin = connect_url(url)
+    admin.autocommit = True
+    cur = admin.cursor()
+    cur.execute(f'CREATE ROLE "{role}" LOGIN')
+    for grant in grants:
+        cur.execute(grant.format(role=f'"{role}"'))
+    parts = urlparse(url)
+    netloc = f"{role}@{parts.hostname}:{parts.port or 5432}"
+    try:
+        yield urlunparse(parts._replace(netloc=netloc))
+    finally:
+        cur.execute(f'DROP OWNED BY "{role}"')
+        cur.execute(f'DROP ROLE "{role}"')
         admin.close()
 
 
@@ -148,6 +196,52 @@ class Env:
         if self.data is not None:
             rows = self.data.rows(logical_table)
             rows[:] = [r for r in rows if r.get(key) != key_value]
+
+    def retire(self, logical_table: str, key_value: str, at: str, key: str = "id") -> list[dict[str, Any]]:
+        """End the active versions of a History Mode record, in the source and in ``self.data``.
+
+        What Fivetran does when the record changes (a new version follows) or is deleted (none
+        does): ``_fivetran_active`` turns false and ``_fivetran_end`` is set, while
+        ``_fivetran_synced`` stays as it was. Returns the retired versions as they were.
+        """
+        from google.cloud import bigquery
+
+        params = [
+            bigquery.ScalarQueryParameter("key_value", "STRING", key_value),
+            bigquery.ScalarQueryParameter("at", "TIMESTAMP", at),
+        ]
+        sql = (
+            f"UPDATE {self.table(logical_table)} SET `_fivetran_active` = FALSE, `_fivetran_end` = @at"
+            f" WHERE `{key}` = @key_value AND `_fivetran_active`"
+        )
+        self.bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params)).result(timeout=60)
+        assert self.data is not None
+        retired = []
+        for row in self.data.rows(logical_table):
+            if row.get(key) == key_value and row.get("_fivetran_active"):
+                retired.append(dict(row))
+                row.update(_fivetran_active=False, _fivetran_end=at)
+        return retired
+
+    def new_version(self, logical_table: str, key_value: str, at: str, **changes: Any) -> dict[str, Any]:
+        """Land a new active version of a History Mode record (a change, or a record coming back).
+
+        The previous active version, if any, is retired at the same instant.
+        """
+        from standins.generator import OPEN_END
+
+        assert self.data is not None
+        retired = self.retire(logical_table, key_value, at)
+        base = (
+            retired[-1]
+            if retired
+            else max((r for r in self.data.rows(logical_table) if r.get("id") == key_value), key=lambda r: r["_fivetran_start"])
+        )
+        versioning = {"_fivetran_active": True, "_fivetran_start": at, "_fivetran_end": OPEN_END, "_fivetran_synced": at}
+        row = {**base, **changes, **versioning}
+        self.append(logical_table, [row])
+        self.data.rows(logical_table).append(row)
+        return row
 
     def execute(self, sql: str) -> None:
         """Run DML in the source (the emulator), e.g. a purge Fivetran would mirror."""

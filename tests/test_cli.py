@@ -151,3 +151,102 @@ def test_until_done_on_a_terminal_shows_progress_and_keeps_logs_quiet(env):
     assert b"page 3, 120 rows read" in shown
     assert b"run complete" in shown
     assert b"page_committed" not in stderr
+
+
+EVIL_ID = "\x1b]0;PWNED\x07\x1b[2J"  # retitles the terminal, then clears the screen
+# What a terminal acts on: C0/C1 controls, DEL, line separators, bidi overrides.
+_CONTROL = {*map(chr, range(0x20)), *map(chr, range(0x7F, 0xA0)), "\u2028", "\u2029", "\u202e", "\u2066"}
+
+
+def _assert_inert(text: str) -> None:
+    assert not (set(text) - {"\n"}) & _CONTROL, [c for c in text if c in _CONTROL and c != "\n"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("006000000000001", "006000000000001"),  # plain ids are untouched
+        ("Müller GmbH \u2013 東京商事 😀", "Müller GmbH \u2013 東京商事 😀"),  # so is any printable text
+        (EVIL_ID, "\\x1b]0;PWNED\\x07\\x1b[2J"),  # OSC title + clear screen
+        ("a\tb\r\nc", "a\\tb\\r\\nc"),  # a value cannot break a table row
+        ("\x00\x7f\x9b", "\\x00\\x7f\\x9b"),  # NUL, DEL and the 8-bit CSI
+        ("invoice\u202efdp.exe", "invoice\\u202efdp.exe"),  # a bidi override reorders what is shown
+        ("\u2028\u2066", "\\u2028\\u2066"),  # line separator, bidi isolate
+    ],
+)
+def test_printable_escapes_what_a_terminal_acts_on(raw, shown):
+    from sync.report import printable
+
+    assert printable(raw) == shown
+
+
+def test_human_output_escapes_control_characters_and_json_stays_exact(env):
+    data = generate(30, seed=55, messy=False)
+    data.rows("opportunity").append({**data.rows("opportunity")[0], "id": EVIL_ID, "name": None})  # skipped: no name
+    env.seed(data)
+    vars_ = env.env_vars()
+    escaped = "\\x1b]0;PWNED\\x07\\x1b[2J"
+
+    preview = _cli(["preview"], vars_)
+    _assert_inert(preview.stdout)
+    assert escaped in preview.stdout
+    assert EVIL_ID in {i["source_id"] for i in json.loads(_cli(["preview", "--json"], vars_).stdout)["issues"]}
+
+    assert _cli(["run", "--until-done"], vars_).returncode == 0
+    rejections = _cli(["rejections"], vars_)
+    _assert_inert(rejections.stdout)
+    assert escaped in rejections.stdout
+    assert EVIL_ID in {r["source_id"] for r in json.loads(_cli(["rejections", "--json"], vars_).stdout)}
+
+    # An error text that quotes a source value, as Postgres and BigQuery errors can.
+    error = f"row {EVIL_ID} refused\nsecond line \u202egnp.exe"
+    env.query("UPDATE sync_status SET last_error = %s", (error,))
+    env.query("UPDATE sync_runs SET error = %s", (error,))
+    for command in ("status", "runs"):
+        human = _cli([command], vars_)
+        assert human.returncode == 0, human.stderr
+        _assert_inert(human.stdout)
+        assert f"row {escaped} refused\\nsecond line \\u202eg" in human.stdout  # the runs table cuts at 60
+    assert json.loads(_cli(["status", "--json"], vars_).stdout)["last_error"] == error
+    assert json.loads(_cli(["runs", "--json"], vars_).stdout)[0]["error"] == error
+
+
+def test_missing_status_row_is_named_and_restored(env):
+    env.seed(generate(20, seed=56, messy=False))
+    vars_ = env.env_vars()
+    env.query("DELETE FROM sync_status")
+
+    status = _cli(["status"], vars_)
+    assert status.returncode == 1
+    assert "error: sync_status has no 'opportunities' row (it was deleted); run `python -m sync migrate`" in status.stderr
+    busy = _cli(["run"], {**vars_, "SYNC_AUTO_MIGRATE": "false"})
+    assert busy.returncode == 1
+    verdict = busy.stderr.strip().splitlines()[-1]  # the CLI's own line, after the pipeline's log lines
+    assert "sync_status has no 'opportunities' row" in verdict
+    assert "in flight" not in verdict  # what it used to claim
+
+    migrated = _cli(["migrate"], vars_)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "applied nothing" in migrated.stdout
+    assert "sync_status has no 'opportunities' row (it was deleted); restored it" in migrated.stdout
+    assert json.loads(_cli(["status", "--json"], vars_).stdout)["status"] == "never_run"
+
+    # A cold start restores it as well: `run` migrates first, exactly as the function does.
+    env.query("DELETE FROM sync_status")
+    drained = _cli(["run", "--until-done"], vars_)
+    assert drained.returncode == 0, drained.stderr
+    assert '"event": "status_row_restored"' in drained.stderr
+    assert env.query("SELECT status FROM sync_status") == [("success",)]
+
+
+def test_migrate_without_privileges_says_what_to_do(empty_database_url):
+    from conftest import database_role
+
+    with database_role(empty_database_url) as role_url:
+        result = _cli(["migrate"], {"BIGQUERY_PROJECT": "local-project", "DATABASE_URL": role_url})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "cannot apply migration 0001_schema: permission denied for schema public (SQLSTATE 42501)" in lines[0]
+    assert "GRANT USAGE, CREATE ON SCHEMA public TO" in lines[0]
+    assert "SYNC_AUTO_MIGRATE=false" in lines[0]

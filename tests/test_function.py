@@ -70,6 +70,25 @@ def test_malformed_and_unknown_messages_are_acknowledged_and_logged(env, monkeyp
     assert env.query("SELECT count(*), (SELECT status FROM sync_status) FROM opportunities") == [(0, "never_run")]
 
 
+@pytest.mark.parametrize(
+    ("body", "message_id", "reason"),
+    [
+        (b"[" * 1000 + b"]" * 1000, "m-1", "nested too deeply"),  # was RecursionError: 500 and 24 h of retries
+        (b'{"type": "full_resync"}', "7" * 200_000, "message id is 200000 characters"),  # a 200 KB id
+    ],
+)
+@pytest.mark.parametrize("binary", [True, False])
+def test_hostile_messages_are_acknowledged_with_bounded_logs(env, monkeypatch, caplog, body, message_id, reason, binary):
+    env.seed(generate(5, seed=46))
+    client = _client(monkeypatch, _vars(env))
+    with caplog.at_level(logging.DEBUG):
+        response = _push(client, body, binary=binary, message_id=message_id)
+    assert response.status_code == 200
+    assert any(reason in r.getMessage() for r in caplog.records)
+    assert max(len(r.getMessage()) + len(str(getattr(r, "error", ""))) for r in caplog.records) < 1000
+    assert env.query("SELECT status, last_resync_message_id FROM sync_status") == [("never_run", None)]
+
+
 def test_database_down_is_retried(env, monkeypatch):
     env.seed(generate(5, seed=43))
     dead = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
@@ -94,6 +113,18 @@ def test_source_schema_error_is_permanent(env, monkeypatch):
     client = _client(monkeypatch, _vars(env))
     assert _push(client, b'{"type": "tick"}').status_code == 200
     assert env.query("SELECT status FROM sync_status") == [("failed",)]
+
+
+def test_cold_start_as_a_data_only_role_needs_no_ddl(env, monkeypatch):
+    from conftest import DATA_ONLY_GRANTS, database_role
+
+    env.seed(generate(10, seed=47, messy=False))
+    # The tables exist (an admin created them); the function's role can only use them.
+    with database_role(env.database_url, DATA_ONLY_GRANTS) as role_url:
+        client = _client(monkeypatch, _vars(env, DATABASE_URL=role_url))
+        assert _push(client, b'{"type": "tick"}').status_code == 200
+    assert env.query("SELECT status FROM sync_status") == [("success",)]
+    assert len(env.live_ids()) == 10
 
 
 def test_cold_start_applies_migrations(env, monkeypatch, pg_admin_url):

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import pytest
-from conftest import query_url
+from conftest import DATA_ONLY_GRANTS, database_role, query_url
 from pg8000.exceptions import DatabaseError
 
 from sync.db import connect_url
-from sync.schema import available, current_version, migrate
+from sync.errors import PermanentError, classify
+from sync.schema import MigrationPermissionError, available, current_version, migrate, upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
 
 _q = query_url
 
@@ -96,3 +106,117 @@ def test_view_shows_live_rows_with_the_display_score(database_url):
     assert [
         (r[0], str(r[1])) for r in _q(database_url, "SELECT gong_opportunity_id, health_score_display FROM active_opportunities")
     ] == [("live", "8.8")]
+
+
+# Each process connects first, then waits for the same instant: the migrations really overlap.
+_MIGRATE_AT = """
+import sys, time
+from sync.db import connect_url
+from sync.schema import migrate
+conn = connect_url(sys.argv[1])
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+print(migrate(conn))
+"""
+
+
+def test_concurrent_first_migrations_all_succeed(empty_database_url):
+    start = time.time() + 4  # time for six interpreters to import and connect on a busy machine
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _MIGRATE_AT, empty_database_url, str(start)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    assert [r[0] for r in results] == [0] * 6, [r[2][-500:] for r in results if r[0]]
+    applied = [eval(r[1].strip()) for r in results]  # noqa: S307 - our own child prints a list of ints
+    versions = [m.version for m in available()]
+    assert sorted(v for a in applied for v in a) == versions  # each version applied by exactly one process
+    assert _q(empty_database_url, "SELECT version FROM schema_migrations ORDER BY 1") == [(v,) for v in versions]
+    assert _q(empty_database_url, "SELECT entity_type, status FROM sync_status") == [("opportunities", "never_run")]
+
+
+@dataclass
+class RecordingConnection:
+    """A real connection that remembers every statement sent through it."""
+
+    conn: object
+    statements: list[str] = field(default_factory=list)
+
+    def cursor(self):
+        recorder, cur = self, self.conn.cursor()
+
+        class Cursor:
+            def __getattr__(self, name):
+                return getattr(cur, name)
+
+            def execute(self, sql, *args, **kwargs):
+                recorder.statements.append(sql)
+                return cur.execute(sql, *args, **kwargs)
+
+        return Cursor()
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_up_to_date_schema_costs_one_read_and_no_ddl(database_url):
+    conn = RecordingConnection(connect_url(database_url))
+    try:
+        assert upgrade(conn).applied == []
+    finally:
+        conn.close()
+    assert len(conn.statements) == 1
+    assert conn.statements[0].lstrip().upper().startswith("SELECT")
+
+
+def test_data_only_role_migrates_an_up_to_date_schema_without_42501(database_url):
+    # An admin created the tables (the fixture migrated as postgres); this role may only use them.
+    with database_role(database_url, DATA_ONLY_GRANTS) as role_url:
+        conn = connect_url(role_url)
+        try:
+            with pytest.raises(DatabaseError) as denied:  # the role really cannot run DDL here
+                conn.cursor().execute("CREATE TABLE IF NOT EXISTS schema_migrations (version integer)")
+            assert denied.value.args[0]["C"] == "42501"
+            conn.rollback()
+            assert migrate(conn) == []
+        finally:
+            conn.close()
+
+
+def test_permission_error_on_a_pending_migration_says_what_to_do(empty_database_url):
+    with database_role(empty_database_url) as role_url:
+        role = role_url.split("//")[1].split("@")[0]
+        conn = connect_url(role_url)
+        try:
+            with pytest.raises(MigrationPermissionError) as info:
+                migrate(conn)
+        finally:
+            conn.close()
+    message = str(info.value)
+    assert f"role '{role}' cannot apply migration 0001_schema: permission denied for schema public" in message
+    assert f'GRANT USAGE, CREATE ON SCHEMA public TO "{role}";' in message
+    assert "SYNC_AUTO_MIGRATE=false" in message
+    assert info.value.role == role
+    assert isinstance(classify(info.value), PermanentError)
+
+
+def test_missing_status_row_is_restored_by_migrate(database_url):
+    _q(database_url, "UPDATE sync_status SET last_sync_timestamp = now(), status = 'success'")
+    _q(database_url, "DELETE FROM sync_status")
+    conn = connect_url(database_url)
+    try:
+        first = upgrade(conn)
+        second = upgrade(conn)
+    finally:
+        conn.close()
+    assert (first.applied, first.restored_status_row) == ([], True)
+    assert (second.applied, second.restored_status_row) == ([], False)
+    assert _q(database_url, "SELECT entity_type, status, last_sync_timestamp FROM sync_status") == [
+        ("opportunities", "never_run", None)
+    ]

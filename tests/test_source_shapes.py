@@ -136,3 +136,39 @@ def test_stage_history_and_account_details_land_in_metadata(env):
     assert metadata["account"]["industry"] == account["industry"]
     assert Decimal(str(metadata["account"]["annual_revenue"])) == Decimal(account["annual_revenue"])
     assert not any(k.startswith("_fivetran") for k in metadata["account"])
+
+
+def test_unsafe_optional_account_column_is_left_out_with_one_warning(env, caplog):
+    # BigQuery's flexible column names allow this; the emulator stores and lists it as such.
+    data = generate(120, seed=39, messy=False)
+    data.schemas["account"]["Billing Country-Code"] = "STRING"
+    for account in data.rows("account"):
+        account["Billing Country-Code"] = f"{account['billing_country']}-X"
+    env.seed(data)
+    env.overrides["SYNC_PAGE_SIZE"] = "40"
+    caplog.set_level("WARNING", logger="sync.source")
+
+    outcomes = env.drain()
+    env.drain()  # the same source, as in one function instance: discovery is not repeated
+
+    assert len(outcomes) > 2  # several pages and two runs, still one warning
+    warnings = [r for r in caplog.records if getattr(r, "event", None) == "column_skipped"]
+    assert len(warnings) == 1
+    assert "'Billing Country-Code'" in warnings[0].getMessage()
+    assert env.query("SELECT status FROM sync_status") == [("success",)]
+    assert env.projection() == expected_projection(data)
+    details = [r[0] for r in env.query("SELECT metadata->'account' FROM opportunities")]
+    assert all("industry" in d and not any("country_code" in k or "Country-Code" in k for k in d) for d in details)
+
+
+def test_unsafe_name_in_a_required_column_is_a_permanent_error_naming_it(env):
+    data = generate(5, seed=40, messy=False)
+    data.schemas["opportunity"]["Stage Name"] = data.schemas["opportunity"].pop("stage_name")
+    for row in data.rows("opportunity"):
+        row["Stage Name"] = row.pop("stage_name")
+    env.seed(data)
+    with pytest.raises(SourceSchemaError, match=r"column 'Stage Name' would serve logical column 'stage_name'"):
+        env.drain()
+    status, error = env.query("SELECT status, last_error FROM sync_status")[0]
+    assert status == "failed"
+    assert "'Stage Name'" in error
