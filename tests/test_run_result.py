@@ -13,7 +13,7 @@ from unittest import mock
 
 import pytest
 
-from standins.generator import BASE_TIME, generate
+from standins.generator import BASE_TIME, generate, to_history_mode
 from sync.cursor import Keyset, advance
 from sync.probe import CLOCK_SKEW
 from sync.results import JobRef, ResultPosition
@@ -188,3 +188,17 @@ def test_probe_without_fivetran_synced_is_not_eligible(env, spy):
     assert set(probe.marks) == {"call_context_integration"}  # the other tables are not even read
     assert "`account`" not in spy.call_args.args[0]
     assert probe.cap > dt.datetime.now(dt.UTC)
+
+
+def test_probe_sees_a_history_mode_deletion_that_leaves_fivetran_synced_alone(env, spy):
+    data = generate(20, seed=89, batch_size=10, messy=False)
+    to_history_mode(data, "opportunity")
+    env.seed(data)
+    source = _ready(env, spy)
+    before = source.probe()
+    env.retire("opportunity", data.rows("opportunity")[3]["id"], "2026-11-03T00:00:00Z")  # no row added, no synced stamp moved
+    after = source.probe()
+    assert after.marks["opportunity"].rows == before.marks["opportunity"].rows
+    assert after.marks["opportunity"].latest > before.marks["opportunity"].latest  # the finite _fivetran_end shows it
+    columns = set(re.findall(r"\b[a-z]\.`([A-Za-z_]+)`", spy.call_args.args[0]))
+    assert columns == {"_fivetran_synced", "_fivetran_start", "_fivetran_end"}
