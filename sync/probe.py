@@ -8,7 +8,8 @@ and the source's clock plus the skew allowance (the *cap*).
   last completed run recorded. ``_fivetran_synced`` is Fivetran's write time, so a row that
   lands, however late its own last-modified time, moves its table's greatest stamp or adds a
   row. Marks are compared per table, not against the watermark, so a table written a little
-  after another within one Fivetran sync is still seen. Only streams whose every table has
+  after another within one Fivetran sync is still seen. In History Mode a deletion moves no
+  ``_fivetran_synced``; it ends a version, which the active-version count shows. Only streams whose every table has
   ``_fivetran_synced`` are skipped; without it a stamp is the source's last-modified time,
   which a late row does not move, and the stream is read as before (with its lookback).
 - **No gap.** A run records the marks of the probe that ran *before* its evaluation, so a row
@@ -37,10 +38,11 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 
 @dataclass(frozen=True)
 class Mark:
-    """A table's greatest row stamp and row count at one moment."""
+    """A table at one moment: its greatest row stamp, its rows, and how many are active versions."""
 
     latest: dt.datetime | None
     rows: int
+    active: int | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,10 @@ def decide(
 def marks_json(marks: Mapping[str, Mark]) -> str:
     """Marks as stored in ``sync_status`` (jsonb)."""
     return json.dumps(
-        {name: {"latest": m.latest.isoformat() if m.latest else None, "rows": m.rows} for name, m in sorted(marks.items())}
+        {
+            name: {"latest": m.latest.isoformat() if m.latest else None, "rows": m.rows, "active": m.active}
+            for name, m in sorted(marks.items())
+        }
     )
 
 
@@ -100,6 +105,10 @@ def marks_from_json(value: Any) -> dict[str, Mark] | None:
     for name, raw in value.items():
         if not isinstance(raw, dict) or not isinstance(raw.get("rows"), int):
             return None
-        latest = raw.get("latest")
-        marks[str(name)] = Mark(dt.datetime.fromisoformat(latest) if isinstance(latest, str) else None, raw["rows"])
+        latest, active = raw.get("latest"), raw.get("active")
+        marks[str(name)] = Mark(
+            dt.datetime.fromisoformat(latest) if isinstance(latest, str) else None,
+            raw["rows"],
+            active if isinstance(active, int) else None,
+        )
     return marks

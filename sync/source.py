@@ -210,7 +210,11 @@ class BigQuerySource:
             raise SourceSchemaError(msg)
         return Probe(
             cap=clock["cap"],
-            marks={named[int(r["part"])][0]: Mark(r["latest"], int(r["row_count"])) for r in rows if r["part"] >= 0},
+            marks={
+                named[int(r["part"])][0]: Mark(r["latest"], int(r["row_count"]), int(r["active_count"]))
+                for r in rows
+                if r["part"] >= 0
+            },
             tables={stream: tuple(name for name, _ in pairs) for stream, pairs in judged.items()},
             eligible=frozenset(judged),
             cost=cost,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from sync.columns import Table, quote, snake_case
 from sync.streams import StreamKind
-from sync.versions import col, current_versions, history_mode, id_expr, ref, row_live, row_stamp, timestamp
+from sync.versions import active, col, current_versions, history_mode, id_expr, ref, row_live, row_stamp, timestamp
 
 
 @dataclass(frozen=True)
@@ -280,22 +280,23 @@ def _result_tail(source: str, stamp: str, keys: tuple[str, ...], after: str) -> 
 
 
 def probe_sql(tables: Sequence[Table], project: str) -> str:
-    """Per table, in order: the greatest write stamp and the row count; and the source's capped clock.
+    """Per table, in order: the greatest write stamp, the row and active-version counts; the capped clock.
 
     Only Fivetran's own columns are read: Fivetran sets ``_fivetran_synced`` on every row it
-    writes (History Mode also moves ``_fivetran_start`` and ``_fivetran_end``, which a deletion
-    touches alone), so they show whether a table was written, and ``COUNT(*)`` reads nothing.
-    The stamp is the join's own rule applied to those columns. Row ``part`` is the table's index
-    in ``tables``; part -1 carries the clock even when ``tables`` is empty. Parameter:
+    writes, so it shows whether a table was written, and ``COUNT(*)`` reads nothing. In History
+    Mode a deletion moves no ``_fivetran_synced``: it ends the active version, so
+    ``_fivetran_end`` enters the stamp (the join's own rule) and the active count drops, even
+    when the version ended before the table's newest stamp. Row ``part`` is the table's index in
+    ``tables``; part -1 carries the clock even when ``tables`` is empty. Parameter:
     ``skew_seconds``.
     """
     clock = "TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @skew_seconds SECOND) AS cap"
-    parts = [f"SELECT -1 AS part, CAST(NULL AS TIMESTAMP) AS latest, 0 AS row_count, {clock}"]
+    parts = [f"SELECT -1 AS part, CAST(NULL AS TIMESTAMP) AS latest, 0 AS row_count, 0 AS active_count, {clock}"]
     for i, table in enumerate(tables):
         own = Table(table.dataset, table.name, {k: c for k, c in table.columns.items() if k.startswith("_fivetran")})
         parts.append(
-            f"SELECT {i} AS part, MAX(p.stamp) AS latest, COUNT(*) AS row_count, {clock}"
-            f" FROM (SELECT {row_stamp('t', own)} AS stamp FROM {ref(project, table)} AS t) AS p"
+            f"SELECT {i} AS part, MAX(p.stamp) AS latest, COUNT(*) AS row_count, COUNTIF(p.active) AS active_count, {clock}"
+            f" FROM (SELECT {row_stamp('t', own)} AS stamp, {active('t', own)} AS active FROM {ref(project, table)} AS t) AS p"
         )
     return "\nUNION ALL\n".join(parts)
 

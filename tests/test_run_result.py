@@ -155,7 +155,7 @@ def test_probe_reads_stamp_columns_only_and_sees_a_landed_row(env, spy):
     sql = spy.call_args.args[0]
     columns = set(re.findall(r"\b[a-z]\.`([A-Za-z_]+)`", sql))
     assert columns == {"_fivetran_synced"}  # Fivetran's write stamp: no data column, not even last-modified
-    assert first.marks["opportunity"].rows == 40
+    assert (first.marks["opportunity"].rows, first.marks["opportunity"].active) == (40, 40)
     assert first.marks["opportunity"].latest == max(
         dt.datetime.fromisoformat(o["_fivetran_synced"]) for o in data.rows("opportunity")
     )
@@ -200,5 +200,6 @@ def test_probe_sees_a_history_mode_deletion_that_leaves_fivetran_synced_alone(en
     after = source.probe()
     assert after.marks["opportunity"].rows == before.marks["opportunity"].rows
     assert after.marks["opportunity"].latest > before.marks["opportunity"].latest  # the finite _fivetran_end shows it
+    assert after.marks["opportunity"].active == before.marks["opportunity"].active - 1  # even when it ended long ago
     columns = set(re.findall(r"\b[a-z]\.`([A-Za-z_]+)`", spy.call_args.args[0]))
-    assert columns == {"_fivetran_synced", "_fivetran_start", "_fivetran_end"}
+    assert columns == {"_fivetran_synced", "_fivetran_start", "_fivetran_end", "_fivetran_active"}

@@ -145,6 +145,14 @@ def _probe(marks=MARKS, eligible=BOTH):
             MARKS,
             RunStart(skip=frozenset({StreamKind.CALL_LINKS})),
         ),
+        # A History Mode deletion that ended before the table's newest stamp: one active version fewer.
+        (
+            _probe({**MARKS, "opportunity": Mark(T0, 10, 9)}),
+            False,
+            W,
+            {**MARKS, "opportunity": Mark(T0, 10, 10)},
+            RunStart(skip=frozenset({StreamKind.CALL_LINKS})),
+        ),
         # A row landed with a stamp no greater than the table's newest (same Fivetran batch): the count moved.
         (
             _probe({**MARKS, "opportunity": Mark(T0, 11)}),
@@ -197,7 +205,8 @@ def test_decide(probe, full, watermarks, committed, expected):
     ("stored", "expected"),
     [
         (marks_json(MARKS), MARKS),  # as written by marks_json
-        ({"opportunity": {"latest": None, "rows": 0}}, {"opportunity": Mark(None, 0)}),  # an empty table, as jsonb gives it
+        ({"opportunity": {"latest": None, "rows": 0, "active": 0}}, {"opportunity": Mark(None, 0, 0)}),  # an empty table
+        ({"opportunity": {"latest": None, "rows": 0}}, {"opportunity": Mark(None, 0)}),  # stored without the active count
         (None, None),  # never recorded
         ({"opportunity": {"latest": "2026-11-01T00:00:00+00:00"}}, None),  # malformed: treated as unknown
     ],
