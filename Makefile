@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup demo test lint typecheck terraform-check bench
+.PHONY: help setup demo demo-cloudsql test lint typecheck terraform-check bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -13,13 +13,16 @@ setup: ## create .venv with pinned deps and offline emulator extensions
 demo: setup ## seed local BigQuery emulator + Postgres, sync until done, print status
 	@$(PY) scripts/demo.py
 
+demo-cloudsql: setup ## the demo through the deployed path: Secret Manager, Cloud SQL connector, mTLS (stand-ins)
+	@$(PY) scripts/demo.py --cloudsql
+
 lint: setup ## ruff on everything
 	@$(PY) -m ruff check sync main.py standins tests scripts bench
 
 typecheck: setup ## mypy --strict on sync/
 	@$(PY) -m mypy
 
-terraform-check: ## offline Terraform checks (fmt, providers, checkov)
+terraform-check: setup ## offline Terraform checks (fmt, providers, provider schemas, checkov)
 	@bash scripts/check_terraform.sh
 
 test: setup lint typecheck ## the whole suite: lint, types, tests, Terraform checks

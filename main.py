@@ -1,8 +1,19 @@
 """Cloud Functions entry point: an adapter from a Pub/Sub CloudEvent to one pipeline page.
 
-Returning acknowledges the message; raising makes Pub/Sub redeliver it with backoff. So a
-permanent failure (bad message, bad config, a source that can never be read) is logged and
-returned, and only a retryable one is raised.
+Returning acknowledges the message; any non-2xx answer makes Pub/Sub redeliver it with backoff.
+How each outcome is answered and logged (the runbook in terraform/README.md keys on this):
+
+- success, or a permanent failure (bad message, a source that can never be read): 200, ack.
+  A permanent failure is logged at ERROR with its traceback; a bad configuration at CRITICAL.
+- another invocation holds the run (a continuation or full resync arrived early): 429 and one
+  INFO line ``event=run_busy``. Expected under load; no traceback.
+- a classified transient failure (connection reset, serialization failure, an API's 5xx): 503
+  and one WARNING line with the SQLSTATE or HTTP status; no traceback.
+- anything unrecognised: 500 and one ERROR line with the traceback.
+
+The non-2xx answers are raised as werkzeug ``HTTPException``\\ s, which Flask turns into a
+response without logging ``Exception on / [POST]``; that log line (a traceback at ERROR, so an
+Error Reporting event) is kept for failures a human should look at, and written here, once.
 """
 
 from __future__ import annotations
@@ -10,14 +21,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import Any
 
 import functions_framework
 from cloudevents.http.event import CloudEvent
+from werkzeug.exceptions import InternalServerError, ServiceUnavailable, TooManyRequests
 
 from sync import logs
 from sync.config import Settings
-from sync.errors import ConfigurationError, PermanentError, SyncError, classify
-from sync.messages import decode, from_cloud_event_data
+from sync.errors import ConfigurationError, LeaseBusyError, PermanentError, SyncError, UnknownError, classify
+from sync.messages import Message, decode, from_cloud_event_data
 from sync.runtime import Runtime
 
 log = logging.getLogger("sync.main")
@@ -41,24 +54,51 @@ def _get_runtime() -> Runtime:
 @functions_framework.cloud_event
 def sync_opportunities(cloud_event: CloudEvent) -> None:
     """Handle one Pub/Sub message: tick, full_resync or continue."""
+    message: Message | None = None
     try:
         body, message_id = from_cloud_event_data(cloud_event.data)
         message = decode(body, message_id or str(cloud_event["id"]))
         runtime = _get_runtime()
         runtime.ensure_schema()
         outcome = runtime.pipeline(runtime.publisher()).handle(message)
-    except ConfigurationError as err:
-        # Every redelivery would fail the same way; ack and let the alert on failed runs fire.
-        log.critical("%s", err, extra={"event": "page_failed", "retryable": False, "error": str(err)})
+    except Exception as err:  # noqa: BLE001 - every failure is classified and answered below
+        _answer_failure(classify(err), message)
         return
-    except Exception as err:
-        failure: SyncError = classify(err)
-        fields = {"event": "page_failed", "retryable": failure.retryable, "error": str(failure)}
-        if isinstance(failure, PermanentError):
-            log.error(  # noqa: TRY400 - a classified, expected failure; the reason says it all
-                "permanent failure, message acknowledged: %s", failure, extra=fields
-            )
-            return
-        log.warning("retryable failure, message will be redelivered: %s", failure, extra=fields)
-        raise failure from err
     log.debug("handled %s: %s", message.type.value, outcome.action, extra={"outcome": outcome.action})
+
+
+def _answer_failure(failure: SyncError, message: Message | None) -> None:
+    """Log a failure once, at the level its class deserves; return to ack, raise to redeliver."""
+    about: dict[str, Any] = {
+        "message_type": message.type.value if message else None,
+        "run_id": str(message.run_id) if message and message.run_id else None,
+        "page": message.page if message else None,
+    }
+    if isinstance(failure, LeaseBusyError):
+        # Contention is the single-flight lease working: Pub/Sub brings the message back later.
+        log.info(
+            "sync run busy: another invocation holds the lease; this %s will be redelivered",
+            about["message_type"],
+            extra={"event": "run_busy", **about},
+        )
+        raise TooManyRequests(description="run busy; redeliver later") from failure
+    fields = {
+        "event": "page_failed",
+        "retryable": failure.retryable,
+        "error": str(failure),
+        "sqlstate": failure.sqlstate,
+        "http_status": failure.http_status,
+        **about,
+    }
+    if isinstance(failure, ConfigurationError):
+        # Every redelivery would fail the same way; ack and let the alert on CRITICAL fire.
+        log.critical("%s", failure, extra=fields)
+        return
+    if isinstance(failure, PermanentError):
+        log.error("permanent failure, message acknowledged: %s", failure, exc_info=failure, extra=fields)
+        return
+    if isinstance(failure, UnknownError):
+        log.error("unexpected failure, message will be redelivered: %s", failure, exc_info=failure, extra=fields)
+        raise InternalServerError(description="unexpected failure; redeliver") from failure
+    log.warning("transient failure, message will be redelivered: %s", failure, extra=fields)
+    raise ServiceUnavailable(description="transient failure; redeliver") from failure

@@ -79,5 +79,5 @@ def joined_rows(data: FivetranData) -> list[dict[str, Any]]:
 
 
 def make_rows(n: int, *, messy: bool = False, metadata_bytes: int = 500, seed: int = 7) -> list[dict[str, Any]]:
-    """``n`` joined rows with ~``metadata_bytes`` of account text each (FACTS.md's setting)."""
+    """``n`` joined rows with ~``metadata_bytes`` of account text each (~500 B, as in bench/README.md)."""
     return joined_rows(generate(n, seed=seed, messy=messy, metadata_bytes=metadata_bytes))

@@ -87,7 +87,7 @@ def source_side(bq: Any, env: dict[str, str], pages: int) -> dict[str, Any]:
         "rows_read": stats.rows,
         "query_seconds": stats.seconds,
         "rows_per_second": stats.rows / stats.seconds if stats.seconds else None,
-        "per_query_seconds": stats.per_query,
+        "per_query_seconds": list(stats.per_query),
     }
 
 

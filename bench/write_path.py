@@ -16,10 +16,11 @@ from dataclasses import asdict
 from typing import Any
 
 from bench.pg import footprint, fresh_database
-from sync import encoding
+from sync import encoding, stored
 from sync.db import connect_url
-from sync.sink import _TARGET_COLUMNS, write_page
-from sync.transform import OpportunityRow, transform_page
+from sync.sink import write_page
+from sync.stored import OpportunityRow, Role
+from sync.transform import transform_page
 
 RUN_ID = "00000000-0000-0000-0000-000000000001"
 
@@ -51,25 +52,17 @@ def sink_write(url: str, pages: Sequence[Sequence[OpportunityRow]]) -> None:
         conn.close()
 
 
+def _stored_value(row: OpportunityRow, column: stored.Column) -> Any:
+    if column.role is Role.HASH:
+        return row.content_hash
+    if column.role is Role.DELETED:
+        return None  # only live rows are copied
+    return row[column.name]
+
+
 def copy_text(rows: Sequence[OpportunityRow]) -> bytes:
     """COPY text of the stored rows, rendered before the clock starts."""
-    lines = []
-    for r in rows:
-        values = (
-            r.gong_opportunity_id,
-            r.name,
-            r.account_name,
-            r.owner_email,
-            r.stage,
-            r.close_date,
-            r.amount,
-            r.health_score,
-            r.metadata_json,
-            None,  # deleted_at: only live rows are copied
-            r.source_modified_at,
-            r.content_hash,
-        )
-        lines.append(encoding.line(values))
+    lines = [encoding.line([_stored_value(r, c) for c in stored.COPY_ORDER]) for r in rows]
     return "".join(lines).encode("utf-8")
 
 
@@ -84,7 +77,8 @@ def copy_limit(url: str, payload: bytes) -> None:
     conn = psycopg2.connect(url)
     try:
         with conn.cursor() as cur:
-            cur.copy_expert(f"COPY opportunities ({_TARGET_COLUMNS}) FROM STDIN", io.BytesIO(payload))
+            columns = ", ".join(c.name for c in stored.COPY_ORDER)
+            cur.copy_expert(f"COPY opportunities ({columns}) FROM STDIN", io.BytesIO(payload))
         conn.commit()
     finally:
         conn.close()
@@ -96,17 +90,8 @@ def dlt_merge(url: str, rows: Sequence[OpportunityRow]) -> None:
 
     records = [
         {
-            "gong_opportunity_id": r.gong_opportunity_id,
-            "name": r.name,
-            "account_name": r.account_name,
-            "owner_email": r.owner_email,
-            "stage": r.stage,
-            "close_date": r.close_date,
-            "amount": r.amount,
-            "health_score": r.health_score,
-            "metadata": json.loads(r.metadata_json),
-            "source_modified_at": r.source_modified_at,
-            "content_hash": r.content_hash,
+            **{c.name: _stored_value(r, c) for c in stored.COPY_ORDER if c.role is not Role.DELETED},
+            "metadata": json.loads(r["metadata"]),
         }
         for r in rows
     ]

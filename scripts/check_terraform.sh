@@ -5,7 +5,12 @@
 # downloaded here, so this runs what works without it:
 #   1. terraform fmt -check -recursive terraform
 #   2. terraform providers   (loads and parses every .tf file; syntax and block errors fail)
-#   3. checkov --skip-download, in its own virtualenv (.venv-checkov), pinned by
+#   3. the provider-schema check (scripts/check_provider_schema.py, in .venv): every
+#      type, argument, block, enum literal and reference against the google, random,
+#      archive and time provider schemas, for the lowest versions versions.tf allows and
+#      the newest google 7.x. The schemas come from the CDK provider packages on PyPI,
+#      downloaded once and cached in .cache/provider-schemas (git-ignored).
+#   4. checkov --skip-download, in its own virtualenv (.venv-checkov), pinned by
 #      requirements-checkov.txt. Every skipped check has a #checkov:skip=ID:reason
 #      comment on its resource.
 # Steps 1-2 are skipped, with a message, where no terraform binary exists.
@@ -42,6 +47,14 @@ if command -v terraform >/dev/null 2>&1; then
   terraform -chdir=terraform providers || fail "terraform providers"
 else
   step "terraform not found on PATH: SKIPPING fmt and providers (checkov still runs)"
+fi
+
+step "provider schema check (what terraform validate would report)"
+py="${VENV:-$repo_root/.venv}/bin/python"
+if [[ ! -x "$py" ]]; then
+  fail "no $py: run 'make setup' first (python-hcl2 lives there)"
+else
+  "$py" scripts/check_provider_schema.py terraform || fail "provider schema check (see ERROR lines above)"
 fi
 
 step "checkov (virtualenv $venv)"

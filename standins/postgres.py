@@ -13,6 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 5432
 
@@ -41,6 +42,12 @@ def _bindir() -> Path:
     raise RuntimeError(msg)
 
 
+def _own(path: Path) -> None:
+    path.chmod(0o600)
+    if os.geteuid() == 0:
+        shutil.chown(path, user="postgres")
+
+
 def _as_postgres(cmd: list[str]) -> list[str]:
     if os.geteuid() == 0:
         return ["runuser", "-u", "postgres", "--", *cmd]
@@ -65,36 +72,57 @@ def _throwaway_cluster() -> str:
 
 @dataclass
 class Cluster:
-    """A private PostgreSQL cluster on a random port, for tests that restart the server."""
+    """A private PostgreSQL cluster on a random port, for tests that restart the server.
+
+    With ``password``, TCP logins use scram-sha-256 (the superuser's password is ``password``),
+    so a wrong password is refused as on a real server; the machine's own server trusts every
+    login from 127.0.0.1. With ``tls`` (certificate and key, PEM), the server also speaks TLS.
+    """
 
     bindir: Path
     root: Path
     port: int
+    password: str | None = None
+    tls: bool = False
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@{DEFAULT_HOST}:{self.port}/postgres"
+        auth = f"postgres:{quote(self.password, safe='')}" if self.password else "postgres"
+        return f"postgresql://{auth}@{DEFAULT_HOST}:{self.port}/postgres"
 
     @classmethod
-    def start(cls) -> Cluster:
+    def start(cls, *, password: str | None = None, tls: tuple[str, bytes] | None = None) -> Cluster:
         bindir = _bindir()
         root = Path(tempfile.mkdtemp(prefix="opportunity-sync-pg-"))
         if os.geteuid() == 0:
             shutil.chown(root, user="postgres")
+        auth = ["--auth=trust"]
+        if password is not None:
+            pwfile = root / "pwfile"
+            pwfile.write_text(password + "\n")
+            _own(pwfile)
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
         subprocess.run(
-            _as_postgres([str(bindir / "initdb"), "-D", str(root / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
+            _as_postgres([str(bindir / "initdb"), "-D", str(root / "data"), "-U", "postgres", *auth, "-E", "UTF8"]),
             check=True,
             capture_output=True,
         )
+        if tls is not None:
+            # Postgres refuses a key file that others can read.
+            for name, content in (("server.crt", tls[0].encode()), ("server.key", tls[1])):
+                (root / name).write_bytes(content)
+                _own(root / name)
         with socket.socket() as s:
             s.bind((DEFAULT_HOST, 0))
             port = int(s.getsockname()[1])
-        cluster = cls(bindir, root, port)
+        cluster = cls(bindir, root, port, password, tls is not None)
         cluster._ctl("start")
         return cluster
 
     def _ctl(self, action: str, *extra: str) -> None:
         options = f"-p {self.port} -h {DEFAULT_HOST} -k {self.root} -c fsync=off"
+        if self.tls:
+            options += f" -c ssl=on -c ssl_cert_file={self.root / 'server.crt'} -c ssl_key_file={self.root / 'server.key'}"
         cmd = [str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.root / "log"), "-w", "-o", options]
         subprocess.run(_as_postgres([*cmd, *extra, action]), check=True, capture_output=True)
         if action != "stop":

@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from sync import logs, report
+from sync import deadletters, logs, report
 from sync.config import Settings
-from sync.errors import ConfigurationError, SyncError, classify
+from sync.errors import ConfigurationError, classify
 from sync.messages import Message
 from sync.pipeline import Outcome
 from sync.preview import preview
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "publish", help="publish a message to SYNC_TOPIC", description="Publish tick or full-resync to SYNC_TOPIC."
     )
     pub.add_argument("kind", choices=["tick", "full-resync"])
+    deadletters.add_parser(sub)
     return parser
 
 
@@ -69,6 +70,8 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None, o
     args = build_parser().parse_args(argv)
     out = out or sys.stdout
     environ = os.environ if env is None else env
+    if args.command == "dead-letters":  # needs Pub/Sub only, not the database or BigQuery settings
+        return deadletters.main(args, environ, out, sys.stderr)
     try:
         settings = Settings.from_env(environ)
     except ConfigurationError as err:
@@ -81,12 +84,12 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None, o
     runtime = Runtime(settings)
     try:
         return _dispatch(args, runtime, out)
-    except SyncError as err:
-        _error(err)
-        return 1
     except Exception as err:  # noqa: BLE001 - the CLI reports every failure as one line
-        _error(classify(err))
-        return 1
+        failure = classify(err)
+        _error(failure)
+        # A configuration problem found only when a client is built (no Google credentials,
+        # an unknown Cloud SQL instance) is still bad configuration, not a sync failure.
+        return 2 if isinstance(failure, ConfigurationError) else 1
 
 
 def _dispatch(args: argparse.Namespace, runtime: Runtime, out: TextIO) -> int:

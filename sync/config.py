@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sync.database_url import DatabaseUrl, parse_database_url
 from sync.errors import ConfigurationError
 
 # BigQuery project ids: 6-30 chars, lowercase letters, digits, hyphens; a domain-scoped
@@ -35,6 +36,8 @@ KNOWN_ENV_VARS: frozenset[str] = frozenset(
         "DB_NAME",
         "DB_PASSWORD_SECRET",
         "DB_IAM_AUTH",
+        "CLOUD_SQL_ADMIN_API_ENDPOINT",
+        "SECRET_MANAGER_API_ENDPOINT",
         "SYNC_TOPIC",
         "SYNC_PAGE_SIZE",
         "SYNC_TIME_BUDGET_SECONDS",
@@ -43,7 +46,20 @@ KNOWN_ENV_VARS: frozenset[str] = frozenset(
         "SYNC_MAX_PAGES",
         "SYNC_AUTO_MIGRATE",
         "SYNC_REJECTION_RETENTION_DAYS",
+        "SYNC_DEAD_LETTER_SUBSCRIPTION",  # python -m sync dead-letters only (sync/deadletters.py)
         "LOG_LEVEL",
+    }
+)
+
+# Variables whose value can carry a password or credentials (a URL's user:password@ part, or
+# a password pasted where a secret's resource name belongs): errors name them, never echo them.
+_NEVER_ECHOED = frozenset(
+    {
+        "DATABASE_URL",
+        "DB_PASSWORD_SECRET",
+        "BIGQUERY_API_ENDPOINT",
+        "CLOUD_SQL_ADMIN_API_ENDPOINT",
+        "SECRET_MANAGER_API_ENDPOINT",
     }
 )
 
@@ -60,6 +76,10 @@ class CloudSqlSettings:
     database: str
     password_secret: str | None
     iam_auth: bool
+    # Test-only: the local stand-ins of the Cloud SQL Admin API and Secret Manager. Unset
+    # (the default, and always in a deployment) means Google's own endpoints.
+    admin_api_endpoint: str | None = None
+    secret_manager_endpoint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +91,7 @@ class Settings:
     gong_dataset: str = "gongio_ft"
     bigquery_location: str | None = None
     bigquery_api_endpoint: str | None = None
-    database_url: str | None = None
+    database_url: DatabaseUrl | None = None
     cloud_sql: CloudSqlSettings | None = None
     sync_topic: str | None = None
     page_size: int = 2000
@@ -98,21 +118,15 @@ class Settings:
         project = r.matching("BIGQUERY_PROJECT", _PROJECT_RE, "a GCP project id")
         if r.get("BIGQUERY_PROJECT") is None:
             r.problems.append("BIGQUERY_PROJECT is required")
-        endpoint = r.get("BIGQUERY_API_ENDPOINT")
-        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-            r.problems.append(f"BIGQUERY_API_ENDPOINT must be an http(s) URL, got {endpoint!r}")
-
-        database_url = r.get("DATABASE_URL")
-        if database_url is not None and not database_url.startswith(("postgresql://", "postgres://")):
-            # Never echo the URL: it may carry a password.
-            r.problems.append("DATABASE_URL must start with postgresql://")
+        endpoint = r.endpoint("BIGQUERY_API_ENDPOINT")
+        database_url = r.database_url("DATABASE_URL")
         cloud_sql = _cloud_sql(r)
         has_cloud_sql_vars = any(r.get(n) for n in ("INSTANCE_CONNECTION_NAME", "DB_USER", "DB_NAME"))
-        if database_url is None and not has_cloud_sql_vars:
+        if r.get("DATABASE_URL") is None and not has_cloud_sql_vars:
             r.problems.append(
                 "DATABASE_URL or INSTANCE_CONNECTION_NAME+DB_USER+DB_NAME (+DB_PASSWORD_SECRET or DB_IAM_AUTH=true) is required"
             )
-        if database_url is not None and r.get("INSTANCE_CONNECTION_NAME") is not None:
+        if r.get("DATABASE_URL") is not None and r.get("INSTANCE_CONNECTION_NAME") is not None:
             r.problems.append("DATABASE_URL and INSTANCE_CONNECTION_NAME are mutually exclusive; set one")
 
         topic = r.matching("SYNC_TOPIC", _TOPIC_RE, "projects/PROJECT/topics/TOPIC")
@@ -159,9 +173,26 @@ class _EnvReader:
     def matching(self, name: str, pattern: re.Pattern[str], hint: str) -> str | None:
         value = self.get(name)
         if value is not None and not pattern.match(value):
-            self.problems.append(f"{name} must be {hint}, got {value!r}")
+            self.problems.append(f"{name} must be {hint}{_got(name, value)}")
             return None
         return value
+
+    def endpoint(self, name: str) -> str | None:
+        value = self.get(name)
+        if value is not None and not re.match(r"^https?://\S+$", value):
+            self.problems.append(f"{name} must be an http(s) URL{_got(name, value)}")
+            return None
+        return value
+
+    def database_url(self, name: str) -> DatabaseUrl | None:
+        value = self.get(name)
+        if value is None:
+            return None
+        try:
+            return parse_database_url(value)
+        except ConfigurationError as err:
+            self.problems.extend(err.problems)
+            return None
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
         raw = self.get(name)
@@ -170,7 +201,7 @@ class _EnvReader:
         try:
             value = int(raw)
         except ValueError:
-            self.problems.append(f"{name} must be an integer, got {raw!r}")
+            self.problems.append(f"{name} must be an integer{_got(name, raw)}")
             return default
         if not low <= value <= high:
             self.problems.append(f"{name} must be between {low} and {high}, got {value}")
@@ -185,12 +216,21 @@ class _EnvReader:
             return True
         if raw.lower() in _FALSE:
             return False
-        self.problems.append(f"{name} must be true or false, got {raw!r}")
+        self.problems.append(f"{name} must be true or false{_got(name, raw)}")
         return default
+
+
+def _got(name: str, value: str) -> str:
+    if name in _NEVER_ECHOED:
+        return " (the value is not shown: it may hold a password or credentials)"
+    return f", got {value!r}"
 
 
 def _cloud_sql(r: _EnvReader) -> CloudSqlSettings | None:
     if r.get("INSTANCE_CONNECTION_NAME") is None:
+        for name in ("CLOUD_SQL_ADMIN_API_ENDPOINT", "SECRET_MANAGER_API_ENDPOINT"):
+            if r.get(name) is not None:
+                r.problems.append(f"{name} is only used with INSTANCE_CONNECTION_NAME; unset it")
         return None
     instance = r.matching("INSTANCE_CONNECTION_NAME", _INSTANCE_RE, "PROJECT:REGION:INSTANCE")
     user, database = r.get("DB_USER"), r.get("DB_NAME")
@@ -203,6 +243,8 @@ def _cloud_sql(r: _EnvReader) -> CloudSqlSettings | None:
         r.problems.append("DB_PASSWORD_SECRET must be unset when DB_IAM_AUTH=true")
     if not iam and r.get("DB_PASSWORD_SECRET") is None:
         r.problems.append("DB_PASSWORD_SECRET or DB_IAM_AUTH=true is required with INSTANCE_CONNECTION_NAME")
+    admin_api = r.endpoint("CLOUD_SQL_ADMIN_API_ENDPOINT")
+    secret_manager = r.endpoint("SECRET_MANAGER_API_ENDPOINT")
     if instance is None or user is None or database is None:
         return None
-    return CloudSqlSettings(instance, user, database, secret, iam)
+    return CloudSqlSettings(instance, user, database, secret, iam, admin_api, secret_manager)

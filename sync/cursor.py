@@ -7,6 +7,9 @@ neither skip nor repeat a row, even when thousands of rows share one timestamp.
 A run freezes ``upper_bound`` on its first page and carries it to the last, so it terminates
 while rows keep landing; those are the next run's. The watermark only ever moves to a stamp
 that was read and committed, and never backwards.
+
+A run reads two streams (opportunities and call links); :class:`Stream` is where one of them
+stands: its cursor, its frozen bound and whether it is exhausted.
 """
 
 from __future__ import annotations
@@ -68,3 +71,34 @@ def page_is_last(rows_returned: int, limit: int, *, truncated: bool) -> bool:
     the range is empty beyond it.
     """
     return not truncated and rows_returned < limit
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Where one source stream stands within a run."""
+
+    cursor: Keyset
+    upper_bound: dt.datetime | None = None
+    done: bool = False
+
+    @classmethod
+    def begin(cls, watermark: dt.datetime | None, lookback: dt.timedelta, *, full: bool) -> Stream:
+        """A new run's stream: from :func:`run_start`, its bound not frozen yet."""
+        return cls(run_start(watermark, lookback, full=full))
+
+    def after_page(
+        self, last_row: Keyset | None, upper_bound: dt.datetime | None, *, returned: int, limit: int, truncated: bool
+    ) -> Stream:
+        """The stream after a page of ``returned`` rows, the last of them at ``last_row``."""
+        if self.done:
+            return self
+        return Stream(advance(self.cursor, last_row), upper_bound, page_is_last(returned, limit, truncated=truncated))
+
+    def finished(self) -> Stream:
+        """Nothing (more) to read: the source has no such table, or the run is past it."""
+        return Stream(self.cursor, self.upper_bound, done=True)
+
+    @property
+    def read_up_to(self) -> dt.datetime | None:
+        """The stamp of the last row read, None before the first (a start keyset has no key)."""
+        return self.cursor.stamp if self.cursor.key else None

@@ -10,6 +10,10 @@ Steps and what a crash after each one leaves behind:
 
 A redelivered message after step 4 is stale (its page is no longer the expected one) and is
 dropped, so at-least-once delivery cannot double-apply or fork the chain.
+
+This module only orchestrates: SQL lives with the table it touches (``sync/state.py`` for
+``sync_status``, ``sync/runlog.py`` for ``sync_runs``, ``sync/sink.py`` for the synced rows), and
+each unit of work is one ``transaction`` opened here.
 """
 
 from __future__ import annotations
@@ -21,18 +25,21 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
+from sync import runlog
 from sync import state as st
 from sync.config import Settings
-from sync.cursor import advance, next_watermark, page_is_last
+from sync.cursor import next_watermark
 from sync.db import Connection
 from sync.errors import LeaseBusyError, PermanentError, SyncError, classify
 from sync.messages import Message, MessageType
-from sync.runs import TRIGGER_FULL, Drop, PagePlan, StopRun, plan
+from sync.reader import PageRead, Reader, SourceReader
+from sync.runs import Drop, PagePlan, StopRun, plan
 from sync.sink import WriteCounts, write_page
-from sync.source import Source, SourcePage
-from sync.transform import Issue, transform_links, transform_page
+from sync.source import Source
+from sync.transaction import transaction
+from sync.transform import LinkRow, PageResult, transform_links, transform_page
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,16 @@ class Outcome:
     counts: WriteCounts = field(default_factory=WriteCounts)
 
 
+@dataclass(frozen=True)
+class _Page:
+    """One page between the read and the write: what was read and what it maps to."""
+
+    plan: PagePlan
+    read: PageRead
+    rows: PageResult
+    links: list[LinkRow]
+
+
 class Pipeline:
     """Runs one page per call to :meth:`handle`.
 
@@ -70,6 +87,7 @@ class Pipeline:
         connect: opens a new Postgres connection.
         publisher: sends continuations; None when the caller drains pages itself.
         checkpoint: called after each step; tests use it to inject crashes.
+        reader: the read step; by default one keyset query per stream on ``source``.
     """
 
     def __init__(
@@ -79,12 +97,13 @@ class Pipeline:
         connect: Callable[[], Connection],
         publisher: Publisher | None = None,
         checkpoint: Callable[[Checkpoint], None] | None = None,
+        reader: Reader | None = None,
     ) -> None:
         self._settings = settings
-        self._source = source
         self._connect = connect
         self._publisher = publisher
         self._checkpoint = checkpoint or (lambda _step: None)
+        self._reader = reader or SourceReader(source, settings.page_size)
 
     def handle(self, message: Message) -> Outcome:
         """Process one message. Raises :class:`SyncError` (retryable or permanent) on failure."""
@@ -92,29 +111,17 @@ class Pipeline:
         conn = self._connect()
         run_id: uuid.UUID | None = None
         try:
-            state = st.acquire_lease(conn, invocation, self._settings.lease_seconds)
+            with transaction(conn):
+                state = st.acquire_lease(conn, invocation, self._settings.lease_seconds)
             if state is None:
-                if message.type is MessageType.TICK:
-                    log.info("a sync run is in flight; this tick has nothing to do", extra={"event": "run_busy"})
-                    return Outcome("busy", "lease held by another invocation")
-                msg = f"another invocation holds the sync lease; {message.type.value} will be redelivered"
-                raise LeaseBusyError(msg)  # noqa: TRY301 - classified by the handler below like any failure
+                return _busy(message)
             self._checkpoint("leased")
-            decision = plan(
-                message,
-                state,
-                lookback=dt.timedelta(seconds=self._settings.lookback_seconds),
-                max_pages=self._settings.max_pages,
-            )
+            s = self._settings
+            decision = plan(message, state, lookback=dt.timedelta(seconds=s.lookback_seconds), max_pages=s.max_pages)
             if isinstance(decision, Drop):
-                st.release_lease(conn, invocation)
-                log.warning(
-                    "message dropped: %s", decision.reason, extra={"event": "message_dropped", "run_id": _s(decision.run_id)}
-                )
-                return Outcome("dropped", decision.reason, decision.run_id)
+                return _drop(conn, invocation, decision)
             if isinstance(decision, StopRun):
-                self._stop(conn, invocation, decision)
-                return Outcome("stopped", decision.reason, decision.run_id)
+                return _stop(conn, invocation, decision)
             run_id = decision.run_id
             return self._page(conn, invocation, decision, state)
         except BaseException as err:
@@ -127,271 +134,124 @@ class Pipeline:
             _close(conn)
 
     def _page(self, conn: Connection, invocation: uuid.UUID, p: PagePlan, state: st.SyncState) -> Outcome:
-        s = self._settings
-        deadline = time.monotonic() + s.time_budget_seconds
-        opp_page = (
-            SourcePage([], p.upper_bound)
-            if p.opportunities_done
-            else self._source.read_opportunities(p.cursor, p.upper_bound, s.page_size, deadline)
-        )
-        link_page = None if p.links_done else self._source.read_links(p.link_cursor, p.link_upper_bound, s.page_size, deadline)
+        read = self._reader.read(p, time.monotonic() + self._settings.time_budget_seconds)
         self._checkpoint("read")
-
-        transformed = transform_page(opp_page.rows)
-        links = transform_links(link_page.rows) if link_page else []
-        opps_done = p.opportunities_done or page_is_last(len(opp_page.rows), s.page_size, truncated=opp_page.truncated)
-        links_done = (
-            p.links_done or link_page is None or page_is_last(len(link_page.rows), s.page_size, truncated=link_page.truncated)
-        )
-        run_done = opps_done and links_done
-        cursor = advance(p.cursor, opp_page.last)
-        link_cursor = advance(p.link_cursor, link_page.last if link_page else None)
-        link_bound = link_page.upper_bound if link_page else p.link_upper_bound
-        source_ids = self._source_ids() if run_done and p.trigger == TRIGGER_FULL else None
-
-        st.fence(conn, invocation)
-        counts = write_page(conn, transformed.rows, links, transformed.issues, str(p.run_id), source_ids)
-        self._checkpoint("written")
-        skipped = transformed.skipped
-        degraded = len(transformed.issues) - skipped
-        _record_run(conn, p, counts, len(opp_page.rows), skipped, degraded, run_done)
-        st.record_page(
-            conn,
-            st.PageProgress(
-                run_id=p.run_id,
-                trigger=p.trigger,
-                page=p.page,
-                new_run=p.new_run,
-                run_done=run_done,
-                upper_bound=opp_page.upper_bound,
-                cursor=cursor,
-                opportunities_done=opps_done,
-                link_upper_bound=link_bound,
-                link_cursor=link_cursor,
-                links_done=links_done,
-                # A start keyset has an empty key; any other cursor sits on a row that was read.
-                watermark=next_watermark(state.watermark, cursor.stamp if cursor.key else None),
-                link_watermark=next_watermark(state.link_watermark, link_cursor.stamp if link_cursor.key else None),
-                written=counts.inserted + counts.updated + counts.deleted,
-                skipped=skipped,
-                resync_message_id=p.resync_message_id,
-            ),
-        )
-        if run_done:
-            _expire_rejections(conn, s.rejection_retention_days)
-        conn.commit()
+        page = _Page(p, read, transform_page(read.opportunity_rows), transform_links(read.link_rows))
+        counts = self._write(conn, invocation, page, state)
         self._checkpoint("committed")
+        return self._finish(conn, page, counts)
 
+    def _write(self, conn: Connection, invocation: uuid.UUID, page: _Page, state: st.SyncState) -> WriteCounts:
+        """The write step: rows, links, rejections, run counts and cursor in one transaction."""
+        p, read, rows = page.plan, page.read, page.rows
+        with transaction(conn):
+            st.fence(conn, invocation)
+            counts = write_page(conn, rows.rows, page.links, rows.issues, str(p.run_id), read.source_ids)
+            self._checkpoint("written")
+            runlog.record_page(conn, p, _tally(page, counts), run_done=read.run_done)
+            progress = st.PageProgress(
+                plan=p,
+                opportunities=read.opportunities,
+                links=read.links,
+                watermark=next_watermark(state.watermark, read.opportunities.read_up_to),
+                link_watermark=next_watermark(state.link_watermark, read.links.read_up_to),
+                written=counts.inserted + counts.updated + counts.deleted,
+                skipped=rows.skipped,
+            )
+            st.record_page(conn, progress)
+            if read.run_done:
+                runlog.expire_rejections(conn, self._settings.rejection_retention_days)
+        return counts
+
+    def _finish(self, conn: Connection, page: _Page, counts: WriteCounts) -> Outcome:
+        """The finish step, after the commit: log the page, then end the run or continue it."""
+        p, read = page.plan, page.read
+        runlog.log_page(p, _tally(page, counts), read.opportunities.cursor, page.rows.issues, run_done=read.run_done)
         outcome = Outcome(
             "page",
             run_id=p.run_id,
             page=p.page,
-            run_done=run_done,
-            rows_read=len(opp_page.rows),
-            skipped=skipped,
-            degraded=degraded,
+            run_done=read.run_done,
+            rows_read=len(read.opportunity_rows),
+            skipped=page.rows.skipped,
+            degraded=page.rows.degraded,
             counts=counts,
         )
-        _log_page(outcome, p, cursor, transformed.issues)
-        if run_done:
-            _log_run_finished(conn, p.run_id)
+        if read.run_done:
+            with transaction(conn):
+                totals = runlog.run_totals(conn, p.run_id)
+            runlog.log_run_finished(p.run_id, totals)
             return outcome
-        outcome.continuation = Message.continuation(p.run_id, p.page + 1, opp_page.upper_bound)
+        outcome.continuation = Message.continuation(p.run_id, p.page + 1, read.opportunities.upper_bound)
         if self._publisher is not None:
-            self._publish(outcome.continuation)
+            _publish(self._publisher, outcome.continuation)
         self._checkpoint("published")
         return outcome
-
-    def _source_ids(self) -> list[str] | None:
-        ids = list(self._source.all_opportunity_ids())
-        if not ids:
-            # An empty source is far likelier a broken connector than a deleted CRM.
-            log.error(
-                "full resync found no opportunity ids in the source; not purging anything", extra={"event": "purge_skipped"}
-            )
-            return None
-        return ids
-
-    def _publish(self, message: Message) -> None:
-        assert self._publisher is not None  # noqa: S101 - caller checks
-        try:
-            self._publisher.publish(message)
-        except Exception as err:  # noqa: BLE001 - any publish failure is handled the same way
-            # The page is committed; raising would only get this message redelivered, and it
-            # is stale now. The next tick resumes the run from the stored cursor instead.
-            log.error(  # noqa: TRY400 - the traceback adds nothing to the classified reason
-                "continuation publish failed; the next tick resumes from the stored cursor: %s",
-                classify(err),
-                extra={"event": "publish_failed", "run_id": _s(message.run_id), "page": message.page},
-            )
-
-    def _stop(self, conn: Connection, invocation: uuid.UUID, decision: StopRun) -> None:
-        cur = conn.cursor()
-        st.fence(conn, invocation)
-        cur.execute(
-            "UPDATE sync_status SET status = 'failed', last_error = %s, run_id = NULL, run_next_page = NULL,"
-            " lease_owner = NULL, lease_expires_at = NULL, updated_at = now() WHERE entity_type = %s",
-            (decision.reason, st.ENTITY),
-        )
-        cur.execute(
-            "UPDATE sync_runs SET status = 'failed', error = %s, finished_at = now() WHERE run_id = %s",
-            (decision.reason, str(decision.run_id)),
-        )
-        conn.commit()
-        log.error(
-            "run stopped: %s",
-            decision.reason,
-            extra={"event": "run_finished", "status": "failed", "run_id": str(decision.run_id)},
-        )
 
     def _after_failure(
         self, conn: Connection, invocation: uuid.UUID, failure: SyncError | None, run_id: uuid.UUID | None
     ) -> None:
-        """Best effort: roll back, free the lease, and record a permanent failure."""
+        """Best effort: free the lease, and record a permanent failure; on a fresh connection if need be."""
         for attempt in (conn, None):
             try:
                 target = attempt if attempt is not None else self._connect()
                 try:
-                    target.rollback()
-                    if isinstance(failure, PermanentError):
-                        st.mark_failed(target, invocation, str(failure), run_id)
-                        # The alert on failed runs keys on this line.
-                        log.error(
-                            "sync run failed: %s",
-                            failure,
-                            extra={"event": "run_finished", "status": "failed", "run_id": _s(run_id), "error": str(failure)},
-                        )
-                    else:
-                        st.release_lease(target, invocation)
+                    with transaction(target):
+                        if isinstance(failure, PermanentError):
+                            st.mark_failed(target, invocation, str(failure))
+                            if run_id is not None:
+                                runlog.fail_run(target, run_id, str(failure))
+                        else:
+                            st.release_lease(target, invocation)
                 finally:
                     if attempt is None:
                         _close(target)
             except Exception:  # noqa: BLE001, S112 - the lease expires on its own
                 continue
+            if isinstance(failure, PermanentError):
+                runlog.log_run_failed(run_id, str(failure))
             return
 
 
-def _record_run(conn: Connection, p: PagePlan, counts: WriteCounts, read: int, skipped: int, degraded: int, done: bool) -> None:
-    cur = conn.cursor()
-    if p.superseded_run is not None:
-        cur.execute(
-            "UPDATE sync_runs SET status = 'superseded', finished_at = now()"
-            " WHERE run_id = %s AND status IN ('running', 'failed')",
-            (str(p.superseded_run),),
+def _drop(conn: Connection, invocation: uuid.UUID, decision: Drop) -> Outcome:
+    with transaction(conn):
+        st.release_lease(conn, invocation)
+    log.warning("message dropped: %s", decision.reason, extra={"event": "message_dropped", "run_id": _s(decision.run_id)})
+    return Outcome("dropped", decision.reason, decision.run_id)
+
+
+def _stop(conn: Connection, invocation: uuid.UUID, decision: StopRun) -> Outcome:
+    with transaction(conn):
+        st.fence(conn, invocation)
+        st.mark_failed(conn, invocation, decision.reason, abandon_run=True)
+        runlog.fail_run(conn, decision.run_id, decision.reason)
+    runlog.log_run_failed(decision.run_id, decision.reason, stopped=True)
+    return Outcome("stopped", decision.reason, decision.run_id)
+
+
+def _busy(message: Message) -> Outcome:
+    if message.type is MessageType.TICK:
+        log.info("a sync run is in flight; this tick has nothing to do", extra={"event": "run_busy"})
+        return Outcome("busy", "lease held by another invocation")
+    msg = f"another invocation holds the sync lease; {message.type.value} will be redelivered"
+    raise LeaseBusyError(msg)
+
+
+def _publish(publisher: Publisher, message: Message) -> None:
+    try:
+        publisher.publish(message)
+    except Exception as err:  # noqa: BLE001 - any publish failure is handled the same way
+        # The page is committed; raising would only get this message redelivered, and it
+        # is stale now. The next tick resumes the run from the stored cursor instead.
+        log.error(  # noqa: TRY400 - the traceback adds nothing to the classified reason
+            "continuation publish failed; the next tick resumes from the stored cursor: %s",
+            classify(err),
+            extra={"event": "publish_failed", "run_id": _s(message.run_id), "page": message.page},
         )
-    cur.execute(
-        "INSERT INTO sync_runs AS r (run_id, trigger, pages, rows_read, rows_inserted, rows_updated, rows_unchanged,"
-        " rows_skipped, rows_degraded, rows_deleted, links_added, links_removed, status, finished_at)"
-        " VALUES (%s, %s, 1, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)"
-        " ON CONFLICT (run_id) DO UPDATE SET pages = r.pages + 1, rows_read = r.rows_read + EXCLUDED.rows_read,"
-        " rows_inserted = r.rows_inserted + EXCLUDED.rows_inserted, rows_updated = r.rows_updated + EXCLUDED.rows_updated,"
-        " rows_unchanged = r.rows_unchanged + EXCLUDED.rows_unchanged, rows_skipped = r.rows_skipped + EXCLUDED.rows_skipped,"
-        " rows_degraded = r.rows_degraded + EXCLUDED.rows_degraded, rows_deleted = r.rows_deleted + EXCLUDED.rows_deleted,"
-        " links_added = r.links_added + EXCLUDED.links_added, links_removed = r.links_removed + EXCLUDED.links_removed,"
-        " status = EXCLUDED.status, finished_at = EXCLUDED.finished_at, error = NULL",
-        (
-            str(p.run_id),
-            p.trigger,
-            read,
-            counts.inserted,
-            counts.updated,
-            counts.unchanged,
-            skipped,
-            degraded,
-            counts.deleted,
-            counts.links_added,
-            counts.links_removed,
-            "success" if done else "running",
-            done,
-        ),
-    )
 
 
-def _expire_rejections(conn: Connection, days: int) -> None:
-    cur = conn.cursor()
-    cur.execute("DELETE FROM sync_rejections WHERE rejected_at < now() - make_interval(days => %s)", (days,))
-
-
-def _log_page(outcome: Outcome, p: PagePlan, cursor: Any, issues: list[Issue]) -> None:
-    c = outcome.counts
-    for issue in issues:
-        if issue.kind == "skipped":
-            log.error(
-                "row skipped: %s (id %s)",
-                issue.reason,
-                issue.source_id,
-                extra={"event": "row_skipped", "run_id": str(p.run_id), "source_id": issue.source_id, "reason": issue.reason},
-            )
-    degraded: dict[str, list[str | None]] = {}
-    for issue in issues:
-        if issue.kind == "degraded":
-            degraded.setdefault(issue.reason, []).append(issue.source_id)
-    for reason, ids in degraded.items():
-        # One line per reason per page: a connector that lost every owner must not emit
-        # 100k log lines; every row is in sync_rejections.
-        log.warning(
-            "%d rows degraded: %s",
-            len(ids),
-            reason,
-            extra={
-                "event": "rows_degraded",
-                "run_id": str(p.run_id),
-                "reason": reason,
-                "count": len(ids),
-                "sample_ids": ids[:10],
-            },
-        )
-    log.info(
-        "page %d committed",
-        p.page,
-        extra={
-            "event": "page_committed",
-            "run_id": str(p.run_id),
-            "trigger": p.trigger,
-            "page": p.page,
-            "rows_read": outcome.rows_read,
-            "rows_inserted": c.inserted,
-            "rows_updated": c.updated,
-            "rows_unchanged": c.unchanged,
-            "rows_skipped": outcome.skipped,
-            "rows_degraded": outcome.degraded,
-            "rows_deleted": c.deleted,
-            "links_added": c.links_added,
-            "links_removed": c.links_removed,
-            "cursor": {"stamp": cursor.stamp.isoformat(), "id": cursor.key},
-            "run_done": outcome.run_done,
-        },
-    )
-
-
-def _log_run_finished(conn: Connection, run_id: uuid.UUID) -> None:
-    cur = conn.cursor()
-    cur.execute(
-        "SELECT trigger, pages, rows_read, rows_inserted, rows_updated, rows_unchanged, rows_skipped, rows_degraded,"
-        " rows_deleted, links_added, links_removed, extract(epoch FROM finished_at - started_at)"
-        " FROM sync_runs WHERE run_id = %s",
-        (str(run_id),),
-    )
-    row = cur.fetchone()
-    conn.rollback()
-    if row is None:
-        return
-    names = (
-        "trigger",
-        "pages",
-        "rows_read",
-        "rows_inserted",
-        "rows_updated",
-        "rows_unchanged",
-        "rows_skipped",
-        "rows_degraded",
-        "rows_deleted",
-        "links_added",
-        "links_removed",
-    )
-    fields: dict[str, Any] = {n: (int(v) if isinstance(v, int) else v) for n, v in zip(names, row, strict=False)}
-    fields["seconds"] = float(row[-1]) if row[-1] is not None else None
-    log.info("sync run finished", extra={"event": "run_finished", "status": "success", "run_id": str(run_id), **fields})
+def _tally(page: _Page, counts: WriteCounts) -> runlog.PageTally:
+    return runlog.PageTally(len(page.read.opportunity_rows), page.rows.skipped, page.rows.degraded, counts)
 
 
 def _close(conn: Connection) -> None:

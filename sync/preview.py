@@ -1,7 +1,7 @@
 """A dry run: what the next page would insert, update, delete, skip and reject, writing nothing.
 
-It plans a tick against the stored state without taking the lease, reads the page, stages
-it in a temp table inside a transaction that is always rolled back.
+It plans a tick against the stored state without taking the lease, reads the page through the
+pipeline's own read step, and stages it inside a transaction that is always rolled back.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from typing import Any
 from sync.config import Settings
 from sync.db import Connection
 from sync.messages import Message
+from sync.reader import Reader, SourceReader
 from sync.runs import PagePlan, plan
 from sync.sink import write_page
 from sync.source import Source
 from sync.state import read_state
+from sync.transaction import rolled_back, transaction
 from sync.transform import Issue, transform_links, transform_page
 
 
@@ -43,40 +45,29 @@ class Preview:
         return data
 
 
-def preview(settings: Settings, source: Source, conn: Connection) -> Preview:
+def preview(settings: Settings, source: Source, conn: Connection, reader: Reader | None = None) -> Preview:
     """Read and stage the page a tick would process now, then roll everything back."""
-    state = read_state(conn)
+    with transaction(conn):
+        state = read_state(conn)
     decision = plan(Message.tick(), state, lookback=dt.timedelta(seconds=settings.lookback_seconds), max_pages=settings.max_pages)
     if not isinstance(decision, PagePlan):
         return Preview(run=f"nothing to do: {decision.reason}", page=None)
-    deadline = time.monotonic() + settings.time_budget_seconds
-    opp_rows = (
-        []
-        if decision.opportunities_done
-        else source.read_opportunities(decision.cursor, decision.upper_bound, settings.page_size, deadline).rows
-    )
-    link_page = (
-        None
-        if decision.links_done
-        else source.read_links(decision.link_cursor, decision.link_upper_bound, settings.page_size, deadline)
-    )
-    transformed = transform_page(opp_rows)
-    links = transform_links(link_page.rows) if link_page else []
-    try:
-        counts = write_page(conn, transformed.rows, links, [], str(decision.run_id))
-    finally:
-        conn.rollback()
+    read = (reader or SourceReader(source, settings.page_size)).read(decision, time.monotonic() + settings.time_budget_seconds)
+    transformed = transform_page(read.opportunity_rows)
+    links = transform_links(read.link_rows)
+    with rolled_back(conn):
+        counts = write_page(conn, transformed.rows, links, [], str(decision.run_id), read.source_ids)
     label = "new incremental run" if decision.new_run else f"run {decision.run_id}"
     return Preview(
         run=label,
         page=decision.page,
-        rows_read=len(opp_rows),
+        rows_read=len(read.opportunity_rows),
         would_insert=counts.inserted,
         would_update=counts.updated,
         would_delete=counts.deleted,
         unchanged=counts.unchanged,
         would_skip=transformed.skipped,
-        degraded=len(transformed.issues) - transformed.skipped,
+        degraded=transformed.degraded,
         links_read=len(links),
         issues=transformed.issues,
     )

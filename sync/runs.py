@@ -16,7 +16,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sync.cursor import Keyset, run_start
+from sync.cursor import Stream
 from sync.messages import Message, MessageType
 from sync.state import SyncState
 
@@ -32,12 +32,8 @@ class PagePlan:
     trigger: str
     page: int
     new_run: bool
-    cursor: Keyset
-    upper_bound: dt.datetime | None
-    opportunities_done: bool
-    link_cursor: Keyset
-    link_upper_bound: dt.datetime | None
-    links_done: bool
+    opportunities: Stream
+    links: Stream
     superseded_run: uuid.UUID | None = None
     resync_message_id: str | None = None
 
@@ -72,8 +68,9 @@ def plan(message: Message, state: SyncState, *, lookback: dt.timedelta, max_page
     if not in_progress or message.run_id != state.run_id or message.page != state.next_page:
         expected = f"{state.run_id}/page {state.next_page}" if in_progress else "no run in progress"
         return Drop(f"stale continuation {message.run_id}/page {message.page}; expected {expected}", message.run_id)
-    if message.upper_bound != state.upper_bound:
-        return Drop(f"continuation bound {message.upper_bound} does not match the run's {state.upper_bound}", message.run_id)
+    bound = state.opportunities.upper_bound
+    if message.upper_bound != bound:
+        return Drop(f"continuation bound {message.upper_bound} does not match the run's {bound}", message.run_id)
     return _continue(state, max_pages)
 
 
@@ -87,12 +84,8 @@ def _continue(state: SyncState, max_pages: int) -> PagePlan | StopRun:
         trigger=state.trigger or TRIGGER_TICK,
         page=state.next_page,
         new_run=False,
-        cursor=state.cursor,
-        upper_bound=state.upper_bound,
-        opportunities_done=state.opportunities_done,
-        link_cursor=state.link_cursor,
-        link_upper_bound=state.link_upper_bound,
-        links_done=state.links_done,
+        opportunities=state.opportunities,
+        links=state.links,
     )
 
 
@@ -103,12 +96,8 @@ def _new_run(state: SyncState, trigger: str, lookback: dt.timedelta, message_id:
         trigger=trigger,
         page=1,
         new_run=True,
-        cursor=run_start(state.watermark, lookback, full=full),
-        upper_bound=None,
-        opportunities_done=False,
-        link_cursor=run_start(state.link_watermark, lookback, full=full),
-        link_upper_bound=None,
-        links_done=False,
+        opportunities=Stream.begin(state.watermark, lookback, full=full),
+        links=Stream.begin(state.link_watermark, lookback, full=full),
         superseded_run=state.run_id,
         resync_message_id=message_id,
     )

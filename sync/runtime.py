@@ -29,6 +29,7 @@ class Runtime:
 
     settings: Settings
     _source: BigQuerySource | None = None
+    _publisher: PubSubPublisher | None = None
     _migrated: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -61,4 +62,10 @@ class Runtime:
         return Pipeline(self.settings, self.source(), self.connect, publisher)
 
     def publisher(self) -> PubSubPublisher | None:
-        return PubSubPublisher(self.settings.sync_topic) if self.settings.sync_topic else None
+        """The continuation publisher, built once: its client holds channels and batch threads."""
+        if not self.settings.sync_topic:
+            return None
+        with self._lock:
+            if self._publisher is None:
+                self._publisher = PubSubPublisher(self.settings.sync_topic)
+            return self._publisher

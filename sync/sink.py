@@ -1,9 +1,10 @@
-"""Postgres writes for one page: rows, links, rejections and state, in one transaction.
+"""Postgres writes for one page: rows, links and rejections, inside the caller's transaction.
 
-Write path (measured in FACTS.md): COPY from a generator into a temp staging table, then one
-merge. The merge first drops rows whose stored content hash is unchanged, so an unchanged
-re-read writes no tuple, takes no row lock and burns no sequence value; ``ON CONFLICT ... DO
-UPDATE ... WHERE (...) IS DISTINCT FROM (...)`` is the backstop for a row that raced in.
+Write path: COPY from a generator into a temp staging table, then one merge. The merge first
+drops rows whose stored content hash is unchanged, so an unchanged re-read writes no tuple,
+takes no row lock and burns no sequence value; ``ON CONFLICT ... DO UPDATE ... WHERE (...) IS
+DISTINCT FROM (...)`` is the backstop for a row that raced in. The staging table, the COPY
+column list and the merge are derived from the declaration in ``sync/stored.py``.
 """
 
 from __future__ import annotations
@@ -13,53 +14,65 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sync import encoding
+from sync import encoding, stored
 from sync.db import Connection, Cursor
-from sync.transform import Issue, LinkRow, OpportunityRow
+from sync.stored import Column, OpportunityRow, Role
+from sync.transform import Issue, LinkRow
+
+_KEY, _DELETED, _HASH = stored.KEY.name, stored.DELETED.name, stored.HASH.name
 
 _STAGE_DDL = (
-    # No key and metadata as text: ids are unique per page already (transform_page), and only
-    # rows that really changed pay for the jsonb parse, in the merge.
+    # No key: ids are unique per page already (transform_page).
     "CREATE TEMP TABLE IF NOT EXISTS stage_opportunities ("
-    " gong_opportunity_id text, name text, account_name text, owner_email text, stage text,"
-    " close_date date, amount numeric(18,2), health_score numeric(5,2), metadata text, deleted boolean,"
-    " source_modified_at timestamptz, content_hash bytea) ON COMMIT DELETE ROWS;"
+    + ", ".join(f"{c.stage_name} {c.stage_type}" for c in stored.COPY_ORDER)
+    + ") ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS stage_links ("
     " call_id text, gong_opportunity_id text, deleted boolean, synced_at timestamptz,"
     " PRIMARY KEY (gong_opportunity_id, call_id)) ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS stage_source_ids (gong_opportunity_id text PRIMARY KEY) ON COMMIT DELETE ROWS"
 )
+_COPY_OPPORTUNITIES = f"COPY stage_opportunities ({', '.join(c.stage_name for c in stored.COPY_ORDER)}) FROM STDIN"
 
-# The first ten are transform.content_text's fields, in its order.
-_STAGE_COLUMNS = (
-    "gong_opportunity_id, name, account_name, owner_email, stage, close_date, amount, health_score,"
-    " metadata, deleted, source_modified_at, content_hash"
-)
-_TARGET_COLUMNS = (
-    "gong_opportunity_id, name, account_name, owner_email, stage, close_date, amount, health_score,"
-    " metadata, deleted_at, source_modified_at, content_hash"
-)
-_DATA_COLUMNS = ("name", "account_name", "owner_email", "stage", "close_date", "amount", "health_score", "metadata")
+
+def _staged(c: Column) -> str:
+    """The value the merge inserts for a column, read from the staging row ``s``."""
+    if c.role is Role.DELETED:
+        return f"CASE WHEN s.{c.stage_name} THEN now() END"
+    if c.stage_type != c.pg_type:
+        return f"s.{c.stage_name}::{c.pg_type}"
+    return f"s.{c.stage_name}"
+
+
+def _assignment(c: Column) -> str:
+    if c.role is Role.DELETED:
+        # Keep the first deletion time while the row stays deleted; clear it when it comes back.
+        return f"{c.name} = CASE WHEN EXCLUDED.{c.name} IS NULL THEN NULL ELSE coalesce(t.{c.name}, EXCLUDED.{c.name}) END"
+    return f"{c.name} = EXCLUDED.{c.name}"
+
+
+def _compared(c: Column, alias: str) -> str:
+    return f"{alias}.{c.name} IS NULL" if c.role is Role.DELETED else f"{alias}.{c.name}"
+
+
+_UPDATED = [c for c in stored.COPY_ORDER if c.role is not Role.KEY]
+_SEPARATOR = ",\n        "
+_COMPARED = [c for c in stored.COPY_ORDER if c.compared]
 
 _MERGE = f"""
 WITH merged AS (
-    INSERT INTO opportunities AS t ({_TARGET_COLUMNS})
-    SELECT s.gong_opportunity_id, s.name, s.account_name, s.owner_email, s.stage, s.close_date, s.amount,
-           s.health_score, s.metadata::jsonb, CASE WHEN s.deleted THEN now() END, s.source_modified_at, s.content_hash
+    INSERT INTO opportunities AS t ({", ".join(c.name for c in stored.COPY_ORDER)})
+    SELECT {", ".join(_staged(c) for c in stored.COPY_ORDER)}
     FROM stage_opportunities s
-    LEFT JOIN opportunities cur ON cur.gong_opportunity_id = s.gong_opportunity_id
-    WHERE (cur.id IS NULL AND NOT s.deleted)
-       OR (cur.id IS NOT NULL AND cur.content_hash IS DISTINCT FROM s.content_hash)
-    ON CONFLICT (gong_opportunity_id) DO UPDATE SET
-        {", ".join(f"{c} = EXCLUDED.{c}" for c in _DATA_COLUMNS)},
-        source_modified_at = EXCLUDED.source_modified_at,
-        content_hash = EXCLUDED.content_hash,
-        deleted_at = CASE WHEN EXCLUDED.deleted_at IS NULL THEN NULL ELSE coalesce(t.deleted_at, EXCLUDED.deleted_at) END,
+    LEFT JOIN opportunities cur ON cur.{_KEY} = s.{_KEY}
+    WHERE (cur.id IS NULL AND NOT s.{stored.DELETED.stage_name})
+       OR (cur.id IS NOT NULL AND cur.{_HASH} IS DISTINCT FROM s.{_HASH})
+    ON CONFLICT ({_KEY}) DO UPDATE SET
+        {_SEPARATOR.join(_assignment(c) for c in _UPDATED)},
         updated_at = now()
-    WHERE ({", ".join(f"t.{c}" for c in (*_DATA_COLUMNS, "content_hash"))}, t.deleted_at IS NULL)
+    WHERE ({", ".join(_compared(c, "t") for c in _COMPARED)})
           IS DISTINCT FROM
-          ({", ".join(f"EXCLUDED.{c}" for c in (*_DATA_COLUMNS, "content_hash"))}, EXCLUDED.deleted_at IS NULL)
-    RETURNING (t.xmax = 0) AS inserted, (t.deleted_at = now()) AS newly_deleted
+          ({", ".join(_compared(c, "EXCLUDED") for c in _COMPARED)})
+    RETURNING (t.xmax = 0) AS inserted, (t.{_DELETED} = now()) AS newly_deleted
 )
 SELECT count(*) FILTER (WHERE inserted),
        count(*) FILTER (WHERE NOT inserted AND newly_deleted IS NOT TRUE),
@@ -140,9 +153,7 @@ def write_page(
     cur.execute(_STAGE_DDL)
     counts = WriteCounts()
     if rows:
-        cur.execute(
-            f"COPY stage_opportunities ({_STAGE_COLUMNS}) FROM STDIN", stream=encoding.chunks(map(_opportunity_line, rows))
-        )
+        cur.execute(_COPY_OPPORTUNITIES, stream=encoding.chunks(map(stored.copy_line, rows)))
         cur.execute(_MERGE)
         merged = _one(cur)
         counts.inserted, counts.updated, counts.deleted = (int(v) for v in merged)
@@ -183,11 +194,6 @@ def _one(cur: Cursor) -> Sequence[Any]:
         msg = "expected one result row, got none"
         raise RuntimeError(msg)
     return row
-
-
-def _opportunity_line(row: OpportunityRow) -> str:
-    modified = row.source_modified_at.isoformat() if row.source_modified_at is not None else encoding.NULL
-    return f"{row.content_text}\t{modified}\t\\\\x{row.content_hash.hex()}\n"
 
 
 def _json(value: Any) -> str:

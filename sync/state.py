@@ -6,25 +6,54 @@ one would have to be held across the BigQuery read, i.e. an idle transaction for
 The lease is plain data: it works through any pooler, expires on its own when an invocation
 is killed, and doubles as a fencing token: the page commit re-checks it under ``FOR UPDATE``,
 so an invocation that overran its lease cannot overwrite its successor's work.
+
+Every function here runs inside the caller's transaction (``sync/transaction.py``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sync.cursor import EPOCH, Keyset
+from sync.cursor import EPOCH, Keyset, Stream
 from sync.db import Connection
-from sync.errors import StaleLeaseError
+from sync.errors import PermanentError, StaleLeaseError
+
+if TYPE_CHECKING:
+    from sync.runs import PagePlan
 
 ENTITY = "opportunities"
 
-_STATE_COLUMNS = (
-    "run_id, run_trigger, run_next_page, run_upper_bound, run_cursor_stamp, run_cursor_id,"
-    " run_opportunities_done, run_link_upper_bound, run_link_cursor_stamp, run_link_cursor_key,"
-    " run_links_done, last_sync_timestamp, link_watermark, last_resync_message_id, status"
+
+class StateRowMissingError(PermanentError):
+    """``sync_status`` has no row for the opportunities stream; retrying cannot create it."""
+
+
+@dataclass(frozen=True)
+class _StreamColumns:
+    """Where one stream of the run in progress is kept in ``sync_status``."""
+
+    upper_bound: str
+    cursor_stamp: str
+    cursor_key: str
+    done: str
+
+    def names(self) -> tuple[str, str, str, str]:
+        return (self.upper_bound, self.cursor_stamp, self.cursor_key, self.done)
+
+
+_OPPORTUNITIES = _StreamColumns("run_upper_bound", "run_cursor_stamp", "run_cursor_id", "run_opportunities_done")
+_LINKS = _StreamColumns("run_link_upper_bound", "run_link_cursor_stamp", "run_link_cursor_key", "run_links_done")
+_STATE_COLUMNS = ", ".join(
+    (
+        "run_id, run_trigger, run_next_page",
+        *_OPPORTUNITIES.names(),
+        *_LINKS.names(),
+        "last_sync_timestamp, link_watermark, last_resync_message_id, status",
+    )
 )
 
 
@@ -35,35 +64,32 @@ class SyncState:
     run_id: uuid.UUID | None
     trigger: str | None
     next_page: int | None
-    upper_bound: dt.datetime | None
-    cursor: Keyset
-    opportunities_done: bool
-    link_upper_bound: dt.datetime | None
-    link_cursor: Keyset
-    links_done: bool
+    opportunities: Stream
+    links: Stream
     watermark: dt.datetime | None
     link_watermark: dt.datetime | None
     last_resync_message_id: str | None
     status: str
 
     @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> SyncState:
+    def from_row(cls, row: Sequence[Any]) -> SyncState:
         run_id = row[0]
         return cls(
             run_id=uuid.UUID(str(run_id)) if run_id is not None else None,
             trigger=row[1],
             next_page=row[2],
-            upper_bound=row[3],
-            cursor=Keyset(row[4] or EPOCH, row[5] or ""),
-            opportunities_done=bool(row[6]),
-            link_upper_bound=row[7],
-            link_cursor=Keyset(row[8] or EPOCH, row[9] or ""),
-            links_done=bool(row[10]),
+            opportunities=_stream(row[3:7]),
+            links=_stream(row[7:11]),
             watermark=row[11],
             link_watermark=row[12],
             last_resync_message_id=row[13],
             status=row[14],
         )
+
+
+def _stream(values: Sequence[Any]) -> Stream:
+    upper_bound, stamp, key, done = values
+    return Stream(Keyset(stamp or EPOCH, key or ""), upper_bound, bool(done))
 
 
 def acquire_lease(conn: Connection, owner: uuid.UUID, seconds: int) -> SyncState | None:
@@ -76,8 +102,13 @@ def acquire_lease(conn: Connection, owner: uuid.UUID, seconds: int) -> SyncState
         (str(owner), seconds, ENTITY),
     )
     row = cur.fetchone()
-    conn.commit()
-    return SyncState.from_row(tuple(row)) if row else None
+    if row is not None:
+        return SyncState.from_row(row)
+    # No row updated: either the lease is held, or the row is gone and no lease ever will be.
+    cur.execute("SELECT 1 FROM sync_status WHERE entity_type = %s", (ENTITY,))
+    if cur.fetchone() is None:
+        raise _missing_row()
+    return None
 
 
 def release_lease(conn: Connection, owner: uuid.UUID) -> None:
@@ -87,11 +118,10 @@ def release_lease(conn: Connection, owner: uuid.UUID) -> None:
         "UPDATE sync_status SET lease_owner = NULL, lease_expires_at = NULL WHERE entity_type = %s AND lease_owner = %s",
         (ENTITY, str(owner)),
     )
-    conn.commit()
 
 
 def fence(conn: Connection, owner: uuid.UUID) -> None:
-    """Inside the write transaction: lock the state row and prove we still hold the lease."""
+    """Lock the state row and prove we still hold the lease, before writing anything."""
     cur = conn.cursor()
     cur.execute("SELECT lease_owner FROM sync_status WHERE entity_type = %s FOR UPDATE", (ENTITY,))
     row = cur.fetchone()
@@ -101,97 +131,103 @@ def fence(conn: Connection, owner: uuid.UUID) -> None:
 
 
 def read_state(conn: Connection) -> SyncState:
+    """The stored state, without taking the lease (the dry run reads it this way)."""
     cur = conn.cursor()
     cur.execute(f"SELECT {_STATE_COLUMNS} FROM sync_status WHERE entity_type = %s", (ENTITY,))
     row = cur.fetchone()
-    conn.rollback()
     if row is None:
-        msg = "sync_status has no 'opportunities' row; run `python -m sync migrate`"
-        raise RuntimeError(msg)
-    return SyncState.from_row(tuple(row))
+        raise _missing_row()
+    return SyncState.from_row(row)
 
 
-def mark_failed(conn: Connection, owner: uuid.UUID, error: str, run_id: uuid.UUID | None) -> None:
-    """Record a permanent failure and free the lease; the stored cursor is kept."""
+def _missing_row() -> StateRowMissingError:
+    return StateRowMissingError(
+        f"sync_status has no {ENTITY!r} row, so no run can be planned or leased;"
+        " run `python -m sync migrate` to restore it"
+    )
+
+
+def mark_failed(conn: Connection, owner: uuid.UUID, error: str, *, abandon_run: bool = False) -> None:
+    """Record a permanent failure and free the lease.
+
+    The run in progress keeps its stored cursor, so the next tick resumes it, unless
+    ``abandon_run``: then it is dropped and the next tick starts afresh from the watermark.
+    """
     cur = conn.cursor()
     cur.execute(
         "UPDATE sync_status SET status = 'failed', last_error = %s, updated_at = now(),"
+        " run_id = CASE WHEN %s THEN NULL ELSE run_id END,"
+        " run_next_page = CASE WHEN %s THEN NULL ELSE run_next_page END,"
         " lease_owner = NULL, lease_expires_at = NULL"
         " WHERE entity_type = %s AND (lease_owner IS NULL OR lease_owner = %s)",
-        (error[:2000], ENTITY, str(owner)),
+        (error[:2000], abandon_run, abandon_run, ENTITY, str(owner)),
     )
-    if run_id is not None:
-        cur.execute(
-            "UPDATE sync_runs SET error = %s, status = 'failed', finished_at = now() WHERE run_id = %s AND status = 'running'",
-            (error[:2000], str(run_id)),
-        )
-    conn.commit()
 
 
 @dataclass(frozen=True)
 class PageProgress:
     """Where a committed page leaves its run; written in the page's own transaction."""
 
-    run_id: uuid.UUID
-    trigger: str
-    page: int
-    new_run: bool
-    run_done: bool
-    upper_bound: dt.datetime | None
-    cursor: Keyset
-    opportunities_done: bool
-    link_upper_bound: dt.datetime | None
-    link_cursor: Keyset
-    links_done: bool
+    plan: PagePlan
+    opportunities: Stream
+    links: Stream
+    # What the watermarks become if this page ends the run.
     watermark: dt.datetime | None
     link_watermark: dt.datetime | None
     written: int
     skipped: int
-    resync_message_id: str | None
+
+    @property
+    def run_done(self) -> bool:
+        return self.opportunities.done and self.links.done
 
 
-def record_page(conn: Connection, p: PageProgress) -> None:
+def record_page(conn: Connection, progress: PageProgress) -> None:
     """Store the cursor (or, when the run is done, the new watermarks) and free the lease."""
-    in_run = not p.run_done
+    assignments, params = _page_assignments(progress)
     cur = conn.cursor()
     cur.execute(
-        "UPDATE sync_status SET"
-        " run_id = %s, run_trigger = %s, run_next_page = %s,"
-        " run_started_at = CASE WHEN %s THEN now() ELSE run_started_at END,"
-        " run_upper_bound = %s, run_cursor_stamp = %s, run_cursor_id = %s, run_opportunities_done = %s,"
-        " run_link_upper_bound = %s, run_link_cursor_stamp = %s, run_link_cursor_key = %s, run_links_done = %s,"
-        " last_sync_timestamp = CASE WHEN %s THEN %s ELSE last_sync_timestamp END,"
-        " link_watermark = CASE WHEN %s THEN %s ELSE link_watermark END,"
-        " items_synced = CASE WHEN %s THEN 0 ELSE items_synced END + %s,"
-        " error_count = CASE WHEN %s THEN 0 ELSE error_count END + %s,"
-        " status = %s, last_error = NULL, last_success_at = CASE WHEN %s THEN now() ELSE last_success_at END,"
-        " last_resync_message_id = coalesce(%s, last_resync_message_id),"
-        " lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
-        " WHERE entity_type = %s",
-        (
-            str(p.run_id) if in_run else None,
-            p.trigger if in_run else None,
-            p.page + 1 if in_run else None,
-            p.new_run,
-            p.upper_bound if in_run else None,
-            p.cursor.stamp if in_run else None,
-            p.cursor.key if in_run else None,
-            p.opportunities_done and in_run,
-            p.link_upper_bound if in_run else None,
-            p.link_cursor.stamp if in_run else None,
-            p.link_cursor.key if in_run else None,
-            p.links_done and in_run,
-            p.run_done,
-            p.watermark,
-            p.run_done,
-            p.link_watermark,
-            p.new_run,
-            p.written,
-            p.new_run,
-            p.skipped,
-            "success" if p.run_done else "running",
-            p.run_done,
-            p.resync_message_id,
-            ENTITY,
-        ),
+        f"UPDATE sync_status SET {', '.join(assignments)}, last_error = NULL,"
+        " lease_owner = NULL, lease_expires_at = NULL, updated_at = now() WHERE entity_type = %s",
+        (*params, ENTITY),
     )
+
+
+def _page_assignments(p: PageProgress) -> tuple[list[str], list[Any]]:
+    plan, done = p.plan, p.run_done
+    values: dict[str, Any] = {
+        "run_id": None if done else str(plan.run_id),
+        "run_trigger": None if done else plan.trigger,
+        "run_next_page": None if done else plan.page + 1,
+        **_stream_values(_OPPORTUNITIES, None if done else p.opportunities),
+        **_stream_values(_LINKS, None if done else p.links),
+        "status": "success" if done else "running",
+    }
+    if done:
+        values["last_sync_timestamp"] = p.watermark
+        values["link_watermark"] = p.link_watermark
+    assignments = [f"{name} = %s" for name in values]
+    params = list(values.values())
+    # A new run restarts the per-run counters; a later page adds to them.
+    counted = ("items_synced", p.written), ("error_count", p.skipped)
+    assignments += [f"{name} = %s" if plan.new_run else f"{name} = {name} + %s" for name, _ in counted]
+    params += [n for _, n in counted]
+    if plan.new_run:
+        assignments.append("run_started_at = now()")
+    if done:
+        assignments.append("last_success_at = now()")
+    if plan.resync_message_id is not None:
+        assignments.append("last_resync_message_id = %s")
+        params.append(plan.resync_message_id)
+    return assignments, params
+
+
+def _stream_values(columns: _StreamColumns, stream: Stream | None) -> dict[str, Any]:
+    if stream is None:  # no run in progress: nothing to resume
+        return dict.fromkeys(columns.names()) | {columns.done: False}
+    return {
+        columns.upper_bound: stream.upper_bound,
+        columns.cursor_stamp: stream.cursor.stamp,
+        columns.cursor_key: stream.cursor.key,
+        columns.done: stream.done,
+    }

@@ -158,26 +158,23 @@ resource "google_cloudfunctions2_function" "sync" {
     available_memory                 = var.function_memory
     timeout_seconds                  = var.function_timeout_seconds
     environment_variables            = local.function_env
-    # Only Eventarc (Pub/Sub push, an internal source in this project) calls it.
+    # Only the push subscription (pubsub.tf) calls it. Cloud Run's ingress "internal"
+    # admits Pub/Sub push from a subscription in the same project (or VPC Service
+    # Controls perimeter), which ours is; see README "Dead letters".
     ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
     service_account_email          = google_service_account.runtime.email
   }
 
-  event_trigger {
-    trigger_region        = var.region
-    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-    pubsub_topic          = google_pubsub_topic.sync.id
-    service_account_email = google_service_account.trigger.email
-    # Redeliver when the function raises (retryable errors). Permanent errors are
-    # acked by the code; see pubsub.tf for what happens after 24 h of retries.
-    retry_policy = "RETRY_POLICY_RETRY"
-  }
+  # No event_trigger: an Eventarc trigger owns its push subscription and cannot take
+  # a dead-letter policy (hashicorp/terraform-provider-google#25069). Without one the
+  # function is HTTP-triggered; the push subscription in pubsub.tf delivers to its
+  # URI and functions-framework turns the raw Pub/Sub push into the CloudEvent the
+  # @cloud_event entry point expects (the decorator, not the deploy, fixes the signature).
 
   depends_on = [
-    google_project_iam_member.build_log_writer,
-    google_storage_bucket_iam_member.build_source_reader,
-    google_artifact_registry_repository_iam_member.build_image_writer,
+    # The build identity's grants, given time to propagate (iam.tf).
+    time_sleep.build_grants,
     # The first cold start migrates the schema and must be able to log in.
     google_project_iam_member.runtime_cloudsql_client,
     google_project_iam_member.runtime_cloudsql_instance_user,

@@ -1,8 +1,9 @@
 # Three identities, each with only what its job needs:
 #   runtime : what the function's code does (read BigQuery, write Cloud SQL, publish continuations)
-#   trigger : what Eventarc uses to push messages to the function
+#   invoker : whose OIDC token the push subscription presents to the function
 #   build   : what Cloud Build uses to turn the source zip into a container
-# tests/test_terraform.py pins the runtime account's complete role set.
+# plus the grants the Pub/Sub service agent needs for push and dead-lettering.
+# tests/test_terraform.py pins the runtime, invoker and build accounts' complete role sets.
 
 resource "google_service_account" "runtime" {
   account_id   = var.name
@@ -10,10 +11,10 @@ resource "google_service_account" "runtime" {
   description  = "Runs the ${var.name} Cloud Function: reads the Fivetran datasets, writes Cloud SQL, publishes continuations."
 }
 
-resource "google_service_account" "trigger" {
-  account_id   = "${var.name}-trigger"
-  display_name = "${var.name} Eventarc trigger"
-  description  = "Identity Eventarc uses to push Pub/Sub messages to the ${var.name} function."
+resource "google_service_account" "invoker" {
+  account_id   = "${var.name}-invoker"
+  display_name = "${var.name} push invoker"
+  description  = "Identity whose OIDC token the ${var.name} push subscription presents to the function."
 }
 
 resource "google_service_account" "build" {
@@ -95,19 +96,29 @@ resource "google_pubsub_topic_iam_member" "runtime_publisher" {
   member = google_service_account.runtime.member
 }
 
-# --- trigger ------------------------------------------------------------------
+# --- invoker and the Pub/Sub service agent ----------------------------------
 
-# Eventarc's push subscription authenticates as the trigger account, which must
-# be allowed to invoke the function's Cloud Run service (a 2nd-gen function's
-# service has the function's name). roles/eventarc.eventReceiver is not granted:
-# it is needed for direct Google-source events (Cloud Storage, audit logs), not
-# for Pub/Sub-transport triggers.
-resource "google_cloud_run_v2_service_iam_member" "trigger_invoker" {
+locals {
+  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}
+
+# The push subscription authenticates as the invoker account, which may call the
+# function's Cloud Run service (a 2nd-gen function's service has its name) and nothing else.
+resource "google_cloud_run_v2_service_iam_member" "invoker" {
   project  = var.project_id
   location = var.region
   name     = google_cloudfunctions2_function.sync.name
   role     = "roles/run.invoker"
-  member   = google_service_account.trigger.member
+  member   = google_service_account.invoker.member
+}
+
+# Pub/Sub mints the push OIDC tokens as its service agent. A service agent enabled on
+# or before 8 April 2021 lacks the permission to do so; granting it on this one account
+# (not the project) covers those projects and gives newer ones nothing they lack.
+resource "google_service_account_iam_member" "pubsub_agent_token_creator" {
+  service_account_id = google_service_account.invoker.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_service_agent
 }
 
 # --- build --------------------------------------------------------------------
@@ -120,10 +131,21 @@ resource "google_project_iam_member" "build_log_writer" {
   member  = google_service_account.build.member
 }
 
-resource "google_storage_bucket_iam_member" "build_source_reader" {
-  bucket = google_storage_bucket.source.name
-  role   = "roles/storage.objectViewer"
-  member = google_service_account.build.member
+# Cloud Functions copies the source zip from our bucket into the Google-managed bucket
+# gcf-v2-sources-<project number>-<region>, and Cloud Build reads it from there. That
+# bucket only appears during the first deploy, so a bucket-level grant cannot be made
+# beforehand; a project-level role narrowed to that bucket name prefix can. No grant on
+# our own source bucket is needed: the copy is made by the Cloud Functions service agent.
+resource "google_project_iam_member" "build_gcf_sources_reader" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = google_service_account.build.member
+
+  condition {
+    title       = "gcf-v2-sources-only"
+    description = "Read the Cloud Functions-managed source buckets (gcf-v2-sources-*) only."
+    expression  = "resource.service == \"storage.googleapis.com\" && resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-\")"
+  }
 }
 
 resource "google_artifact_registry_repository_iam_member" "build_image_writer" {
@@ -132,4 +154,17 @@ resource "google_artifact_registry_repository_iam_member" "build_image_writer" {
   repository = google_artifact_registry_repository.images.name
   role       = "roles/artifactregistry.writer"
   member     = google_service_account.build.member
+}
+
+# IAM changes take a while to reach every service; a build started right after the
+# grants can still be refused (the provider's cloudfunctions2_basic_builder example
+# waits the same way). The function depends on this, not on the grants directly.
+resource "time_sleep" "build_grants" {
+  create_duration = "60s"
+
+  triggers = {
+    log_writer   = google_project_iam_member.build_log_writer.id
+    source_read  = google_project_iam_member.build_gcf_sources_reader.id
+    image_writer = google_artifact_registry_repository_iam_member.build_image_writer.id
+  }
 }

@@ -9,6 +9,7 @@ locals {
   bigquery_project = coalesce(var.bigquery_project, var.project_id)
   sql_project      = coalesce(var.sql_instance_project, var.project_id)
   iam_auth         = var.db_auth_mode == "iam"
+  scheduler_region = coalesce(var.scheduler_region, var.region)
 
   time_budget_seconds = coalesce(var.time_budget_seconds, var.function_timeout_seconds - 120)
   lease_seconds       = coalesce(var.lease_seconds, var.function_timeout_seconds + 60)

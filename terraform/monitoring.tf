@@ -1,15 +1,28 @@
-# Alerts built on the one JSON line the code logs per run:
+# Log-based metrics and alerts built on the one JSON line the code logs per run:
 #   jsonPayload.event="run_finished", jsonPayload.status="success"|"failed",
 #   numeric rows_read, rows_skipped, ... (rows_skipped = rows rejected by validation).
+# The dashboard on the same metrics is in dashboard.tf.
 # Cloud Logging parses stdout JSON into jsonPayload; a 2nd-gen function's logs
 # are attributed to its Cloud Run service (local.function_log_filter).
 
 locals {
   run_finished_filter = "${local.function_log_filter} AND jsonPayload.event=\"run_finished\""
 
-  runs_metric         = "${local.metric_prefix}_runs"
-  rows_read_metric    = "${local.metric_prefix}_rows_read"
-  rows_skipped_metric = "${local.metric_prefix}_rows_skipped"
+  runs_metric = "${local.metric_prefix}_runs"
+
+  # One distribution per numeric field of the run_finished line: per-run values and their
+  # sums are both available (PromQL _sum/_count/_bucket). A line without the field is not
+  # counted, so lag_seconds and bigquery_bytes_billed stay empty until the code logs them.
+  run_value_metrics = {
+    rows_read             = { what = "rows read", unit = "1", growth = 2 }
+    rows_inserted         = { what = "rows inserted", unit = "1", growth = 2 }
+    rows_updated          = { what = "rows updated", unit = "1", growth = 2 }
+    rows_deleted          = { what = "rows soft-deleted", unit = "1", growth = 2 }
+    rows_skipped          = { what = "rows rejected by validation (skipped)", unit = "1", growth = 2 }
+    rows_degraded         = { what = "rows kept with a field nulled (degraded)", unit = "1", growth = 2 }
+    lag_seconds           = { what = "seconds from the newest source change to the run's end", unit = "s", growth = 2 }
+    bigquery_bytes_billed = { what = "BigQuery bytes billed", unit = "By", growth = 4 }
+  }
 
   # Monitoring's PromQL names for log-based metrics: logging_googleapis_com:user_<name>;
   # distributions add _sum/_count/_bucket. Resource labels are plain labels.
@@ -47,49 +60,39 @@ resource "google_logging_metric" "runs" {
   }
 }
 
-# Distributions, so both the per-run values and their sums are available; the
-# rejected-row rate divides the two sums.
-resource "google_logging_metric" "rows_read" {
-  name            = local.rows_read_metric
-  description     = "rows_read per finished ${var.name} run."
+resource "google_logging_metric" "run_value" {
+  for_each = local.run_value_metrics
+
+  name            = "${local.metric_prefix}_${each.key}"
+  description     = "${each.value.what} per finished ${var.name} run (run_finished ${each.key})."
   filter          = local.run_finished_filter
-  value_extractor = "EXTRACT(jsonPayload.rows_read)"
+  value_extractor = "EXTRACT(jsonPayload.${each.key})"
 
   metric_descriptor {
     metric_kind  = "DELTA"
     value_type   = "DISTRIBUTION"
-    unit         = "1"
-    display_name = "${var.name} rows read per run"
+    unit         = each.value.unit
+    display_name = "${var.name} ${each.value.what} per run"
   }
 
   bucket_options {
     exponential_buckets {
       num_finite_buckets = 24
-      growth_factor      = 2
+      growth_factor      = each.value.growth
       scale              = 1
     }
   }
 }
 
-resource "google_logging_metric" "rows_skipped" {
-  name            = local.rows_skipped_metric
-  description     = "rows_skipped (rejected by validation) per finished ${var.name} run."
-  filter          = local.run_finished_filter
-  value_extractor = "EXTRACT(jsonPayload.rows_skipped)"
+# An alert policy created in the same apply as its log-based metric fails with 404
+# "Cannot find metric(s) ... could take up to 10 minutes" (provider issue #11102). The
+# policies wait for this instead; it runs alongside the function's build, which takes
+# minutes anyway, so a first apply is barely longer. A new or renamed metric waits again.
+resource "time_sleep" "log_metrics" {
+  create_duration = "300s"
 
-  metric_descriptor {
-    metric_kind  = "DELTA"
-    value_type   = "DISTRIBUTION"
-    unit         = "1"
-    display_name = "${var.name} rows rejected per run"
-  }
-
-  bucket_options {
-    exponential_buckets {
-      num_finite_buckets = 24
-      growth_factor      = 2
-      scale              = 1
-    }
+  triggers = {
+    metrics = join(",", concat([google_logging_metric.runs.id], [for m in google_logging_metric.run_value : m.id]))
   }
 }
 
@@ -127,6 +130,8 @@ resource "google_monitoring_alert_policy" "run_failed" {
     auto_close = "3600s"
   }
 
+  depends_on = [time_sleep.log_metrics]
+
   documentation {
     mime_type = "text/markdown"
     subject   = "${var.name}: a sync run failed"
@@ -135,7 +140,7 @@ resource "google_monitoring_alert_policy" "run_failed" {
 
       Logs Explorer: `${local.run_finished_filter} AND jsonPayload.status="failed"`,
       then follow its `jsonPayload.run_id` to the `page_failed` line
-      (`jsonPayload.retryable` says whether Eventarc will redeliver).
+      (`jsonPayload.retryable` says whether Pub/Sub will redeliver).
       Runbook: terraform/README.md, "Where to look".
     EOT
   }
@@ -168,6 +173,8 @@ resource "google_monitoring_alert_policy" "sync_stale" {
     auto_close = "3600s"
   }
 
+  depends_on = [time_sleep.log_metrics]
+
   documentation {
     mime_type = "text/markdown"
     subject   = "${var.name}: no successful sync for ${var.alert_stale_after_minutes} minutes"
@@ -197,9 +204,9 @@ resource "google_monitoring_alert_policy" "rejected_rate" {
     condition_prometheus_query_language {
       # No rows read gives 0/0 = NaN, which compares false: quiet periods never fire.
       query               = <<-EOT
-        sum(increase(logging_googleapis_com:user_${google_logging_metric.rows_skipped.name}_sum{${local.promql_selector}}[${var.alert_rejected_rate_window_minutes}m]))
+        sum(increase(logging_googleapis_com:user_${google_logging_metric.run_value["rows_skipped"].name}_sum{${local.promql_selector}}[${var.alert_rejected_rate_window_minutes}m]))
         /
-        sum(increase(logging_googleapis_com:user_${google_logging_metric.rows_read.name}_sum{${local.promql_selector}}[${var.alert_rejected_rate_window_minutes}m]))
+        sum(increase(logging_googleapis_com:user_${google_logging_metric.run_value["rows_read"].name}_sum{${local.promql_selector}}[${var.alert_rejected_rate_window_minutes}m]))
         > ${var.alert_rejected_rate_threshold}
       EOT
       duration            = "0s"
@@ -210,6 +217,8 @@ resource "google_monitoring_alert_policy" "rejected_rate" {
   alert_strategy {
     auto_close = "3600s"
   }
+
+  depends_on = [time_sleep.log_metrics]
 
   documentation {
     mime_type = "text/markdown"

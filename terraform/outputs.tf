@@ -13,14 +13,29 @@ output "function_name" {
   value       = google_cloudfunctions2_function.sync.name
 }
 
+output "push_subscription" {
+  description = "Push subscription that delivers the trigger topic to the function (with the dead-letter policy)."
+  value       = google_pubsub_subscription.push.id
+}
+
 output "dead_letter_topic" {
-  description = "Dead-letter topic (attach it to the Eventarc subscription out of band; see README)."
+  description = "Dead-letter topic: messages the push subscription gave up on after max_delivery_attempts."
   value       = google_pubsub_topic.dead_letter.id
 }
 
 output "dead_letter_subscription" {
-  description = "Pull subscription on the dead-letter topic, for inspection."
+  description = "Pull subscription on the dead-letter topic; SYNC_DEAD_LETTER_SUBSCRIPTION for python -m sync dead-letters."
   value       = google_pubsub_subscription.dead_letter_inspect.id
+}
+
+output "dead_letters_command" {
+  description = "List the dead letters (add --replay to republish them to the trigger topic). Run with eval \"$(terraform output -raw dead_letters_command)\"."
+  value       = "SYNC_TOPIC=${google_pubsub_topic.sync.id} SYNC_DEAD_LETTER_SUBSCRIPTION=${google_pubsub_subscription.dead_letter_inspect.id} python -m sync dead-letters"
+}
+
+output "dashboard_url" {
+  description = "Cloud Monitoring dashboard of the run_finished metrics."
+  value       = "https://console.cloud.google.com/monitoring/dashboards/custom/${basename(google_monitoring_dashboard.sync.id)}?project=${var.project_id}"
 }
 
 output "service_account_email" {
@@ -28,9 +43,9 @@ output "service_account_email" {
   value       = google_service_account.runtime.email
 }
 
-output "trigger_service_account_email" {
-  description = "Service account Eventarc uses to invoke the function."
-  value       = google_service_account.trigger.email
+output "invoker_service_account_email" {
+  description = "Service account whose OIDC token the push subscription presents to the function."
+  value       = google_service_account.invoker.email
 }
 
 output "instance_connection_name" {
@@ -49,12 +64,12 @@ output "db_password_secret" {
 }
 
 output "tick_command" {
-  description = "Publish one tick by hand (same message the scheduler sends)."
+  description = "Publish one tick by hand (same message the scheduler sends). Run with eval \"$(terraform output -raw tick_command)\": plain $(...) keeps the quotes in the message."
   value       = "gcloud pubsub topics publish ${google_pubsub_topic.sync.name} --project=${var.project_id} --message='${jsonencode(local.tick_message)}'"
 }
 
 output "full_resync_command" {
-  description = "Start a full resync."
+  description = "Start a full resync. Run with eval \"$(terraform output -raw full_resync_command)\"."
   value       = "gcloud pubsub topics publish ${google_pubsub_topic.sync.name} --project=${var.project_id} --message='${jsonencode(local.full_resync_message)}'"
 }
 
@@ -63,12 +78,7 @@ output "logs_query" {
   value       = local.run_finished_filter
 }
 
-output "eventarc_trigger" {
-  description = "Eventarc trigger that owns the push subscription (used to attach the dead-letter topic out of band)."
-  value       = google_cloudfunctions2_function.sync.event_trigger[0].trigger
-}
-
 output "pubsub_service_agent" {
-  description = "Pub/Sub service agent; needs subscriber on the Eventarc subscription if you attach the dead-letter topic."
-  value       = "service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  description = "Pub/Sub service agent: mints the push tokens and forwards dead letters (granted in iam.tf and pubsub.tf)."
+  value       = trimprefix(local.pubsub_service_agent, "serviceAccount:")
 }

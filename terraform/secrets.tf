@@ -1,8 +1,8 @@
-# Database password, password mode only (db_auth_mode = "password").
+# Database password, password mode only (db_auth_mode = "password", the default).
 #
-# IAM mode (the default) has no password at all: the function's service account
-# logs in as its own Postgres user with a short-lived OAuth token, so there is no
-# secret to store, rotate or leak, in state or anywhere else.
+# IAM mode (opt-in) has no password at all: the function's service account logs in
+# as its own Postgres user with a short-lived OAuth token, so there is no secret to
+# store, rotate or leak, in state or anywhere else.
 #
 # Password mode generates the password with an *ephemeral* random_password and
 # hands it to two write-only arguments (secret_data_wo, password_wo). Ephemeral
@@ -12,9 +12,12 @@
 # out-of-band `gcloud secrets versions add` needs a second manual step that must
 # also set the Cloud SQL user's password, and can drift from it.
 #
-# Rotation: bump var.db_password_version. The same apply generates a new value and
-# writes it to a new secret version and to the user; running instances pick it up
-# at their next cold start (README: "Rotate the database password").
+# The ephemeral value is generated anew on every run, and each write-only argument is
+# sent only when its resource is created or its *_wo_version changes. So the secret
+# version follows the user: it takes its version key from the user and is replaced
+# whenever the user is updated or replaced, which writes the same apply's value to
+# both. Rotation is one bump of var.db_password_version (README: "Rotate the database
+# password"); sync/db.py re-reads the secret once when Postgres rejects the cached one.
 #
 # The function reads the secret itself at runtime (DB_PASSWORD_SECRET names the
 # version), rather than through secret_environment_variables, so the value never
@@ -44,5 +47,11 @@ resource "google_secret_manager_secret_version" "db_password" {
 
   secret                 = google_secret_manager_secret.db_password[0].id
   secret_data_wo         = ephemeral.random_password.db[0].result
-  secret_data_wo_version = var.db_password_version
+  secret_data_wo_version = google_sql_user.password[0].password_wo_version
+
+  lifecycle {
+    # A user recreated (new name or instance, dropped out of band, -replace) or given a
+    # new password is written with this run's value; a new version carries it here too.
+    replace_triggered_by = [google_sql_user.password]
+  }
 }

@@ -1,7 +1,7 @@
 # The Cloud SQL for PostgreSQL instance is normally an existing one, read here;
 # create_sql_instance = true creates it instead. Either way Terraform owns the
 # database and the function's user, not the schema: the function applies its own
-# migrations at cold start (README: "First deploy").
+# migrations at cold start (README: "First run").
 
 data "google_sql_database_instance" "existing" {
   count = var.create_sql_instance ? 0 : 1
@@ -119,6 +119,10 @@ resource "google_sql_user" "iam" {
   instance = var.sql_instance_name
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
 
+  # A Postgres user that owns objects or holds grants cannot be deleted through the API,
+  # so a destroy or a switch of db_auth_mode would fail; Terraform forgets it instead.
+  deletion_policy = "ABANDON"
+
   depends_on = [google_sql_database_instance.created]
 
   lifecycle {
@@ -137,9 +141,13 @@ resource "google_sql_user" "password" {
   instance = var.sql_instance_name
   type     = "BUILT_IN"
 
-  # Same ephemeral value as the secret version (secrets.tf), never in state.
+  # Same ephemeral value as the secret version (secrets.tf), never in state. The secret
+  # version takes its version key from here and is replaced with every change here.
   password_wo         = ephemeral.random_password.db[0].result
   password_wo_version = var.db_password_version
+
+  # As above: the tables the function created belong to this user.
+  deletion_policy = "ABANDON"
 
   depends_on = [google_sql_database_instance.created]
 }

@@ -14,7 +14,7 @@ variable "project_id" {
 
 variable "region" {
   type        = string
-  description = "Region for the function, Eventarc trigger, scheduler job, source bucket and Artifact Registry repository, e.g. europe-west1."
+  description = "Region for the function, scheduler job (unless scheduler_region is set), source bucket and Artifact Registry repository, e.g. europe-west1."
 
   validation {
     condition     = can(regex("^[a-z]+-[a-z]+[0-9]{1,2}$", var.region))
@@ -29,7 +29,7 @@ variable "name" {
 
   validation {
     condition     = can(regex("^[a-z][a-z0-9-]{4,20}[a-z0-9]$", var.name))
-    error_message = "name must be 6-22 chars of lowercase letters, digits and hyphens, starting with a letter (\"<name>-trigger\" must fit a 30-char service account id)."
+    error_message = "name must be 6-22 chars of lowercase letters, digits and hyphens, starting with a letter (\"<name>-invoker\" must fit a 30-char service account id)."
   }
 }
 
@@ -138,8 +138,8 @@ variable "database_name" {
 
 variable "db_auth_mode" {
   type        = string
-  description = "How the function logs in to Postgres: \"iam\" (Cloud SQL IAM database authentication as its service account; no password anywhere, recommended) or \"password\" (built-in user whose generated password lives only in Secret Manager)."
-  default     = "iam"
+  description = "How the function logs in to Postgres: \"password\" (default: a built-in user whose generated password lives only in Secret Manager; works on the first apply with no SQL by hand) or \"iam\" (Cloud SQL IAM database authentication as its service account; no password anywhere, but needs the one-time grants in the README on Postgres 15)."
+  default     = "password"
 
   validation {
     condition     = contains(["iam", "password"], var.db_auth_mode)
@@ -184,6 +184,28 @@ variable "schedule" {
   }
 }
 
+variable "scheduler_region" {
+  type        = string
+  description = "Region of the Cloud Scheduler job. Null means region. Cloud Scheduler runs in fewer regions than Cloud Functions (see its locations page); set this when region has none. The job publishes to a global topic, so any region works."
+  default     = null
+
+  validation {
+    condition     = var.scheduler_region == null || can(regex("^[a-z]+-[a-z]+[0-9]{1,2}$", var.scheduler_region))
+    error_message = "scheduler_region must be null or a single region such as europe-west1."
+  }
+}
+
+variable "max_delivery_attempts" {
+  type        = number
+  description = "Failed push deliveries after which a message moves to the dead-letter topic (Pub/Sub allows 5-100). With the 10-600 s exponential backoff, 10 attempts span about 40 minutes: long enough for a full_resync to wait out a run in flight (lease), short enough that a poison message stops within the hour."
+  default     = 10
+
+  validation {
+    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100 && floor(var.max_delivery_attempts) == var.max_delivery_attempts
+    error_message = "max_delivery_attempts must be an integer between 5 and 100 (the Pub/Sub limits)."
+  }
+}
+
 variable "schedule_time_zone" {
   type        = string
   description = "IANA time zone the schedule is interpreted in."
@@ -192,7 +214,7 @@ variable "schedule_time_zone" {
 
 variable "dead_letter_retention" {
   type        = string
-  description = "How long messages stay in the dead-letter inspection subscription, in seconds with an s suffix (max 7 days)."
+  description = "How long messages stay on the dead-letter topic and in its inspection subscription, in seconds with an s suffix (max 7 days)."
   default     = "604800s"
 
   validation {
@@ -207,12 +229,12 @@ variable "dead_letter_retention" {
 
 variable "function_timeout_seconds" {
   type        = number
-  description = "Function timeout. 540 is the maximum for event-driven 2nd-gen functions."
+  description = "Function timeout. At most 540: the push subscription's ack deadline (timeout + 60 s) cannot exceed Pub/Sub's 600 s maximum."
   default     = 540
 
   validation {
     condition     = var.function_timeout_seconds >= 180 && var.function_timeout_seconds <= 540
-    error_message = "function_timeout_seconds must be between 180 and 540 (event-driven 2nd-gen maximum)."
+    error_message = "function_timeout_seconds must be between 180 and 540 (the push ack deadline, timeout + 60 s, is capped at 600 s)."
   }
 }
 

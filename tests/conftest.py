@@ -10,12 +10,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from standins import bigquery as sbq
+from standins.certs import CertificateAuthority
 from standins.generator import FivetranData
-from standins.postgres import ensure_server
+from standins.postgres import Cluster, ensure_server
 from sync.config import Settings
 from sync.db import Connection, connect_url
 from sync.messages import Message
@@ -331,3 +333,36 @@ def env(bq_client: Any, bq_endpoint: str, database_url: str) -> Env:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class SecurePostgres:
+    """A throwaway cluster that checks passwords (scram-sha-256) and speaks TLS.
+
+    The machine's server trusts every login from 127.0.0.1, so a wrong password would pass
+    there; tests of passwords, rotation, IAM login and ``sslmode`` use this one instead.
+    """
+
+    cluster: Cluster
+    ca_file: Path
+
+    @property
+    def admin_url(self) -> str:
+        return self.cluster.url
+
+    def url(self, database: str, user: str = "postgres", password: str | None = None) -> str:
+        auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password is not None else "")
+        return f"postgresql://{auth}@127.0.0.1:{self.cluster.port}/{database}"
+
+
+@pytest.fixture(scope="session")
+def secure_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecurePostgres]:
+    ca = CertificateAuthority("opportunity-sync test Postgres CA")
+    ca_file = tmp_path_factory.mktemp("pg-ca") / "ca.pem"
+    ca_file.write_text(ca.cert_pem)
+    # A password with every character a URL reserves: the admin URL itself must encode it.
+    cluster = Cluster.start(password=f"adm/{uuid.uuid4().hex[:8]}?#@:", tls=ca.server_pair("127.0.0.1"))
+    try:
+        yield SecurePostgres(cluster, ca_file)
+    finally:
+        cluster.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ def _cli(args, env_vars):
     )
 
 
-@pytest.mark.parametrize("command", [[], ["migrate"], ["run"], ["status"], ["runs"], ["rejections"], ["publish"]])
+@pytest.mark.parametrize("command", [[], ["migrate"], ["run"], ["status"], ["runs"], ["rejections"], ["preview"], ["publish"]])
 def test_help(command):
     result = _cli([*command, "--help"], {})
     assert result.returncode == 0
@@ -69,9 +70,11 @@ def test_migrate_run_status_runs_rejections(env):
     assert parsed["opportunities"]["live"] == len(env.live_ids())
     assert parsed["last_run"]["status"] == "success"
 
-    table = _cli(["status"], vars_)
-    assert "status" in table.stdout
-    assert "success" in table.stdout
+    table = _cli(["status"], vars_).stdout.splitlines()
+    live, links = env.query("SELECT (SELECT count(*) FROM active_opportunities), (SELECT count(*) FROM call_opportunities)")[0]
+    assert re.fullmatch(r"status\s+success", table[0])
+    counts = next(line for line in table if line.startswith("opportunities "))
+    assert re.fullmatch(rf"opportunities\s+{live} live, 0 soft-deleted, {links} call links", counts)
 
     runs = _cli(["runs", "--json"], vars_)
     assert [r["status"] for r in json.loads(runs.stdout)] == ["success"]
@@ -250,3 +253,13 @@ def test_migrate_without_privileges_says_what_to_do(empty_database_url):
     assert "cannot apply migration 0001_schema: permission denied for schema public (SQLSTATE 42501)" in lines[0]
     assert "GRANT USAGE, CREATE ON SCHEMA public TO" in lines[0]
     assert "SYNC_AUTO_MIGRATE=false" in lines[0]
+
+
+def test_missing_google_credentials_is_a_configuration_error(env, tmp_path):
+    # No emulator endpoint, so the real client looks for credentials and finds none.
+    vars_ = {k: v for k, v in env.env_vars().items() if k != "BIGQUERY_API_ENDPOINT"}
+    vars_["GOOGLE_APPLICATION_CREDENTIALS"] = str(tmp_path / "no-such-key.json")
+    result = _cli(["run"], vars_)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: invalid configuration: Google credentials are not available"), last

@@ -33,7 +33,7 @@ def test_cloud_sql_password_mode():
 
 
 @pytest.mark.parametrize(
-    ("env", "named"),
+    ("variables", "named"),
     [
         # nothing at all: both required groups are named
         ({}, ["BIGQUERY_PROJECT is required", "DATABASE_URL or INSTANCE_CONNECTION_NAME"]),
@@ -56,9 +56,9 @@ def test_cloud_sql_password_mode():
         ({**BASE, "LOG_LEVEL": "chatty"}, ["LOG_LEVEL must be one of"]),
     ],
 )
-def test_every_problem_is_named_in_one_error(env, named):
+def test_every_problem_is_named_in_one_error(variables, named):
     with pytest.raises(ConfigurationError) as info:
-        Settings.from_env(env)
+        Settings.from_env(variables)
     for fragment in named:
         assert fragment in str(info.value)
 
@@ -81,3 +81,75 @@ def test_known_env_vars_cover_everything_read():
     source = (Path(__file__).resolve().parent.parent / "sync" / "config.py").read_text()
     read = set(re.findall(r'"([A-Z][A-Z0-9_]+)"', source)) - {"INFO", "DEBUG", "WARNING", "ERROR"}
     assert read <= KNOWN_ENV_VARS
+
+
+CLOUD_SQL = {
+    "BIGQUERY_PROJECT": "acme-data",
+    "INSTANCE_CONNECTION_NAME": "acme-data:europe-west1:crm",
+    "DB_USER": "sync",
+    "DB_NAME": "app",
+    "DB_PASSWORD_SECRET": "projects/acme-data/secrets/db-password/versions/latest",
+}
+
+
+def test_database_url_is_parsed_when_settings_are_read():
+    s = Settings.from_env({**BASE, "DATABASE_URL": "postgresql://u:p%2Fw@db:6543/app?sslmode=require"})
+    assert s.database_url is not None
+    assert (s.database_url.host, s.database_url.port, s.database_url.password) == ("db", 6543, "p/w")
+    assert "p/w" not in repr(s)  # a logged settings object cannot leak it
+
+
+def test_a_malformed_database_url_is_one_of_the_named_problems():
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(
+            {**BASE, "DATABASE_URL": "postgresql://postgres:Pw-LEAK-9f3e/x@127.0.0.1:5432/db", "SYNC_PAGE_SIZE": "0"}
+        )
+    text = str(info.value)
+    assert "DATABASE_URL has a port that is not a number" in text
+    assert "SYNC_PAGE_SIZE" in text  # still every problem at once
+    assert "Pw-LEAK" not in text
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        # a password pasted where the secret's resource name belongs
+        ("DB_PASSWORD_SECRET", "Pw-LEAK-9f3e"),
+        # endpoint URLs can carry user:password@
+        ("SECRET_MANAGER_API_ENDPOINT", "ftp://user:Pw-LEAK-9f3e@host"),
+        ("CLOUD_SQL_ADMIN_API_ENDPOINT", "user:Pw-LEAK-9f3e@host"),
+        ("BIGQUERY_API_ENDPOINT", "user:Pw-LEAK-9f3e@host"),
+    ],
+)
+def test_values_that_can_carry_credentials_are_never_echoed(name, value):
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({**CLOUD_SQL, name: value})
+    assert name in str(info.value)
+    assert "Pw-LEAK" not in str(info.value)
+
+
+def test_ordinary_values_are_still_echoed():
+    # Echo stays where it helps and cannot leak: a page size is not a credential.
+    with pytest.raises(ConfigurationError, match="got 'lots'"):
+        Settings.from_env({**BASE, "SYNC_PAGE_SIZE": "lots"})
+
+
+def test_test_only_endpoints_default_to_google_and_are_carried():
+    assert Settings.from_env(CLOUD_SQL).cloud_sql.admin_api_endpoint is None  # the connector's default: Google
+    s = Settings.from_env(
+        {
+            **CLOUD_SQL,
+            "CLOUD_SQL_ADMIN_API_ENDPOINT": "http://127.0.0.1:9001",
+            "SECRET_MANAGER_API_ENDPOINT": "http://127.0.0.1:9002",
+        }
+    )
+    assert (s.cloud_sql.admin_api_endpoint, s.cloud_sql.secret_manager_endpoint) == (
+        "http://127.0.0.1:9001",
+        "http://127.0.0.1:9002",
+    )
+
+
+def test_test_only_endpoints_are_refused_without_cloud_sql():
+    # Set with DATABASE_URL they would do nothing: say so instead of ignoring them.
+    with pytest.raises(ConfigurationError, match="CLOUD_SQL_ADMIN_API_ENDPOINT is only used with INSTANCE_CONNECTION_NAME"):
+        Settings.from_env({**BASE, "CLOUD_SQL_ADMIN_API_ENDPOINT": "http://127.0.0.1:9001"})

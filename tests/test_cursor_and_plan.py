@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from sync.cursor import EPOCH, Keyset, advance, next_watermark, page_is_last, run_start
+from sync.cursor import EPOCH, Keyset, Stream, advance, next_watermark, page_is_last, run_start
 from sync.messages import Message
 from sync.runs import Drop, PagePlan, StopRun, plan
 from sync.state import SyncState
@@ -68,17 +68,49 @@ def test_page_is_last(returned, limit, truncated, last):
     assert page_is_last(returned, limit, truncated=truncated) is last
 
 
+@pytest.mark.parametrize(
+    ("stream", "page", "expected"),
+    [
+        # a full page: more may follow; the bound the page reports is kept
+        (Stream(Keyset(EPOCH, "")), (Keyset(T0, "b"), T0 + HOUR, 10, False), Stream(Keyset(T0, "b"), T0 + HOUR)),
+        # a short page proves the stream is exhausted
+        (Stream(Keyset(T0, "b"), T0 + HOUR), (Keyset(T0, "c"), T0 + HOUR, 3, False), Stream(Keyset(T0, "c"), T0 + HOUR, True)),
+        # a page cut short by the time budget is never the last
+        (Stream(Keyset(T0, "b"), T0 + HOUR), (Keyset(T0, "c"), T0 + HOUR, 3, True), Stream(Keyset(T0, "c"), T0 + HOUR)),
+        # an empty page keeps the cursor and ends the stream
+        (Stream(Keyset(T0, "c"), T0 + HOUR), (None, T0 + HOUR, 0, False), Stream(Keyset(T0, "c"), T0 + HOUR, True)),
+        # a finished stream stays where it is, whatever is handed to it
+        (Stream(Keyset(T0, "c"), T0, True), (Keyset(T0 + HOUR, "z"), T0 + HOUR, 10, False), Stream(Keyset(T0, "c"), T0, True)),
+    ],
+)
+def test_stream_after_page(stream, page, expected):
+    last, bound, returned, truncated = page
+    assert stream.after_page(last, bound, returned=returned, limit=10, truncated=truncated) == expected
+
+
+@pytest.mark.parametrize(
+    ("stream", "expected"),
+    [
+        (Stream(Keyset(EPOCH, "")), None),  # nothing read yet: no stamp to move a watermark to
+        (Stream(Keyset(T0 - HOUR, "")), None),  # an incremental run's start (watermark minus lookback) is not a row
+        (Stream(Keyset(T0, "006A"), T0, True), T0),  # the last row read
+    ],
+)
+def test_stream_read_up_to(stream, expected):
+    assert stream.read_up_to == expected
+
+
+def test_stream_finished_keeps_cursor_and_bound():
+    assert Stream(Keyset(T0, "a"), T0 + HOUR).finished() == Stream(Keyset(T0, "a"), T0 + HOUR, True)
+
+
 def _state(**kw) -> SyncState:
     base = {
         "run_id": None,
         "trigger": None,
         "next_page": None,
-        "upper_bound": None,
-        "cursor": Keyset(EPOCH, ""),
-        "opportunities_done": False,
-        "link_upper_bound": None,
-        "link_cursor": Keyset(EPOCH, ""),
-        "links_done": False,
+        "opportunities": Stream(Keyset(EPOCH, "")),
+        "links": Stream(Keyset(EPOCH, "")),
         "watermark": T0,
         "link_watermark": None,
         "last_resync_message_id": None,
@@ -87,7 +119,7 @@ def _state(**kw) -> SyncState:
     return SyncState(**{**base, **kw})
 
 
-IN_PROGRESS = {"run_id": RUN, "trigger": "tick", "next_page": 3, "upper_bound": T0, "cursor": Keyset(T0 - HOUR, "x")}
+IN_PROGRESS = {"run_id": RUN, "trigger": "tick", "next_page": 3, "opportunities": Stream(Keyset(T0 - HOUR, "x"), T0)}
 
 
 @pytest.mark.parametrize(
@@ -123,7 +155,7 @@ def test_plan(message, state, expect):
         assert isinstance(decision, StopRun)
     else:
         assert isinstance(decision, PagePlan)
-        assert (decision.page, decision.new_run, decision.cursor) == expect[1:]
+        assert (decision.page, decision.new_run, decision.opportunities.cursor) == expect[1:]
         if decision.new_run:
             assert decision.run_id != RUN
             assert decision.superseded_run == state.run_id

@@ -1,11 +1,18 @@
-"""The one classification table: what is retried and what is acknowledged."""
+"""The one classification table: what is retried and what is acknowledged; and what of a
+driver error may be written down."""
 
 from __future__ import annotations
 
+import logging
+
+import aiohttp
 import pytest
+import requests
 from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_exceptions
 from pg8000.exceptions import DatabaseError, InterfaceError
 
+from sync.db import connect_url
 from sync.errors import (
     ConfigurationError,
     LeaseBusyError,
@@ -13,12 +20,23 @@ from sync.errors import (
     PermanentError,
     RetryableError,
     SourceSchemaError,
+    UnknownError,
     classify,
 )
+from sync.logs import JsonFormatter
 
 
 def _pg(code: str) -> DatabaseError:
     return DatabaseError({"S": "ERROR", "C": code, "M": "boom"})
+
+
+def _admin_api(status: int) -> aiohttp.ClientResponseError:
+    from multidict import CIMultiDict, CIMultiDictProxy
+    from yarl import URL
+
+    url = URL("http://127.0.0.1/sql/v1beta4/projects/p/instances/i/connectSettings")
+    request = aiohttp.RequestInfo(url, "GET", CIMultiDictProxy(CIMultiDict()), url)
+    return aiohttp.ClientResponseError(request, (), status=status, message="from the Admin API")
 
 
 @pytest.mark.parametrize(
@@ -43,6 +61,16 @@ def _pg(code: str) -> DatabaseError:
         (gexc.NotFound("no such table"), False),
         (gexc.Forbidden("no access"), False),
         (ValueError("surprise"), True),  # unknown: retry, bounded by Pub/Sub's retry policy
+        (requests.ConnectionError("reset"), True),  # BigQuery / Secret Manager over REST lost the connection
+        (requests.Timeout("slow"), True),
+        (aiohttp.ClientConnectionError("refused"), True),  # Cloud SQL Admin API unreachable
+        (_admin_api(503), True),  # Admin API overloaded
+        (_admin_api(429), True),  # Admin API quota
+        (_admin_api(404), False),  # no such instance: see sync.db, which names the variable
+        (auth_exceptions.TransportError("token endpoint unreachable"), True),
+        (auth_exceptions.RefreshError("temporarily unavailable", retryable=True), True),
+        (auth_exceptions.RefreshError("invalid_grant"), False),  # a revoked key needs a human
+        (auth_exceptions.DefaultCredentialsError("no credentials"), False),
         (MessageError("bad"), False),
         (ConfigurationError(["X is required"]), False),
         (SourceSchemaError("no column"), False),
@@ -58,3 +86,74 @@ def test_classification_table(error, retryable):
 def test_classified_error_keeps_its_cause():
     original = _pg("40001")
     assert classify(original).__cause__ is original
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "code"),
+    [
+        (_pg("40001"), RetryableError, ("40001", None)),
+        (gexc.ServiceUnavailable("try later"), RetryableError, (None, 503)),
+        (_admin_api(429), RetryableError, (None, 429)),
+        (ConnectionResetError(), RetryableError, (None, None)),
+        (ValueError("surprise"), UnknownError, (None, None)),  # the one kind a human should look at
+        (auth_exceptions.DefaultCredentialsError("none"), ConfigurationError, (None, None)),
+    ],
+)
+def test_classified_error_says_what_it_was(error, kind, code):
+    result = classify(error)
+    assert type(result) is kind
+    assert (result.sqlstate, result.http_status) == code
+
+
+def test_known_transients_are_not_unknown():
+    # The entry point logs UnknownError with a traceback; a connection reset must not look like one.
+    assert not isinstance(classify(ConnectionResetError()), UnknownError)
+    assert not isinstance(classify(_pg("57P01")), UnknownError)
+
+
+ROW_SECRET = "JaneRoe, jane.roe@customer.example, 1234567.89"
+
+
+@pytest.mark.parametrize(
+    ("statement", "code", "kept"),
+    [
+        # 23502: Postgres puts the whole row in the detail ("Failing row contains (...)")
+        (
+            f"INSERT INTO leaky (id, note) VALUES (NULL, '{ROW_SECRET}')",
+            "23502",
+            ["23502", "table leaky", "column id", 'null value in column "id"'],
+        ),
+        # 23514: the same for a CHECK constraint, which also names the constraint
+        (
+            f"INSERT INTO leaky (id, note) VALUES (1, '{ROW_SECRET}!')",
+            "23514",
+            ["23514", "table leaky", "constraint leaky_note_check"],
+        ),
+        # 22P02: a data exception quotes the input in the message itself
+        (f"SELECT '{ROW_SECRET}'::numeric", "22P02", ["22P02", "invalid input syntax for type numeric"]),
+        # JSON input errors put the text in the detail and the context
+        (f"SELECT '{{\"name\": {ROW_SECRET}}}'::jsonb", "22P02", ["22P02", "invalid input syntax for type json"]),
+    ],
+)
+def test_postgres_errors_keep_the_reason_and_drop_row_contents(pg_admin_url, statement, code, kept):
+    conn = connect_url(pg_admin_url)
+    try:
+        cur = conn.cursor()
+        cur.execute("CREATE TEMP TABLE leaky (id int NOT NULL, note text CHECK (note NOT LIKE '%!'))")
+        with pytest.raises(DatabaseError) as info:
+            cur.execute(statement)
+    finally:
+        conn.rollback()
+        conn.close()
+    original = info.value
+    assert "JaneRoe" in repr(original.args)  # the server did send the row: the test can fail
+    failure = classify(original)
+    assert failure.sqlstate == code
+    # What the entry point and pipeline log, and what sync_status.last_error stores.
+    record = logging.LogRecord("sync", logging.ERROR, __file__, 1, "failed: %s", (failure,), (type(failure), failure, None))
+    written = [str(failure), JsonFormatter().format(record), repr(original), str(failure.__cause__)]
+    for text in written:
+        assert "JaneRoe" not in text
+        assert "customer.example" not in text
+    for fragment in kept:
+        assert fragment in str(failure)

@@ -1,4 +1,5 @@
-"""The entry point through functions-framework: 200 acknowledges, 500 asks Pub/Sub to redeliver."""
+"""The entry point through functions-framework: 200 acknowledges, non-2xx asks Pub/Sub to redeliver
+(429 run busy, 503 transient, 500 unexpected; see tests/test_redelivery_logging.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 
 import functions_framework
 import pytest
+from projection import expected_projection
 
 import main as entry
 from standins.generator import generate
@@ -53,7 +55,7 @@ def test_tick_syncs_and_acknowledges(env, monkeypatch, binary):
     response = _push(client, b'{"type": "tick"}', binary=binary)
     assert response.status_code == 200
     assert env.query("SELECT status FROM sync_status") == [("success",)]
-    assert len(env.live_ids()) > 0
+    assert env.projection() == expected_projection(data)
 
 
 @pytest.mark.parametrize(
@@ -93,7 +95,7 @@ def test_database_down_is_retried(env, monkeypatch):
     env.seed(generate(5, seed=43))
     dead = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
     client = _client(monkeypatch, _vars(env, DATABASE_URL=dead))
-    assert _push(client, b'{"type": "tick"}').status_code == 500
+    assert _push(client, b'{"type": "tick"}').status_code == 503
 
 
 def test_bad_configuration_is_acknowledged_with_every_variable_named(env, monkeypatch, caplog):

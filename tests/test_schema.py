@@ -13,6 +13,7 @@ import pytest
 from conftest import DATA_ONLY_GRANTS, database_role, query_url
 from pg8000.exceptions import DatabaseError
 
+from sync import stored
 from sync.db import connect_url
 from sync.errors import PermanentError, classify
 from sync.schema import MigrationPermissionError, available, current_version, migrate, upgrade
@@ -30,6 +31,20 @@ def test_migrations_are_idempotent(database_url):
     finally:
         conn.close()
     assert _q(database_url, "SELECT entity_type, status FROM sync_status") == [("opportunities", "never_run")]
+
+
+def test_the_stored_row_declaration_matches_the_migrated_table(database_url):
+    actual = dict(
+        _q(
+            database_url,
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = 'opportunities'::regclass AND attnum > 0 AND NOT attisdropped",
+        )
+    )
+    declared = {c.name: c.pg_type for c in stored.COLUMNS}
+    assert {name: actual.get(name) for name in declared} == declared  # every declared column, with its type
+    # and nothing the sync should write is left undeclared
+    assert set(actual) - set(declared) == set(stored.DATABASE_OWNED)
 
 
 def test_exactly_the_specified_indexes(database_url):

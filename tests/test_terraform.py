@@ -2,9 +2,12 @@
 
 ``terraform validate``/``plan`` cannot run offline (the google provider is not
 reachable), so these tests parse the HCL with python-hcl2 and assert the wiring
-that matters: one topic shared by scheduler and trigger, the function's env vars
-against the code's config, the runtime service account's exact role set, and
-the exact contents of the function source zip.
+that matters: one topic shared by scheduler and push subscription, the dead-letter
+policy and the grants it needs, the function's env vars against the code's config,
+every account's exact role set, the waits for IAM and metric propagation, each alert
+and dashboard metric against a declared log-based metric, and the exact contents of
+the function source zip. Argument names against the provider schema are checked by
+scripts/check_provider_schema.py (tests/test_provider_schema.py).
 """
 
 from __future__ import annotations
@@ -44,11 +47,14 @@ EXPECTED_TF_FILES = {
     "sql.tf",
     "function.tf",
     "monitoring.tf",
+    "dashboard.tf",
     "outputs.tf",
 }
 
 RUNTIME_SA = "google_service_account.runtime"
-TRIGGER_SA = "google_service_account.trigger"
+INVOKER_SA = "google_service_account.invoker"
+BUILD_SA = "google_service_account.build"
+PUBSUB_AGENT = "local.pubsub_service_agent"
 
 
 # ---------------------------------------------------------------------------
@@ -155,6 +161,9 @@ def test_every_variable_is_typed_and_described(cfg: Config) -> None:
         ("schedule", "regexall("),
         ("function_memory", "regex("),
         ("db_auth_mode", "contains("),
+        # Pub/Sub's own limits for a dead-letter policy.
+        ("max_delivery_attempts", ">= 5"),
+        ("max_delivery_attempts", "<= 100"),
     ],
 )
 def test_variable_is_validated(cfg: Config, variable: str, bound: str) -> None:
@@ -171,7 +180,7 @@ def test_providers_are_pinned_with_upper_bounds(cfg: Config) -> None:
     tf = one(cfg.terraform)
     assert ">=" in tf["required_version"]
     providers = one(tf["required_providers"])
-    assert set(providers) == {"google", "archive", "random"}
+    assert set(providers) == {"google", "archive", "random", "time"}
     for name, spec in providers.items():
         assert spec["source"] == f"hashicorp/{name}"
         assert "<" in spec["version"].replace("<=", "<"), f"{name} has no upper bound: {spec['version']}"
@@ -181,8 +190,13 @@ def test_outputs_an_operator_needs(cfg: Config) -> None:
     needed = {
         "topic_name",
         "function_name",
+        "push_subscription",
         "dead_letter_topic",
+        "dead_letter_subscription",
+        "dead_letters_command",
+        "dashboard_url",
         "service_account_email",
+        "tick_command",
         "full_resync_command",
     }
     assert needed <= set(cfg.outputs), f"missing outputs: {sorted(needed - set(cfg.outputs))}"
@@ -192,6 +206,12 @@ def test_outputs_an_operator_needs(cfg: Config) -> None:
     assert command.startswith("gcloud pubsub topics publish ${google_pubsub_topic.sync.name}")
     assert "--message='${jsonencode(local.full_resync_message)}'" in command
     assert cfg.locals["full_resync_message"] == {"type": "full_resync"}
+    assert "eventarc_trigger" not in cfg.outputs
+    assert "google_monitoring_dashboard.sync.id" in cfg.outputs["dashboard_url"]["value"]
+    dead_letters = cfg.outputs["dead_letters_command"]["value"]
+    assert "SYNC_DEAD_LETTER_SUBSCRIPTION=${google_pubsub_subscription.dead_letter_inspect.id}" in dead_letters
+    assert "SYNC_TOPIC=${google_pubsub_topic.sync.id}" in dead_letters
+    assert dead_letters.endswith("python -m sync dead-letters")
 
 
 # ---------------------------------------------------------------------------
@@ -199,13 +219,15 @@ def test_outputs_an_operator_needs(cfg: Config) -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_scheduler_publishes_to_the_trigger_topic(cfg: Config) -> None:
-    scheduler_topic = one(cfg.resource("google_cloud_scheduler_job", "tick")["pubsub_target"])["topic_name"]
-    function = cfg.resource("google_cloudfunctions2_function", "sync")
-    trigger_topic = one(function["event_trigger"])["pubsub_topic"]
-    assert scheduler_topic == trigger_topic == "${google_pubsub_topic.sync.id}"
+def test_scheduler_publishes_to_the_topic_the_push_subscription_delivers(cfg: Config) -> None:
+    scheduler = cfg.resource("google_cloud_scheduler_job", "tick")
+    scheduler_topic = one(scheduler["pubsub_target"])["topic_name"]
+    push_topic = cfg.resource("google_pubsub_subscription", "push")["topic"]
+    assert scheduler_topic == push_topic == "${google_pubsub_topic.sync.id}"
     # Continuations go to the same topic.
-    assert cfg.locals["function_env_common"]["SYNC_TOPIC"] == trigger_topic
+    assert cfg.locals["function_env_common"]["SYNC_TOPIC"] == push_topic
+    assert scheduler["region"] == "${local.scheduler_region}"
+    assert cfg.locals["scheduler_region"] == "${coalesce(var.scheduler_region, var.region)}"
 
 
 def test_scheduler_payload_decodes_to_tick(cfg: Config) -> None:
@@ -217,11 +239,53 @@ def test_scheduler_payload_decodes_to_tick(cfg: Config) -> None:
     assert json.loads(base64.b64decode(encoded)) == {"type": "tick"}
 
 
-def test_event_trigger(cfg: Config) -> None:
-    trigger = one(cfg.resource("google_cloudfunctions2_function", "sync")["event_trigger"])
-    assert trigger["event_type"] == "google.cloud.pubsub.topic.v1.messagePublished"
-    assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
-    assert trigger["service_account_email"] == f"${{{TRIGGER_SA}.email}}"
+def test_function_has_no_eventarc_trigger(cfg: Config) -> None:
+    # An Eventarc trigger's subscription cannot take a dead-letter policy; ours can.
+    assert "event_trigger" not in cfg.resource("google_cloudfunctions2_function", "sync")
+
+
+def test_push_subscription_delivers_to_the_function_with_an_invoker_token(cfg: Config) -> None:
+    push = cfg.resource("google_pubsub_subscription", "push")
+    config = one(push["push_config"])
+    uri = "${google_cloudfunctions2_function.sync.service_config[0].uri}"
+    assert config["push_endpoint"] == uri
+    # No no_wrapper block: functions-framework needs the Pub/Sub envelope to build the CloudEvent.
+    assert "no_wrapper" not in config
+    token = one(config["oidc_token"])
+    assert token["service_account_email"] == f"${{{INVOKER_SA}.email}}"
+    assert token["audience"] == uri
+
+
+def test_push_subscription_retries_with_backoff_then_dead_letters(cfg: Config) -> None:
+    push = cfg.resource("google_pubsub_subscription", "push")
+    retry = one(push["retry_policy"])
+    assert (retry["minimum_backoff"], retry["maximum_backoff"]) == ("10s", "600s")
+    dead = one(push["dead_letter_policy"])
+    assert dead["dead_letter_topic"] == "${google_pubsub_topic.dead_letter.id}"
+    assert dead["max_delivery_attempts"] == "${var.max_delivery_attempts}"
+    assert cfg.variables["max_delivery_attempts"]["default"] in range(5, 101)
+    assert one(push["expiration_policy"])["ttl"] == "", "an idle push subscription would expire after 31 days"
+    # Messages reaching the dead-letter topic need a subscription to stay in.
+    inspect = cfg.resource("google_pubsub_subscription", "dead_letter_inspect")
+    assert inspect["topic"] == "${google_pubsub_topic.dead_letter.id}"
+    assert inspect["retain_acked_messages"] is True
+    assert one(inspect["expiration_policy"])["ttl"] == ""
+
+
+def _timeout_bounds(cfg: Config) -> tuple[int, int]:
+    condition = one(cfg.variables["function_timeout_seconds"]["validation"])["condition"]
+    low, high = re.findall(r"(\d+)", condition)
+    return int(low), int(high)
+
+
+def test_ack_deadline_covers_the_function_timeout(cfg: Config) -> None:
+    push = cfg.resource("google_pubsub_subscription", "push")
+    assert push["ack_deadline_seconds"] == "${min(var.function_timeout_seconds + 60, 600)}"
+    low, high = _timeout_bounds(cfg)
+    # Every timeout the variable accepts gets a deadline at least as long, within Pub/Sub's 600 s.
+    for timeout in range(low, high + 1):
+        deadline = min(timeout + 60, 600)
+        assert timeout <= deadline <= 600, timeout
 
 
 def test_function_runtime_settings(cfg: Config) -> None:
@@ -237,6 +301,10 @@ def test_function_runtime_settings(cfg: Config) -> None:
     assert service["available_memory"] == "${var.function_memory}"
     assert service["service_account_email"] == f"${{{RUNTIME_SA}.email}}"
     assert "secret_environment_variables" not in service, "the code reads the password itself"
+    # Waits for the build grants to propagate, not for the grants themselves.
+    depends = function["depends_on"]
+    assert "${time_sleep.build_grants}" in depends
+    assert not any("build_" in d and "iam_member" in d for d in depends), depends
 
 
 # ---------------------------------------------------------------------------
@@ -304,6 +372,10 @@ SCOPE_ATTRIBUTE = {
     "google_project_iam_member": "project",
     "google_secret_manager_secret_iam_member": "secret_id",
     "google_pubsub_topic_iam_member": "topic",
+    "google_pubsub_subscription_iam_member": "subscription",
+    "google_service_account_iam_member": "service_account_id",
+    "google_cloud_run_v2_service_iam_member": "name",
+    "google_artifact_registry_repository_iam_member": "repository",
 }
 
 
@@ -350,16 +422,73 @@ def test_no_broad_or_authoritative_grants_anywhere(cfg: Config) -> None:
             }, f"{rtype}.{name}: {body['role']} must be granted on the resource, not the project"
 
 
-def test_trigger_service_account_may_only_invoke_the_function(cfg: Config) -> None:
-    grants = _grants_to(cfg, TRIGGER_SA)
-    assert set(grants) == {
+def test_invoker_account_may_only_invoke_the_function(cfg: Config) -> None:
+    assert set(_grants_to(cfg, INVOKER_SA)) == {
         ("google_cloud_run_v2_service_iam_member", "roles/run.invoker", "${google_cloudfunctions2_function.sync.name}")
     }
+
+
+def test_pubsub_service_agent_grants_for_push_and_dead_letters(cfg: Config) -> None:
+    assert cfg.locals["pubsub_service_agent"].endswith("@gcp-sa-pubsub.iam.gserviceaccount.com")
+    assert set(_grants_to(cfg, PUBSUB_AGENT)) == {
+        # Forward dead letters: publish to the dead-letter topic, ack on the source subscription.
+        ("google_pubsub_topic_iam_member", "roles/pubsub.publisher", "${google_pubsub_topic.dead_letter.id}"),
+        ("google_pubsub_subscription_iam_member", "roles/pubsub.subscriber", "${google_pubsub_subscription.push.id}"),
+        # Mint the push OIDC token, on the invoker account only (not the project).
+        ("google_service_account_iam_member", "roles/iam.serviceAccountTokenCreator", "${google_service_account.invoker.name}"),
+    }
+
+
+def test_build_account_reads_only_the_managed_source_buckets(cfg: Config) -> None:
+    grants = _grants_to(cfg, BUILD_SA)
+    assert set(grants) == {
+        ("google_project_iam_member", "roles/logging.logWriter", "${var.project_id}"),
+        ("google_project_iam_member", "roles/storage.objectViewer", "${var.project_id}"),
+        (
+            "google_artifact_registry_repository_iam_member",
+            "roles/artifactregistry.writer",
+            "${google_artifact_registry_repository.images.name}",
+        ),
+    }
+    reader = grants[("google_project_iam_member", "roles/storage.objectViewer", "${var.project_id}")]
+    expression = one(reader["condition"])["expression"]
+    assert 'resource.name.startsWith(\\"projects/_/buckets/gcf-v2-sources-\\")' in refs(expression)
+    # Our own source bucket needs no grant: Cloud Build reads the managed copy.
+    assert "google_storage_bucket_iam_member" not in cfg.resources
+
+
+def test_function_waits_for_the_build_grants_to_propagate(cfg: Config) -> None:
+    sleep = cfg.resource("time_sleep", "build_grants")
+    assert sleep["create_duration"] == "60s"
+    grants = {f"google_project_iam_member.{n}" for n in ("build_log_writer", "build_gcf_sources_reader")}
+    grants.add("google_artifact_registry_repository_iam_member.build_image_writer")
+    assert {re.sub(r"^\$\{(.*)\.id\}$", r"\1", v) for v in sleep["triggers"].values()} == grants
 
 
 # ---------------------------------------------------------------------------
 # Database, secret, bucket
 # ---------------------------------------------------------------------------
+
+
+def test_password_mode_is_the_default(cfg: Config) -> None:
+    # API-created built-in users are cloudsqlsuperuser members: the first migration needs no grants.
+    assert cfg.variables["db_auth_mode"]["default"] == "password"
+
+
+def test_sql_users_are_abandoned_not_deleted(cfg: Config) -> None:
+    for name in ("iam", "password"):
+        assert cfg.resource("google_sql_user", name)["deletion_policy"] == "ABANDON", name
+
+
+def test_secret_version_follows_the_sql_user(cfg: Config) -> None:
+    user = cfg.resource("google_sql_user", "password")
+    version = cfg.resource("google_secret_manager_secret_version", "db_password")
+    # One rotation knob, on the user; the secret takes its key from there.
+    assert user["password_wo_version"] == "${var.db_password_version}"
+    assert version["secret_data_wo_version"] == "${google_sql_user.password[0].password_wo_version}"
+    # Any update or replacement of the user writes a new secret version in the same apply.
+    assert one(version["lifecycle"])["replace_triggered_by"] == ["${google_sql_user.password}"]
+    assert user["password_wo"] == version["secret_data_wo"] == "${ephemeral.random_password.db[0].result}"
 
 
 def test_sql_users_per_auth_mode(cfg: Config) -> None:
@@ -396,12 +525,6 @@ def test_source_bucket_is_private_and_versioned(cfg: Config) -> None:
     assert one(bucket["versioning"])["enabled"] is True
 
 
-def test_dead_letter_topic_and_inspection_subscription(cfg: Config) -> None:
-    cfg.resource("google_pubsub_topic", "dead_letter")
-    sub = cfg.resource("google_pubsub_subscription", "dead_letter_inspect")
-    assert sub["topic"] == "${google_pubsub_topic.dead_letter.id}"
-
-
 # ---------------------------------------------------------------------------
 # Monitoring
 # ---------------------------------------------------------------------------
@@ -411,14 +534,70 @@ def test_log_metrics_read_the_run_finished_line(cfg: Config) -> None:
     assert 'jsonPayload.event=\\"run_finished\\"' in refs(cfg.locals["run_finished_filter"])
     runs = cfg.resource("google_logging_metric", "runs")
     assert runs["label_extractors"]["status"] == "EXTRACT(jsonPayload.status)"
-    assert cfg.resource("google_logging_metric", "rows_read")["value_extractor"] == "EXTRACT(jsonPayload.rows_read)"
-    skipped = cfg.resource("google_logging_metric", "rows_skipped")
-    assert skipped["value_extractor"] == "EXTRACT(jsonPayload.rows_skipped)"
+    values = cfg.resource("google_logging_metric", "run_value")
+    assert values["for_each"] == "${local.run_value_metrics}"
+    # Each distribution extracts the run_finished field it is named after.
+    assert values["value_extractor"] == "EXTRACT(jsonPayload.${each.key})"
+    assert values["name"] == "${local.metric_prefix}_${each.key}"
+    assert values["filter"] == runs["filter"] == "${local.run_finished_filter}"
+    fields = set(cfg.locals["run_value_metrics"])
+    per_run = {"rows_inserted", "rows_updated", "rows_deleted", "rows_skipped", "rows_degraded", "rows_read"}
+    assert fields >= per_run | {"lag_seconds", "bigquery_bytes_billed"}
+
+
+# Every way the monitoring config names a log-based metric: the filter form
+# (logging.googleapis.com/user/NAME) and the PromQL form (logging_googleapis_com:user_NAME[_sum|_count|_bucket]).
+_METRIC_USE = re.compile(
+    r"(?:logging\.googleapis\.com/user/|logging_googleapis_com:user_)"
+    r"(?:\$\{google_logging_metric\.(?P<name>\w+)(?:\[(?:\"(?P<key>\w+)\"|(?P<var>\w+))\])?\.name\}|(?P<literal>[\w.]+))"
+    r"(?P<suffix>_sum|_count|_bucket)?"
+)
+
+
+def _metric_uses(text: str) -> list[re.Match[str]]:
+    # Heredocs and json.dumps both escape quotes; no metric reference contains a backslash.
+    return list(_METRIC_USE.finditer(text.replace("\\", "")))
+
+
+def _check_metric_use(cfg: Config, use: re.Match[str], where: str) -> dict[str, Any]:
+    assert use["literal"] is None, f"{where}: metric {use['literal']!r} is a literal, not a reference to a google_logging_metric"
+    metric = cfg.resource("google_logging_metric", use["name"])
+    if use["key"] is not None:
+        assert metric.get("for_each") == "${local.run_value_metrics}", where
+        assert use["key"] in cfg.locals["run_value_metrics"], f"{where}: no run_value metric {use['key']!r}"
+    is_distribution = one(metric["metric_descriptor"])["value_type"] == "DISTRIBUTION"
+    # Distributions are only readable through their _sum/_count/_bucket series in PromQL.
+    if "logging_googleapis_com" in use.group(0):
+        assert bool(use["suffix"]) == is_distribution, f"{where}: {use.group(0)}"
+    return metric
+
+
+def test_every_alert_metric_is_a_declared_log_metric(cfg: Config) -> None:
+    policies = cfg.resources["google_monitoring_alert_policy"]
+    assert set(policies) == {"run_failed", "sync_stale", "rejected_rate"}
+    for name, policy in policies.items():
+        uses = _metric_uses(refs(policy["conditions"]))
+        assert uses, f"alert {name} names no log-based metric"
+        for use in uses:
+            metric = _check_metric_use(cfg, use, f"alert {name}")
+            if use["name"] == "runs":
+                # The status label the alert filters on is one the metric extracts.
+                assert "status" in metric["label_extractors"]
+
+
+def test_alerts_wait_for_their_metrics(cfg: Config) -> None:
+    sleep = cfg.resource("time_sleep", "log_metrics")
+    assert int(sleep["create_duration"].rstrip("s")) >= 60
+    trigger = sleep["triggers"]["metrics"]
+    # Every log-based metric feeds the wait, so a new one delays the alerts again.
+    for metric in cfg.resources["google_logging_metric"]:
+        assert f"google_logging_metric.{metric}" in trigger, metric
+    for name, policy in cfg.resources["google_monitoring_alert_policy"].items():
+        assert policy["depends_on"] == ["${time_sleep.log_metrics}"], name
 
 
 def test_alert_policies(cfg: Config) -> None:
     policies = cfg.resources["google_monitoring_alert_policy"]
-    assert set(policies) == {"run_failed", "sync_stale", "rejected_rate"}
     for name, policy in policies.items():
         assert policy["notification_channels"] == "${var.notification_channels}", name
         assert one(policy["documentation"])["content"].strip(), name
@@ -431,9 +610,37 @@ def test_alert_policies(cfg: Config) -> None:
     assert "${var.alert_stale_after_minutes}m" in stale
     rejected = one(one(policies["rejected_rate"]["conditions"])["condition_prometheus_query_language"])["query"]
     rejected = rejected.replace('\\"', '"')
-    assert "rows_skipped.name}_sum" in rejected
-    assert "rows_read.name}_sum" in rejected
+    assert 'run_value["rows_skipped"].name}_sum' in rejected
+    assert 'run_value["rows_read"].name}_sum' in rejected
     assert "> ${var.alert_rejected_rate_threshold}" in rejected
+
+
+def test_dashboard_charts_declared_metrics(cfg: Config) -> None:
+    dashboard = cfg.resource("google_monitoring_dashboard", "sync")["dashboard_json"]
+    assert dashboard.startswith("${jsonencode(")
+    per_run = cfg.locals["per_run"]
+    # The per-run expression divides a metric's _sum by its _count over the same window.
+    uses = _metric_uses(per_run)
+    assert {u["suffix"] for u in uses} == {"_sum", "_count"}
+    for use in uses:
+        assert use["var"] == "key", use.group(0)
+        _check_metric_use(cfg, use, "dashboard per_run")
+    for use in _metric_uses(refs(cfg.locals["runs_by_status"])):
+        _check_metric_use(cfg, use, "dashboard runs_by_status")
+    tiles = refs(cfg.locals["dashboard_tiles"])
+    # Each quantity the runbook promises is charted.
+    for key in (
+        "lag_seconds",
+        "rows_inserted",
+        "rows_updated",
+        "rows_deleted",
+        "rows_skipped",
+        "rows_degraded",
+        "bigquery_bytes_billed",
+    ):
+        assert f'local.per_run[\\"{key}\\"]' in tiles, key
+    assert "local.runs_by_status" in tiles
+    assert "google_monitoring_alert_policy.run_failed.name" in dashboard
 
 
 # ---------------------------------------------------------------------------

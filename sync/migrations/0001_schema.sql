@@ -1,5 +1,5 @@
 -- opportunity-sync schema, version 1.
--- Applied once, in one transaction, under an advisory lock (see sync/migrations.py).
+-- Applied once, in one transaction, under an advisory lock (see sync/schema.py).
 
 CREATE TABLE opportunities (
     id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
