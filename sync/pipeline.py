@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from sync import runlog
+from sync import purge, runlog
 from sync import state as st
 from sync.config import Settings
 from sync.cursor import next_watermark
@@ -35,9 +35,10 @@ from sync.db import Connection
 from sync.errors import LeaseBusyError, PermanentError, SyncError, classify
 from sync.messages import Message, MessageType
 from sync.reader import PageRead, Reader, SourceReader
-from sync.runs import Drop, PagePlan, StopRun, plan
+from sync.runs import TRIGGER_FULL, Drop, PagePlan, StopRun, plan
 from sync.sink import WriteCounts, write_page
 from sync.source import Source
+from sync.streams import StreamKind
 from sync.transaction import transaction
 from sync.transform import LinkRow, PageResult, transform_links, transform_page
 
@@ -142,21 +143,37 @@ class Pipeline:
         return self._finish(conn, page, counts)
 
     def _write(self, conn: Connection, invocation: uuid.UUID, page: _Page, state: st.SyncState) -> WriteCounts:
-        """The write step: rows, links, rejections, run counts and cursor in one transaction."""
+        """The write step: rows, links, rejections, purge ids, run counts and cursor in one transaction."""
         p, read, rows = page.plan, page.read, page.rows
+        full = p.trigger == TRIGGER_FULL
+        ids_complete = full and (p.new_run or state.ids_complete) and read.ids_incomplete is None
+        if full and read.ids_incomplete is not None and (p.new_run or state.ids_complete):
+            purge.note_incomplete(p.run_id, read.ids_incomplete)
         with transaction(conn):
             st.fence(conn, invocation)
-            counts = write_page(conn, rows.rows, page.links, rows.issues, str(p.run_id), read.source_ids)
+            counts = write_page(conn, rows.rows, page.links, [*rows.issues, *read.future], str(p.run_id))
+            if full:
+                purge.record_page(conn, p.run_id, read.opportunity_rows, first=p.new_run)
+                if read.run_done:
+                    _count_purge(counts, purge.finish(conn, p.run_id, complete=ids_complete))
             self._checkpoint("written")
             runlog.record_page(conn, p, _tally(page, counts), run_done=read.run_done)
+            repaired = read.start.repair
             progress = st.PageProgress(
                 plan=p,
                 opportunities=read.opportunities,
                 links=read.links,
-                watermark=next_watermark(state.watermark, read.opportunities.read_up_to),
-                link_watermark=next_watermark(state.link_watermark, read.links.read_up_to),
+                watermark=next_watermark(
+                    None if StreamKind.OPPORTUNITIES in repaired else state.watermark, read.opportunities.read_up_to
+                ),
+                link_watermark=next_watermark(
+                    None if StreamKind.CALL_LINKS in repaired else state.link_watermark, read.links.read_up_to
+                ),
                 written=counts.inserted + counts.updated + counts.deleted,
                 skipped=rows.skipped,
+                run_marks=(read.probe.marks if read.probe else None) if p.new_run else state.run_source_marks,
+                ids_complete=ids_complete,
+                repaired=repaired,
             )
             st.record_page(conn, progress)
             if read.run_done:
@@ -167,6 +184,8 @@ class Pipeline:
         """The finish step, after the commit: log the page, then end the run or continue it."""
         p, read = page.plan, page.read
         runlog.log_page(p, _tally(page, counts), read.opportunities.cursor, page.rows.issues, run_done=read.run_done)
+        if read.future and read.future_starts:
+            runlog.log_future_stamped(p, read.future)
         outcome = Outcome(
             "page",
             run_id=p.run_id,
@@ -251,7 +270,16 @@ def _publish(publisher: Publisher, message: Message) -> None:
 
 
 def _tally(page: _Page, counts: WriteCounts) -> runlog.PageTally:
-    return runlog.PageTally(len(page.read.opportunity_rows), page.rows.skipped, page.rows.degraded, counts)
+    read = page.read
+    future = len(read.future)
+    return runlog.PageTally(len(read.opportunity_rows), page.rows.skipped, page.rows.degraded + future, counts, future, read.cost)
+
+
+def _count_purge(counts: WriteCounts, purged: purge.Purged | None) -> None:
+    if purged is not None:
+        counts.purged = purged.rows
+        counts.deleted += purged.rows
+        counts.links_removed += purged.links
 
 
 def _close(conn: Connection) -> None:

@@ -56,7 +56,7 @@ def preview(settings: Settings, source: Source, conn: Connection, reader: Reader
     transformed = transform_page(read.opportunity_rows)
     links = transform_links(read.link_rows)
     with rolled_back(conn):
-        counts = write_page(conn, transformed.rows, links, [], str(decision.run_id), read.source_ids)
+        counts = write_page(conn, transformed.rows, links, [], str(decision.run_id))
     label = "new incremental run" if decision.new_run else f"run {decision.run_id}"
     return Preview(
         run=label,

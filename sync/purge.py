@@ -86,6 +86,35 @@ def purge(conn: Connection, run_id: uuid.UUID) -> Purged | None:
     return Purged(int(counts[0]), int(counts[1]))
 
 
+def record_page(conn: Connection, run_id: uuid.UUID, rows: Iterable[Mapping[str, Any]], *, first: bool) -> None:
+    """A full run's page: remember the ids it read (the first page forgets any superseded run's)."""
+    if first:
+        forget(conn)
+    record(conn, run_id, source_ids(rows))
+
+
+def finish(conn: Connection, run_id: uuid.UUID, *, complete: bool) -> Purged | None:
+    """The end of a full run: purge if its recorded ids can be trusted, then forget them."""
+    result = None
+    if complete:
+        result = purge(conn, run_id)
+    else:
+        refuse(
+            run_id,
+            "the ids this full resync recorded may be incomplete (it began before ids were recorded,"
+            " its result was evaluated again, or future-stamped rows went unread); the next full resync purges",
+        )
+    forget(conn)
+    return result
+
+
+def note_incomplete(run_id: uuid.UUID, reason: str) -> None:
+    """Say, when it happens, why this full resync will not purge."""
+    log.warning(
+        "this full resync will not purge: %s", reason, extra={"event": "purge_off", "run_id": str(run_id), "reason": reason}
+    )
+
+
 def refuse(run_id: uuid.UUID, reason: str) -> None:
     """Log that a completed full resync purges nothing, and why."""
     log.error("%s; not purging anything", reason, extra={"event": "purge_skipped", "run_id": str(run_id), "reason": reason})

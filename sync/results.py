@@ -73,16 +73,10 @@ class ResultGone(Exception):
 
 @dataclass
 class Slice:
-    """Rows of a result from ``start``, read lazily, and the result's total row count."""
+    """Rows of a result from ``start``, read lazily."""
 
     rows: Iterator[dict[str, Any]]
     start: int
-    _iterator: Any
-
-    @property
-    def total_rows(self) -> int:
-        total = self._iterator.total_rows
-        return int(total) if total is not None else 0
 
 
 def evaluate(
@@ -129,7 +123,7 @@ def read_slice(client: bigquery.Client, ref: JobRef, start: int, count: int | No
     except gexc.NotFound as err:
         msg = f"result of job {ref.project}:{ref.location}.{ref.job_id} is gone: {err.message}"
         raise ResultGone(msg) from err
-    return Slice(_rows(iterator), start, iterator)
+    return Slice(_rows(iterator), start)
 
 
 def _rows(iterator: Any) -> Iterator[dict[str, Any]]:

@@ -10,7 +10,7 @@ column list and the merge are derived from the declaration in ``sync/stored.py``
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +28,7 @@ _STAGE_DDL = (
     + ") ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS stage_links ("
     " call_id text, gong_opportunity_id text, deleted boolean, synced_at timestamptz,"
-    " PRIMARY KEY (gong_opportunity_id, call_id)) ON COMMIT DELETE ROWS;"
-    "CREATE TEMP TABLE IF NOT EXISTS stage_source_ids (gong_opportunity_id text PRIMARY KEY) ON COMMIT DELETE ROWS"
+    " PRIMARY KEY (gong_opportunity_id, call_id)) ON COMMIT DELETE ROWS"
 )
 _COPY_OPPORTUNITIES = f"COPY stage_opportunities ({', '.join(c.stage_name for c in stored.COPY_ORDER)}) FROM STDIN"
 
@@ -113,24 +112,11 @@ WHERE l.gong_opportunity_id IN (SELECT gong_opportunity_id FROM stage_opportunit
 ON CONFLICT (call_id, opportunity_id) DO NOTHING
 """
 
-# A completed full resync soft-deletes rows the source no longer has at all (purged from
-# Salesforce's recycle bin, so they never got is_deleted). The hash is reset so that a row
-# which reappears unchanged is still recognised as a change.
-_PURGE = """
-WITH purged AS (
-    UPDATE opportunities o SET deleted_at = now(), updated_at = now(), content_hash = '\\x00'::bytea
-    WHERE o.deleted_at IS NULL
-      AND NOT EXISTS (SELECT 1 FROM stage_source_ids s WHERE s.gong_opportunity_id = o.gong_opportunity_id)
-    RETURNING o.id
-), unlinked AS (
-    DELETE FROM call_opportunities co USING purged p WHERE co.opportunity_id = p.id RETURNING 1
-)
-SELECT (SELECT count(*) FROM purged), (SELECT count(*) FROM unlinked)
-"""
-
 
 @dataclass
 class WriteCounts:
+    """What a page's write changed; ``purged`` (also counted in ``deleted``) is set by a full resync's end."""
+
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -146,7 +132,6 @@ def write_page(
     links: Sequence[LinkRow],
     issues: Sequence[Issue],
     run_id: str,
-    source_ids: Iterable[str] | None = None,
 ) -> WriteCounts:
     """Stage and merge one page inside the caller's open transaction (no commit here)."""
     cur = conn.cursor()
@@ -171,15 +156,6 @@ def write_page(
         counts.links_removed = cur.rowcount
         cur.execute(_LINK)
         counts.links_added = cur.rowcount
-    if source_ids is not None:
-        cur.execute(
-            "COPY stage_source_ids (gong_opportunity_id) FROM STDIN ",
-            stream=encoding.chunks(encoding.text(i) + "\n" for i in source_ids),
-        )
-        cur.execute(_PURGE)
-        purged, unlinked = _one(cur)
-        counts.purged, counts.deleted = int(purged), counts.deleted + int(purged)
-        counts.links_removed += int(unlinked)
     if issues:
         cur.execute(
             "COPY sync_rejections (run_id, source_id, kind, reason, field_values) FROM STDIN",

@@ -12,26 +12,18 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sync import results, slices
 from sync.columns import Table, quote, quote_project, tables_from_information_schema
 from sync.config import Settings
-from sync.cursor import Keyset
+from sync.cursor import Keyset, page_is_last
 from sync.errors import SourceSchemaError
 from sync.probe import CLOCK_SKEW, Mark, Probe
 from sync.results import Cost, JobRef, ResultGone, ResultPosition
-from sync.source_sql import (
-    SourceTables,
-    all_ids_sql,
-    link_page_sql,
-    link_result_sql,
-    opportunity_page_sql,
-    opportunity_result_sql,
-    probe_sql,
-)
+from sync.source_sql import SourceTables, link_result_sql, opportunity_result_sql, probe_sql
 from sync.streams import SHAPES, StreamKind, split_link_key
 
 if TYPE_CHECKING:
@@ -91,13 +83,6 @@ class Source(Protocol):
     def probe(self) -> Probe | None: ...
 
     def read(self, request: StreamRead) -> SourcePage | None: ...
-
-    # The per-page path the pipeline still calls; removed once it reads through read().
-    def read_opportunities(self, after: Keyset, upper_bound: dt.datetime | None, limit: int, deadline: float) -> SourcePage: ...
-
-    def read_links(self, after: Keyset, upper_bound: dt.datetime | None, limit: int, deadline: float) -> SourcePage | None: ...
-
-    def all_opportunity_ids(self) -> Iterator[str]: ...
 
 
 def make_client(settings: Settings) -> bigquery.Client:
@@ -274,7 +259,8 @@ class BigQuerySource:
             msg = f"row {start} of job {position.job.job_id} lies after the cursor {request.after}: the offset is misaligned"
             raise ResultGone(msg)
         offset = position.offset + taken.consumed
-        exhausted = offset >= piece.total_rows
+        # As with a keyset page: a short slice not cut by the budget proves the result is read.
+        exhausted = page_is_last(taken.consumed, request.limit, truncated=taken.truncated)
         unread = max(0, (taken.future_total or 0) - request.limit) if starts_result else 0
         return SourcePage(
             rows=taken.rows,
@@ -326,57 +312,6 @@ class BigQuerySource:
             return results.evaluate(self._client, sql, params, location=location, deadline=deadline, cost=cost)
         finally:
             self.stats.jobs += cost.jobs - jobs
-
-    # -- the per-page path, until the pipeline reads through read() -----------------------
-
-    def read_opportunities(self, after: Keyset, upper_bound: dt.datetime | None, limit: int, deadline: float) -> SourcePage:
-        from google.cloud import bigquery
-
-        sql = opportunity_page_sql(self.tables(), bound_known=upper_bound is not None)
-        params = [
-            bigquery.ScalarQueryParameter("after_stamp", "TIMESTAMP", after.stamp),
-            bigquery.ScalarQueryParameter("after_id", "STRING", after.key),
-            bigquery.ScalarQueryParameter("upper_bound", "TIMESTAMP", upper_bound),
-            bigquery.ScalarQueryParameter("page_limit", "INT64", limit),
-        ]
-        return self._legacy_page(sql, params, deadline, upper_bound, SHAPES[StreamKind.OPPORTUNITIES].keyset)
-
-    def read_links(self, after: Keyset, upper_bound: dt.datetime | None, limit: int, deadline: float) -> SourcePage | None:
-        from google.cloud import bigquery
-
-        tables = self.tables()
-        if tables.links is None:
-            return None
-        call_id, object_id = split_link_key(after.key)
-        params = [
-            bigquery.ScalarQueryParameter("after_stamp", "TIMESTAMP", after.stamp),
-            bigquery.ScalarQueryParameter("after_call", "STRING", call_id),
-            bigquery.ScalarQueryParameter("after_object", "STRING", object_id),
-            bigquery.ScalarQueryParameter("upper_bound", "TIMESTAMP", upper_bound),
-            bigquery.ScalarQueryParameter("page_limit", "INT64", limit),
-            bigquery.ScalarQueryParameter("object_type", "STRING", "opportunity"),
-        ]
-        sql = link_page_sql(tables, bound_known=upper_bound is not None)
-        return self._legacy_page(sql, params, deadline, upper_bound, SHAPES[StreamKind.CALL_LINKS].keyset)
-
-    def all_opportunity_ids(self) -> Iterator[str]:
-        for row in self._all_rows(all_ids_sql(self.tables()), [], time.monotonic() + 300, Cost()):
-            if row["id"] is not None:
-                yield str(row["id"])
-
-    def _legacy_page(self, sql: str, params: list[Any], deadline: float, upper_bound: dt.datetime | None, key: Any) -> SourcePage:
-        rows: list[dict[str, Any]] = []
-        truncated = False
-        bound = upper_bound
-        job = self._evaluate(sql, params, deadline, Cost())
-        for row in results.read_slice(self._client, job, 0, None, deadline).rows:
-            rows.append(row)
-            if bound is None:
-                bound = row["run_upper_bound"]
-            if time.monotonic() > deadline:
-                truncated = True
-                break
-        return SourcePage(rows, bound, truncated=truncated, last=key(rows[-1]) if rows else None)
 
 
 def _warn_unsafe_details(account: Table) -> None:

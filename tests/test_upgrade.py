@@ -7,6 +7,7 @@ import uuid
 import pytest
 from conftest import query_url
 
+from sync.cursor import Keyset
 from sync.db import connect_url
 from sync.schema import available, migrate
 
@@ -81,3 +82,56 @@ def test_0003_keeps_every_row_and_the_run_in_flight(before_0003):
     )
     assert runs == [(3, None, None, None, 0)]  # cost unknown before it was counted, not zero
     assert query_url(url, "SELECT count(*) FROM sync_run_source_ids") == [(0,)]
+
+
+def test_a_run_in_flight_at_the_upgrade_carries_on_from_its_cursor(env, before_0003, caplog):
+    import logging
+    import time
+
+    from projection import expected_projection
+
+    from standins.generator import generate
+    from sync.messages import Message
+    from sync.sink import write_page
+    from sync.source import StreamRead
+    from sync.streams import StreamKind
+    from sync.transform import transform_page
+
+    data = generate(120, seed=161, batch_size=10, messy=False)
+    env.seed(data)
+    env.database_url = before_0003
+    # Two pages of a full resync as the code before 0003 left them: rows written, cursor stored
+    # (the call-link stream not started yet).
+    first = env.source().read(StreamRead(StreamKind.OPPORTUNITIES, Keyset.start(), None, None, 80, time.monotonic() + 60))
+    conn = connect_url(before_0003)
+    try:
+        write_page(conn, transform_page(first.rows).rows, [], [], str(RUN))
+        conn.commit()
+    finally:
+        conn.close()
+    query_url(
+        before_0003, "INSERT INTO sync_runs (run_id, trigger, pages, rows_read) VALUES (%s, 'full_resync', 2, 80)", (str(RUN),)
+    )
+    query_url(
+        before_0003,
+        "UPDATE sync_status SET run_id = %s, run_trigger = 'full_resync', run_next_page = 3, run_upper_bound = %s,"
+        " run_cursor_stamp = %s, run_cursor_id = %s, status = 'running'",
+        (str(RUN), first.upper_bound, first.last.stamp, first.last.key),
+    )
+    conn = connect_url(before_0003)
+    try:
+        assert 3 in migrate(conn)
+    finally:
+        conn.close()
+
+    with caplog.at_level(logging.WARNING):
+        outcomes = env.drain(Message.tick())  # the scheduler's next tick resumes the run
+
+    assert {o.run_id for o in outcomes} == {RUN}
+    assert sum(o.rows_read for o in outcomes) == 40  # only what the cursor had not passed
+    assert env.projection() == expected_projection(data)
+    pages, jobs = env.query("SELECT pages, bigquery_jobs FROM sync_runs WHERE run_id = %s", (str(RUN),))[0]
+    assert pages == 2 + len(outcomes)
+    assert jobs is None  # its first pages' jobs were never counted: unknown, not a wrong number
+    # Its ids were not recorded from the first page, so its end must not purge from a partial list.
+    assert [r.event for r in caplog.records if getattr(r, "event", None) == "purge_skipped"] == ["purge_skipped"]
