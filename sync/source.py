@@ -12,11 +12,10 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sync import results, slices
+from sync import discovery, results, slices
 from sync.columns import Table, quote, quote_project, tables_from_information_schema
 from sync.config import Settings
 from sync.cursor import Keyset, page_is_last
@@ -118,40 +117,9 @@ class BigQuerySource:
         """Resolved source tables, discovered once; the look-ups count in ``cost``."""
         with self._lock:
             if self._tables is None:
-                self._tables = self._discover(cost if cost is not None else Cost())
+                spent = cost if cost is not None else Cost()
+                self._tables = discovery.resolve(self._settings, lambda dataset: self._dataset_tables(dataset, spent))
             return self._tables
-
-    def _discover(self, cost: Cost) -> SourceTables:
-        s = self._settings
-        salesforce = self._dataset_tables(s.salesforce_dataset, cost)
-        gong = self._dataset_tables(s.gong_dataset, cost)
-        opportunity = salesforce.get("opportunity")
-        if opportunity is None:
-            opportunity = gong.get("opportunity")
-            if opportunity is None:
-                msg = (
-                    f"neither {s.salesforce_dataset}.opportunity nor {s.gong_dataset}.opportunity exists "
-                    f"in project {s.bigquery_project}; check SALESFORCE_DATASET and GONG_DATASET"
-                )
-                raise SourceSchemaError(msg)
-            log.warning("salesforce opportunity table missing; reading %s instead", opportunity.label)
-        for logical in ("id", "name", "stage_name", "amount", "close_date"):
-            opportunity.require(logical)
-        tables = SourceTables(
-            project=s.bigquery_project,
-            opportunity=opportunity,
-            account=_checked(salesforce, s.salesforce_dataset, "account", ("id", "name")),
-            user=_checked(salesforce, s.salesforce_dataset, "user", ("id", "email")),
-            history=_checked(
-                salesforce, s.salesforce_dataset, "opportunity_history", ("opportunity_id", "stage_name", "created_date")
-            ),
-            gong_opportunity=gong.get("opportunity") if gong.get("opportunity") is not opportunity else None,
-            links=_checked(gong, s.gong_dataset, "call_context_integration", ("call_id", "object_type", "object_id")),
-        )
-        if tables.account is not None:
-            _warn_unsafe_details(tables.account)
-        log.info("source schema resolved", extra={"source_table": opportunity.label, "features": tables.features()})
-        return tables
 
     def _dataset_tables(self, dataset: str, cost: Cost) -> dict[str, Table]:
         from google.api_core import exceptions as gexc
@@ -312,29 +280,3 @@ class BigQuerySource:
             return results.evaluate(self._client, sql, params, location=location, deadline=deadline, cost=cost)
         finally:
             self.stats.jobs += cost.jobs - jobs
-
-
-def _warn_unsafe_details(account: Table) -> None:
-    """Say once (discovery is cached per process) which account columns the details leave out."""
-    for name in account.unsafe:
-        log.warning(
-            "account column %r of %s is not a safe identifier (letters, digits and underscores only); "
-            "it is left out of the account details",
-            name,
-            account.label,
-            extra={"event": "column_skipped", "table": account.label, "column": name},
-        )
-
-
-def _checked(tables: Mapping[str, Table], dataset: str, name: str, required: tuple[str, ...]) -> Table | None:
-    """An optional table; when it exists it must still have its required columns."""
-    table = tables.get(name)
-    if table is None:
-        log.warning("optional source table %s.%s is absent; its feature is off", dataset, name, extra={"event": "feature_off"})
-        return None
-    for logical in required:
-        table.require(logical)
-    return table
-
-
-__all__ = ["BigQuerySource", "Cost", "JobRef", "Source", "SourcePage", "StreamRead", "make_client"]
