@@ -1,7 +1,9 @@
 """Peak memory of the full resync's purge, from 100k to 1M source ids (a synthetic id stream).
 
-Each measurement is a fresh interpreter, as a Cloud Functions invocation is, reading its own
-``ru_maxrss`` at the end. The database holds N live opportunities; the source is N ids with
+Each measurement is a fresh interpreter, as a Cloud Functions invocation is, started by a small
+wrapper that reads its peak RSS from ``RUSAGE_CHILDREN``: Linux carries ``ru_maxrss`` across
+``fork``/``exec``, so a child started straight from this (large) process would report at least
+this process's size. The database holds N live opportunities; the source is N ids with
 1 % gone, so the purge really soft-deletes something.
 
 - **record** (now): one page's worth of ids (2,000) COPYed into ``sync_run_source_ids``, as
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.emulated import RSS_WRAPPER
 from bench.pg import fresh_database
 from sync.db import connect_url
 
@@ -27,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN = "00000000-0000-0000-0000-0000000000b1"
 
 _CHILD = r"""
-import json, resource, sys, time, uuid
+import json, sys, time, uuid
 from sync import purge
 from sync.db import connect_url
 mode, url, n, page = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -65,18 +68,19 @@ elif mode == "purge_list":
     result = cur.rowcount
     conn.rollback()
 conn.close()
-print(json.dumps({"maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "seconds": time.perf_counter() - started,
-                  "purged": getattr(result, "rows", result)}))
+print(json.dumps({"seconds": time.perf_counter() - started, "purged": getattr(result, "rows", result)}))
 """
 
 
 def _child(mode: str, url: str, n: int, page: int) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-c", _CHILD, mode, url, str(n), str(page), RUN], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    cmd = [sys.executable, "-c", RSS_WRAPPER, sys.executable, "-c", _CHILD, mode, url, str(n), str(page), RUN]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+    wrapped: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    if wrapped["rc"] != 0:
+        msg = f"purge bench child {mode} failed ({wrapped['rc']}): {wrapped['stderr']}"
+        raise RuntimeError(msg)
+    result: dict[str, Any] = json.loads(wrapped["stdout"].strip().splitlines()[-1])
+    return {**result, "maxrss_kib": wrapped["maxrss_kib"]}
 
 
 def _seed(url: str, n: int) -> None:
