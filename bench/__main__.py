@@ -268,6 +268,9 @@ def _summarize_runs(r: dict[str, Any], add: Add) -> None:
     add(f"full run of {r['rows']} rows, old per-page path", old["seconds"], "s")
     ratio = old["seconds"] / new["seconds"]
     add("  speed-up, old / new", ratio, "x", ">= 5", ratio >= 5)
+    add("  of it waiting for jobs to run: new / old", f"{new['job_seconds']:.1f} / {old['job_seconds']:.1f}", "s")
+    rest_new, rest_old = new["seconds"] - new["job_seconds"], old["seconds"] - old["job_seconds"]
+    add("  the rest (rows read, mapped, written): new / old", f"{rest_new:.1f} / {rest_old:.1f}", "s")
     same = new["rows_stored"] == old["rows_stored"]
     add("  rows stored: new / old", f"{new['rows_stored']} / {old['rows_stored']}", "", "equal", same)
     idle = r["idle_tick"]
