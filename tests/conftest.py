@@ -4,6 +4,7 @@ with fresh datasets per test, driven through the real ``google-cloud-bigquery`` 
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -366,3 +367,17 @@ def secure_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure
         yield SecurePostgres(cluster, ca_file)
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def pubsub_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The official Pub/Sub emulator for one test module; the client libraries find it by env."""
+    from standins import pubsub as spubsub
+
+    emulator = spubsub.start(tmp_path_factory.mktemp("pubsub"))
+    os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
+    try:
+        yield emulator.host
+    finally:
+        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        emulator.stop()

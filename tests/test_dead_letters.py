@@ -36,17 +36,6 @@ needs_emulator = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def pubsub_host(tmp_path_factory):
-    emulator = spubsub.start(tmp_path_factory.mktemp("pubsub-dlq"))
-    os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
-    try:
-        yield emulator.host
-    finally:
-        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-        emulator.stop()
-
-
 def _clients():
     from google.cloud import pubsub_v1
 

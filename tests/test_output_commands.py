@@ -54,17 +54,6 @@ def _render(output: str) -> str:
     return template
 
 
-@pytest.fixture(scope="module")
-def pubsub_host(tmp_path_factory):
-    emulator = spubsub.start(tmp_path_factory.mktemp("pubsub-gcloud"))
-    os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
-    try:
-        yield emulator.host
-    finally:
-        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-        emulator.stop()
-
-
 @pytest.fixture
 def shell_env(tmp_path, pubsub_host):
     """PATH with a `terraform` that answers `output -raw NAME`, and gcloud pointed at the emulator."""

@@ -35,17 +35,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def pubsub_host(tmp_path_factory):
-    emulator = spubsub.start(tmp_path_factory.mktemp("pubsub"))
-    os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
-    try:
-        yield emulator.host
-    finally:
-        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-        emulator.stop()
-
-
 def _topic(name):
     from google.cloud import pubsub_v1
 
