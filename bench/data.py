@@ -29,7 +29,7 @@ def _date(text: str | None) -> dt.date | None:
 
 
 def joined_rows(data: FivetranData) -> list[dict[str, Any]]:
-    """One joined row per opportunity, as ``BigQuerySource.read_opportunities`` yields them."""
+    """One joined row per opportunity, as ``BigQuerySource.read`` yields them for the opportunity stream."""
     accounts = {a["id"]: a for a in data.rows("account")}
     users = {u["id"]: u for u in data.rows("user")}
     gong = {g["id"]: g for g in data.rows("gong_opportunity")}

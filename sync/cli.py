@@ -222,6 +222,7 @@ def _status_table(data: dict[str, Any], out: TextIO) -> None:
             if last
             else "-",
         ),
+        ("last run's BigQuery cost", _cost(last) if last else "-"),
     ]
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
@@ -259,6 +260,19 @@ def _cell(value: Any) -> str:
 
 def _error(err: BaseException) -> None:
     print(f"error: {report.printable(str(err))}", file=sys.stderr)
+
+
+def _cost(run: dict[str, Any]) -> str:
+    """Jobs and bytes as BigQuery reported them; "unknown" where it did not (the emulator bills nothing)."""
+    jobs = run.get("bigquery_jobs")
+    processed, billed = run.get("bigquery_bytes_processed"), run.get("bigquery_bytes_billed")
+    return f"{'?' if jobs is None else jobs} jobs, {_bytes(processed)} processed, {_bytes(billed)} billed"
+
+
+def _bytes(value: Any) -> str:
+    if value is None:
+        return "unknown"
+    return f"{int(value) / 1e6:,.1f} MB"
 
 
 def _duration(seconds: Any) -> str:

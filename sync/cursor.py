@@ -5,8 +5,10 @@ A page is the rows with ``(stamp, key) > after`` and ``stamp <= upper_bound``, o
 neither skip nor repeat a row, even when thousands of rows share one timestamp.
 
 A run freezes ``upper_bound`` on its first page and carries it to the last, so it terminates
-while rows keep landing; those are the next run's. The watermark only ever moves to a stamp
-that was read and committed, and never backwards.
+while rows keep landing; those are the next run's. The bound is capped at the source's clock
+plus a skew allowance, so a row stamped in the future can never become one. The watermark only
+ever moves to a stamp that was read and committed, and never backwards; one found beyond the
+source's clock when a run starts is discarded instead (``sync/probe.py``).
 
 A run reads two streams (opportunities and call links); :class:`Stream` is where one of them
 stands: its cursor, its frozen bound and whether it is exhausted.
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+
+from sync.results import ResultPosition
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -75,11 +79,16 @@ def page_is_last(rows_returned: int, limit: int, *, truncated: bool) -> bool:
 
 @dataclass(frozen=True)
 class Stream:
-    """Where one source stream stands within a run."""
+    """Where one source stream stands within a run.
+
+    ``result`` is where its next page starts in the run's BigQuery result (a shortcut: the
+    keyset ``cursor`` stays the truth); None before the run's first evaluation and once done.
+    """
 
     cursor: Keyset
     upper_bound: dt.datetime | None = None
     done: bool = False
+    result: ResultPosition | None = None
 
     @classmethod
     def begin(cls, watermark: dt.datetime | None, lookback: dt.timedelta, *, full: bool) -> Stream:
@@ -87,12 +96,12 @@ class Stream:
         return cls(run_start(watermark, lookback, full=full))
 
     def after_page(
-        self, last_row: Keyset | None, upper_bound: dt.datetime | None, *, returned: int, limit: int, truncated: bool
+        self, last_row: Keyset | None, upper_bound: dt.datetime | None, *, exhausted: bool, result: ResultPosition | None
     ) -> Stream:
-        """The stream after a page of ``returned`` rows, the last of them at ``last_row``."""
+        """The stream after a page whose last row within the bound is ``last_row``."""
         if self.done:
             return self
-        return Stream(advance(self.cursor, last_row), upper_bound, page_is_last(returned, limit, truncated=truncated))
+        return Stream(advance(self.cursor, last_row), upper_bound, exhausted, None if exhausted else result)
 
     def finished(self) -> Stream:
         """Nothing (more) to read: the source has no such table, or the run is past it."""

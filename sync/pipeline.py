@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from sync import pacing, refused, runlog
+from sync import pacing, purge, refused, runlog
 from sync import state as st
 from sync.config import Settings
 from sync.cursor import next_watermark
@@ -35,9 +35,10 @@ from sync.db import Connection
 from sync.errors import LeaseBusyError, PermanentError, SyncError, classify, is_page_timeout
 from sync.messages import Message, MessageType
 from sync.reader import PageRead, Reader, SourceReader
-from sync.runs import Drop, PagePlan, StopRun, plan
+from sync.runs import TRIGGER_FULL, Drop, PagePlan, StopRun, plan
 from sync.sink import PageWrite, WriteCounts, write_page
 from sync.source import Source
+from sync.streams import StreamKind
 from sync.transaction import transaction
 from sync.transform import Issue, LinkResult, PageResult, transform_links, transform_page
 
@@ -149,29 +150,45 @@ class Pipeline:
         return self._finish(conn, page, written)
 
     def _write(self, conn: Connection, invocation: uuid.UUID, page: _Page, state: st.SyncState) -> PageWrite:
-        """The write step: rows, links, rejections, run counts and cursor in one transaction."""
+        """The write step: rows, links, rejections, purge ids, run counts and cursor in one transaction."""
         p, read, s = page.plan, page.read, self._settings
+        full = p.trigger == TRIGGER_FULL
+        ids_complete = full and (p.new_run or state.ids_complete) and read.ids_incomplete is None
+        if full and read.ids_incomplete is not None and (p.new_run or state.ids_complete):
+            purge.note_incomplete(p.run_id, read.ids_incomplete)
         # Finding refused rows gets half the time budget again, on top of the read's: a page
         # that needs longer is retried smaller (sync/pacing.py) rather than overrun the function.
         deadline = time.monotonic() + s.time_budget_seconds / 2
         with transaction(conn):
             st.fence(conn, invocation)
             written = write_page(
-                conn, page.rows.rows, page.links.links, page.issues, str(p.run_id), read.source_ids, deadline=deadline
+                conn, page.rows.rows, page.links.links, [*page.issues, *read.future], str(p.run_id), deadline=deadline
             )
+            c = written.counts
+            if full:
+                purge.record_page(conn, p.run_id, read.opportunity_rows, first=p.new_run)
+                if read.run_done:
+                    _count_purge(c, purge.finish(conn, p.run_id, complete=ids_complete))
             self._checkpoint("written")
             tally = _tally(page, written)
             runlog.record_page(conn, p, tally, run_done=read.run_done, shrunk_to=pacing.shrunk(s.page_size, p.page_size_limit))
-            c = written.counts
+            repaired = read.start.repair
             progress = st.PageProgress(
                 plan=p,
                 opportunities=read.opportunities,
                 links=read.links,
-                watermark=next_watermark(state.watermark, read.opportunities.read_up_to),
-                link_watermark=next_watermark(state.link_watermark, read.links.read_up_to),
+                watermark=next_watermark(
+                    None if StreamKind.OPPORTUNITIES in repaired else state.watermark, read.opportunities.read_up_to
+                ),
+                link_watermark=next_watermark(
+                    None if StreamKind.CALL_LINKS in repaired else state.link_watermark, read.links.read_up_to
+                ),
                 written=c.inserted + c.updated + c.deleted,
                 skipped=tally.rows_skipped,
                 page_size_limit=pacing.after_commit(s.page_size, p.page_size_limit),
+                run_marks=(read.probe.marks if read.probe else None) if p.new_run else state.run_source_marks,
+                ids_complete=ids_complete,
+                repaired=repaired,
             )
             st.record_page(conn, progress)
             if read.run_done:
@@ -184,6 +201,8 @@ class Pipeline:
         p, read = page.plan, page.read
         tally = _tally(page, written)
         runlog.log_page(p, tally, read.opportunities.cursor, [*page.issues, *written.refused], run_done=read.run_done)
+        if read.future and read.future_starts:
+            runlog.log_future_stamped(p, read.future)
         outcome = Outcome(
             "page",
             run_id=p.run_id,
@@ -277,10 +296,20 @@ def _publish(publisher: Publisher, message: Message) -> None:
 
 
 def _tally(page: _Page, written: PageWrite) -> runlog.PageTally:
-    """Rows and links skipped or degraded by the transform, and those Postgres refused."""
+    """Rows and links skipped or degraded by the transform, those Postgres refused, and future stamps."""
+    read = page.read
     issues = [*page.issues, *written.refused]
     skipped = sum(1 for i in issues if i.kind == "skipped")
-    return runlog.PageTally(len(page.read.opportunity_rows), skipped, len(issues) - skipped, written.counts)
+    future = len(read.future)
+    degraded = len(issues) - skipped + future
+    return runlog.PageTally(len(read.opportunity_rows), skipped, degraded, written.counts, future, read.cost)
+
+
+def _count_purge(counts: WriteCounts, purged: purge.Purged | None) -> None:
+    if purged is not None:
+        counts.purged = purged.rows
+        counts.deleted += purged.rows
+        counts.links_removed += purged.links
 
 
 def _close(conn: Connection) -> None:

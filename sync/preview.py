@@ -56,7 +56,7 @@ def preview(settings: Settings, source: Source, conn: Connection, reader: Reader
     transformed = transform_page(read.opportunity_rows)
     links = transform_links(read.link_rows)
     with rolled_back(conn):
-        written = write_page(conn, transformed.rows, links.links, [], str(decision.run_id), read.source_ids)
+        written = write_page(conn, transformed.rows, links.links, [], str(decision.run_id))
     counts = written.counts
     issues = [*transformed.issues, *links.issues, *written.refused]
     skipped = sum(1 for i in issues if i.kind == "skipped")

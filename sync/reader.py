@@ -1,21 +1,30 @@
 """The read step: one page of each stream a plan still needs, and where the streams stand after it.
 
+A new run first probes the source (``sync/probe.py``): a stream whose tables show nothing new
+since the last completed run is not read at all, and a stream whose watermark lies beyond the
+source's clock starts again from the beginning. Then each stream's page comes from the run's
+single evaluation of its query (``sync/source.py``), which the stream's stored result position
+points into.
+
 The pipeline and the dry run (``sync/preview.py``) read through the same :class:`Reader`, so a
-preview shows exactly the page a tick would write. A different way of reading (a run's query
-result kept between pages, say) plugs in as another :class:`Reader`.
+preview shows exactly the page a tick would write.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sync.cursor import Stream
+from sync.cursor import Keyset, Stream
 from sync.pacing import page_size
+from sync.probe import Probe, RunStart, decide
+from sync.results import Cost
 from sync.runs import TRIGGER_FULL, PagePlan
-from sync.source import Source, SourcePage
+from sync.source import Source, SourcePage, StreamRead
+from sync.streams import StreamKind
+from sync.transform import Issue
 
 log = logging.getLogger(__name__)
 
@@ -24,19 +33,31 @@ log = logging.getLogger(__name__)
 class PageRead:
     """Rows read for one plan, and each stream after them.
 
-    ``source_ids`` is every opportunity id the source has now, read only when this page ends a
-    full resync (the rows it no longer has are soft-deleted); None otherwise.
+    ``future`` holds a degraded ``future_stamp`` issue per row stamped beyond the source clock's
+    cap (they are among the rows, written like any other); ``future_starts`` says this page
+    holds the first of them in the run's result, so the run warns once.
     """
 
     opportunity_rows: Sequence[dict[str, Any]]
     link_rows: Sequence[dict[str, Any]]
     opportunities: Stream
     links: Stream
-    source_ids: Sequence[str] | None = None
+    future: Sequence[Issue] = ()
+    future_starts: bool = False
+    cost: Cost = field(default_factory=Cost)
+    probe: Probe | None = None
+    start: RunStart = field(default_factory=RunStart)
+    # Why the opportunity ids this page read cannot complete a full resync's purge list.
+    ids_incomplete: str | None = None
 
     @property
     def run_done(self) -> bool:
         return self.opportunities.done and self.links.done
+
+    @property
+    def idle(self) -> bool:
+        """A new run that found nothing landed in any stream."""
+        return self.start.skip == frozenset(StreamKind)
 
 
 class Reader(Protocol):
@@ -46,41 +67,101 @@ class Reader(Protocol):
 
 
 class SourceReader:
-    """:class:`Reader` running one keyset query per stream against a :class:`Source`."""
+    """:class:`Reader` over a :class:`Source`: a probe on a run's first page, then one slice per stream."""
 
     def __init__(self, source: Source, page_size: int) -> None:
         self._source = source
         self._page_size = page_size
 
     def read(self, plan: PagePlan, deadline: float) -> PageRead:
+        cost = Cost()
         size = page_size(self._page_size, plan.page_size_limit)
-        opportunity_rows: list[dict[str, Any]] = []
-        opportunities = plan.opportunities
-        if not opportunities.done:
-            page = self._source.read_opportunities(opportunities.cursor, opportunities.upper_bound, size, deadline)
-            opportunity_rows, opportunities = page.rows, self._after(opportunities, page, size)
-        link_rows: list[dict[str, Any]] = []
-        links = plan.links
-        if not links.done:
-            link_page = self._source.read_links(links.cursor, links.upper_bound, size, deadline)
-            # No link table in the source: there is nothing to read, now or later in the run.
-            links = links.finished() if link_page is None else self._after(links, link_page, size)
-            link_rows = link_page.rows if link_page is not None else []
-        read = PageRead(opportunity_rows, link_rows, opportunities, links)
-        if read.run_done and plan.trigger == TRIGGER_FULL:
-            return PageRead(opportunity_rows, link_rows, opportunities, links, self._source_ids())
-        return read
+        streams = {StreamKind.OPPORTUNITIES: plan.opportunities, StreamKind.CALL_LINKS: plan.links}
+        probe, start = None, RunStart()
+        if plan.new_run:
+            probe = self._source.probe()
+            if probe is not None:
+                cost.add(probe.cost)
+                start = decide(probe, full=plan.trigger == TRIGGER_FULL, watermarks=plan.watermarks, committed=plan.source_marks)
+                streams = _started(streams, start, plan)
+        rows: dict[StreamKind, list[dict[str, Any]]] = {kind: [] for kind in StreamKind}
+        future: list[Issue] = []
+        future_starts, ids_incomplete = False, None
+        for kind, stream in streams.items():
+            if stream.done:
+                continue
+            page = self._source.read(StreamRead(kind, stream.cursor, stream.upper_bound, stream.result, size, deadline))
+            if page is None:  # no such table in the source: nothing to read, now or later in the run
+                streams[kind] = stream.finished()
+                continue
+            cost.add(page.cost)
+            rows[kind] = page.rows
+            streams[kind] = stream.after_page(page.last, page.upper_bound, exhausted=page.exhausted, result=page.position)
+            future += _future_issues(kind, page)
+            future_starts = future_starts or page.future_starts
+            if kind is StreamKind.OPPORTUNITIES:
+                ids_incomplete = _ids_incomplete(page)
+        return PageRead(
+            rows[StreamKind.OPPORTUNITIES],
+            rows[StreamKind.CALL_LINKS],
+            streams[StreamKind.OPPORTUNITIES],
+            streams[StreamKind.CALL_LINKS],
+            future,
+            future_starts,
+            cost,
+            probe,
+            start,
+            ids_incomplete,
+        )
 
-    def _after(self, stream: Stream, page: SourcePage, limit: int) -> Stream:
-        returned = len(page.rows)
-        return stream.after_page(page.last, page.upper_bound, returned=returned, limit=limit, truncated=page.truncated)
 
-    def _source_ids(self) -> list[str] | None:
-        ids = list(self._source.all_opportunity_ids())
-        if not ids:
-            # An empty source is far likelier a broken connector than a deleted CRM.
-            log.error(
-                "full resync found no opportunity ids in the source; not purging anything", extra={"event": "purge_skipped"}
-            )
-            return None
-        return ids
+def _started(streams: dict[StreamKind, Stream], start: RunStart, plan: PagePlan) -> dict[StreamKind, Stream]:
+    """A new run's streams after its probe: repaired ones from the beginning, unchanged ones done."""
+    started = dict(streams)
+    for kind in (k for k in StreamKind if k in start.repair):
+        log.warning(
+            "the %s watermark %s lies beyond the source's clock; re-reading that stream from the beginning",
+            kind.value,
+            plan.watermarks.get(kind),
+            extra={"event": "watermark_repaired", "run_id": str(plan.run_id), "stream": kind.value},
+        )
+        started[kind] = Stream(Keyset.start())
+    for kind in start.skip:
+        started[kind] = started[kind].finished()
+    if start.skip == frozenset(StreamKind):
+        log.info(
+            "nothing landed since the last run; the join was not evaluated",
+            extra={"event": "no_changes", "run_id": str(plan.run_id)},
+        )
+    return started
+
+
+def _future_issues(kind: StreamKind, page: SourcePage) -> list[Issue]:
+    """A degraded issue per future-stamped row: recorded in sync_rejections like any degradation."""
+    bound = page.upper_bound.isoformat() if page.upper_bound else None
+    if kind is StreamKind.OPPORTUNITIES:
+        return [_future(r.get("id"), {"change_stamp": _iso(r.get("change_stamp")), "upper_bound": bound}) for r in page.future]
+    return [
+        _future(r.get("object_id"), {"call_id": _text(r.get("call_id")), "stamp": _iso(r.get("stamp")), "upper_bound": bound})
+        for r in page.future
+    ]
+
+
+def _future(source_id: Any, values: dict[str, Any]) -> Issue:
+    return Issue(_text(source_id), "degraded", "future_stamp", values)
+
+
+def _ids_incomplete(page: SourcePage) -> str | None:
+    if page.reevaluated:
+        return "the run's result was evaluated again mid-run, so a row may have moved past its frozen bound unseen"
+    if page.future_unread:
+        return f"{page.future_unread} future-stamped rows beyond the run's extra page were not read"
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else _text(value)

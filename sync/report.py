@@ -65,7 +65,8 @@ def runs(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
     return _rows(
         conn,
         "SELECT run_id, trigger, status, started_at, finished_at, pages, rows_read, rows_inserted, rows_updated,"
-        " rows_unchanged, rows_skipped, rows_degraded, rows_deleted, links_added, links_removed, smallest_page_size, error"
+        " rows_unchanged, rows_skipped, rows_degraded, rows_deleted, links_added, links_removed, rows_future_stamped,"
+        " smallest_page_size, bigquery_jobs, bigquery_bytes_processed, bigquery_bytes_billed, error"
         " FROM sync_runs ORDER BY started_at DESC LIMIT %s",
         (limit,),
     )

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sync.db import Connection
+from sync.results import Cost
 from sync.sink import WriteCounts
 
 if TYPE_CHECKING:
@@ -30,17 +32,20 @@ _SAMPLE_IDS = 10
 
 @dataclass(frozen=True)
 class PageTally:
-    """What one page did: rows read, skipped and degraded, and what the write changed."""
+    """What one page did: rows read, skipped and degraded, what the write changed, what BigQuery billed."""
 
     rows_read: int
     rows_skipped: int
     rows_degraded: int
     written: WriteCounts
+    rows_future_stamped: int = 0
+    cost: Cost = field(default_factory=Cost)
 
     def counters(self) -> dict[str, int]:
         """Each count under its ``sync_runs`` column name, which is also its log field."""
         w = self.written
         return {
+            "rows_future_stamped": self.rows_future_stamped,
             "rows_read": self.rows_read,
             "rows_inserted": w.inserted,
             "rows_updated": w.updated,
@@ -54,11 +59,15 @@ class PageTally:
 
 
 _COUNTERS = tuple(PageTally(0, 0, 0, WriteCounts()).counters())
+# BigQuery's cost: NULL where unknown (a run recorded before it was counted, or bytes BigQuery
+# did not report), and a sum with an unknown stays unknown, as SQL's + has it.
+_COST = ("bigquery_jobs", "bigquery_bytes_processed", "bigquery_bytes_billed")
 _RECORD_PAGE = (
-    f"INSERT INTO sync_runs AS r (run_id, trigger, pages, {', '.join(_COUNTERS)}, smallest_page_size, status, finished_at)"
-    f" VALUES (%s, %s, 1, {', '.join(['%s'] * len(_COUNTERS))}, %s, %s, CASE WHEN %s THEN now() END)"
+    f"INSERT INTO sync_runs AS r (run_id, trigger, pages, {', '.join((*_COUNTERS, *_COST))}, smallest_page_size,"
+    " status, finished_at)"
+    f" VALUES (%s, %s, 1, {', '.join(['%s'] * (len(_COUNTERS) + len(_COST)))}, %s, %s, CASE WHEN %s THEN now() END)"
     " ON CONFLICT (run_id) DO UPDATE SET pages = r.pages + 1, "
-    + ", ".join(f"{c} = r.{c} + EXCLUDED.{c}" for c in _COUNTERS)
+    + ", ".join(f"{c} = r.{c} + EXCLUDED.{c}" for c in (*_COUNTERS, *_COST))
     # least() skips NULLs: a page at the full size leaves the smallest one recorded.
     + ", smallest_page_size = least(r.smallest_page_size, EXCLUDED.smallest_page_size)"
     + ", status = EXCLUDED.status, finished_at = EXCLUDED.finished_at, error = NULL"
@@ -79,8 +88,11 @@ def record_page(conn: Connection, plan: PagePlan, tally: PageTally, *, run_done:
             (str(plan.superseded_run),),
         )
     counts = tally.counters()
+    cost = (tally.cost.jobs, tally.cost.bytes_processed, tally.cost.bytes_billed)
     status = "success" if run_done else "running"
-    cur.execute(_RECORD_PAGE, (str(plan.run_id), plan.trigger, *(counts[c] for c in _COUNTERS), shrunk_to, status, run_done))
+    cur.execute(
+        _RECORD_PAGE, (str(plan.run_id), plan.trigger, *(counts[c] for c in _COUNTERS), *cost, shrunk_to, status, run_done)
+    )
 
 
 def fail_run(conn: Connection, run_id: uuid.UUID, error: str) -> None:
@@ -102,14 +114,14 @@ def run_totals(conn: Connection, run_id: uuid.UUID) -> dict[str, Any] | None:
     """The run's trigger, pages, counts and duration in seconds; None if it has no row."""
     cur = conn.cursor()
     cur.execute(
-        f"SELECT trigger, pages, {', '.join(_COUNTERS)}, extract(epoch FROM finished_at - started_at)"
+        f"SELECT trigger, pages, {', '.join((*_COUNTERS, *_COST))}, extract(epoch FROM finished_at - started_at)"
         " FROM sync_runs WHERE run_id = %s",
         (str(run_id),),
     )
     row = cur.fetchone()
     if row is None:
         return None
-    totals: dict[str, Any] = dict(zip(("trigger", "pages", *_COUNTERS), row[:-1], strict=True))
+    totals: dict[str, Any] = dict(zip(("trigger", "pages", *_COUNTERS, *_COST), row[:-1], strict=True))
     totals["seconds"] = float(row[-1]) if row[-1] is not None else None
     return totals
 
@@ -154,6 +166,22 @@ def log_page(plan: PagePlan, tally: PageTally, cursor: Keyset, issues: list[Issu
             **tally.counters(),
             "cursor": {"stamp": cursor.stamp.isoformat(), "id": cursor.key},
             "run_done": run_done,
+        },
+    )
+
+
+def log_future_stamped(plan: PagePlan, issues: Sequence[Issue]) -> None:
+    """The run's one warning about rows stamped beyond the source's clock (each is in sync_rejections)."""
+    log.warning(
+        "%d rows are stamped beyond the source's clock: synced, but the watermark does not follow them;"
+        " later runs read them again until real time passes their stamp",
+        len(issues),
+        extra={
+            "event": "future_stamped",
+            "run_id": str(plan.run_id),
+            "count": len(issues),
+            "sample_ids": [i.source_id for i in issues[:_SAMPLE_IDS]],
+            "sample_stamps": [i.values.get("change_stamp") or i.values.get("stamp") for i in issues[:_SAMPLE_IDS]],
         },
     )
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from sync.cursor import Stream
 from sync.messages import Message, MessageType
+from sync.probe import Mark
 from sync.state import SyncState
+from sync.streams import StreamKind
 
 TRIGGER_TICK = "tick"
 TRIGGER_FULL = "full_resync"
@@ -39,6 +42,10 @@ class PagePlan:
     resync_message_id: str | None = None
     # Read at most this many rows per stream (sync/pacing.py); None: SYNC_PAGE_SIZE.
     page_size_limit: int | None = None
+    # What a new run starts from, for its probe (sync/probe.py): the stored watermarks and the
+    # marks the last completed run recorded.
+    watermarks: Mapping[StreamKind, dt.datetime | None] = field(default_factory=dict)
+    source_marks: Mapping[str, Mark] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,4 +114,6 @@ def _new_run(state: SyncState, trigger: str, lookback: dt.timedelta, message_id:
         superseded_run=state.run_id,
         resync_message_id=message_id,
         page_size_limit=state.page_size_limit,
+        watermarks={StreamKind.OPPORTUNITIES: state.watermark, StreamKind.CALL_LINKS: state.link_watermark},
+        source_marks=state.source_marks,
     )

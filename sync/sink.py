@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import astuple, dataclass, field
 from typing import Any
 
@@ -34,10 +34,7 @@ _STAGE_DDL = (
     + ") ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS stage_links ("
     " call_id text, gong_opportunity_id text, deleted boolean, synced_at timestamptz,"
-    " PRIMARY KEY (gong_opportunity_id, call_id)) ON COMMIT DELETE ROWS;"
-    # No key either: a source id of any length must stage (the btree limit would refuse a
-    # 3,000-character one), and the purge's anti-join needs no index.
-    "CREATE TEMP TABLE IF NOT EXISTS stage_source_ids (gong_opportunity_id text) ON COMMIT DELETE ROWS"
+    " PRIMARY KEY (gong_opportunity_id, call_id)) ON COMMIT DELETE ROWS"
 )
 _COPY_OPPORTUNITIES = f"COPY stage_opportunities ({', '.join(c.stage_name for c in stored.COPY_ORDER)}) FROM STDIN"
 
@@ -121,24 +118,11 @@ WHERE l.gong_opportunity_id IN (SELECT gong_opportunity_id FROM stage_opportunit
 ON CONFLICT (call_id, opportunity_id) DO NOTHING
 """
 
-# A completed full resync soft-deletes rows the source no longer has at all (purged from
-# Salesforce's recycle bin, so they never got is_deleted). The hash is reset so that a row
-# which reappears unchanged is still recognised as a change.
-_PURGE = """
-WITH purged AS (
-    UPDATE opportunities o SET deleted_at = now(), updated_at = now(), content_hash = '\\x00'::bytea
-    WHERE o.deleted_at IS NULL
-      AND NOT EXISTS (SELECT 1 FROM stage_source_ids s WHERE s.gong_opportunity_id = o.gong_opportunity_id)
-    RETURNING o.id
-), unlinked AS (
-    DELETE FROM call_opportunities co USING purged p WHERE co.opportunity_id = p.id RETURNING 1
-)
-SELECT (SELECT count(*) FROM purged), (SELECT count(*) FROM unlinked)
-"""
-
 
 @dataclass
 class WriteCounts:
+    """What a page's write changed; ``purged`` (also counted in ``deleted``) is set by a full resync's end."""
+
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -171,7 +155,6 @@ def write_page(
     links: Sequence[LinkRow],
     issues: Sequence[Issue],
     run_id: str,
-    source_ids: Iterable[str] | None = None,
     *,
     deadline: float = math.inf,
 ) -> PageWrite:
@@ -179,8 +162,7 @@ def write_page(
 
     Rows and links Postgres refuses are isolated until ``deadline`` (``time.monotonic()``),
     then :class:`~sync.errors.TimeBudgetError` is raised; the transaction is the caller's to
-    roll back. A completed full resync passes ``source_ids`` to soft-delete what the source
-    no longer has.
+    roll back.
     """
     cur = conn.cursor()
     cur.execute(_STAGE_DDL)
@@ -189,16 +171,6 @@ def write_page(
     written = write_isolating(conn, items, _RowWriter(conn), deadline=deadline, repairs=refused.repairs)
     counts = sum(written.results, WriteCounts())
     rejected = [*page.issues, *refused.remember(conn, written.refused)]
-    if source_ids is not None:
-        cur.execute(
-            "COPY stage_source_ids (gong_opportunity_id) FROM STDIN ",
-            # Exactly as the source holds them; an id with a NUL cannot be stored, so no row has it.
-            stream=encoding.chunks(encoding.text(i) + "\n" for i in source_ids if "\x00" not in i),
-        )
-        cur.execute(_PURGE)
-        purged, unlinked = _one(cur)
-        counts.purged, counts.deleted = int(purged), counts.deleted + int(purged)
-        counts.links_removed += int(unlinked)
     record_rejections(conn, [*issues, *rejected], run_id)
     return PageWrite(counts, rejected, written.attempts)
 

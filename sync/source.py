@@ -1,75 +1,90 @@
-"""Reads pages from BigQuery through the real client (or the emulator behind the same API).
+"""Reads from BigQuery through the real client (or the emulator behind the same API).
 
-The schema is discovered once per process from ``INFORMATION_SCHEMA.COLUMNS`` and cached:
-a Cloud Function instance serves many invocations, and each look-up is a billed query.
+A run costs at most three jobs however many pages it has: the probe (stamp columns only), and
+one evaluation per stream whose result every page then reads a slice of (:mod:`sync.results`).
+The schema is discovered once per process from ``INFORMATION_SCHEMA.COLUMNS`` and cached: a
+Cloud Function instance serves many invocations, and each look-up is a billed query.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sync import discovery, results, slices
 from sync.columns import Table, quote, quote_project, tables_from_information_schema
 from sync.config import Settings
-from sync.cursor import Keyset
+from sync.cursor import Keyset, page_is_last
 from sync.errors import SourceSchemaError
-from sync.source_sql import SourceTables, all_ids_sql, link_page_sql, opportunity_page_sql
+from sync.probe import CLOCK_SKEW, Mark, Probe
+from sync.results import Cost, JobRef, ResultGone, ResultPosition
+from sync.source_sql import SourceTables, link_result_sql, opportunity_result_sql, probe_sql
+from sync.streams import SHAPES, StreamKind, split_link_key
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
 
 log = logging.getLogger(__name__)
 
-LINK_KEY_SEPARATOR = "\x1f"
+
+@dataclass(frozen=True)
+class StreamRead:
+    """Read the next page of a stream: after ``after``, within the run's bound, from ``position``."""
+
+    stream: StreamKind
+    after: Keyset
+    upper_bound: dt.datetime | None
+    position: ResultPosition | None
+    limit: int
+    deadline: float
 
 
 @dataclass
 class SourcePage:
-    """Rows of one keyset page, in cursor order."""
+    """One page of a stream.
+
+    ``rows`` are every result row the page took, future-stamped ones included, in cursor order;
+    ``last`` is the last row within the bound, where the cursor moves. ``position`` is where the
+    next page starts (None once ``exhausted``).
+    """
 
     rows: list[dict[str, Any]]
     upper_bound: dt.datetime | None
-    truncated: bool = False
     last: Keyset | None = None
-
-
-# A warm instance runs queries for days; keep only the latest timings.
-_TIMINGS_KEPT = 100
+    exhausted: bool = True
+    truncated: bool = False
+    position: ResultPosition | None = None
+    future: list[dict[str, Any]] = field(default_factory=list)
+    future_starts: bool = False
+    future_unread: int = 0
+    cap: dt.datetime | None = None
+    reevaluated: bool = False
+    cost: Cost = field(default_factory=Cost)
 
 
 @dataclass
 class SourceStats:
-    """Query counts and timings of this process, for benchmarks and diagnosis."""
+    """Totals for this process: what benchmarks and operators compare."""
 
-    queries: int = 0
+    jobs: int = 0
+    schema_lookups: int = 0
+    # Seconds waiting for jobs to run, and reading result rows (slices).
+    job_seconds: float = 0.0
     rows: int = 0
     seconds: float = 0.0
-    per_query: deque[float] = field(default_factory=lambda: deque(maxlen=_TIMINGS_KEPT))
 
 
 class Source(Protocol):
     """Where opportunities and links come from; BigQuery in production and in tests."""
 
-    def read_opportunities(self, after: Keyset, upper_bound: dt.datetime | None, limit: int, deadline: float) -> SourcePage: ...
+    def probe(self) -> Probe | None: ...
 
-    def read_links(self, after: Keyset, upper_bound: dt.datetime | None, limit: int, deadline: float) -> SourcePage | None: ...
-
-    def all_opportunity_ids(self) -> Iterator[str]: ...
-
-
-def link_keyset(stamp: dt.datetime, call_id: str, object_id: str) -> Keyset:
-    return Keyset(stamp, f"{call_id}{LINK_KEY_SEPARATOR}{object_id}")
-
-
-def split_link_key(key: str) -> tuple[str, str]:
-    call_id, _, object_id = key.partition(LINK_KEY_SEPARATOR)
-    return call_id, object_id
+    def read(self, request: StreamRead) -> SourcePage | None: ...
 
 
 def make_client(settings: Settings) -> bigquery.Client:
@@ -101,150 +116,175 @@ class BigQuerySource:
 
     # -- schema ---------------------------------------------------------------------------
 
-    def tables(self) -> SourceTables:
-        """Resolved source tables, discovered once."""
+    def tables(self, cost: Cost | None = None) -> SourceTables:
+        """Resolved source tables, discovered once; the look-ups count in ``cost``."""
         with self._lock:
             if self._tables is None:
-                self._tables = self._discover()
+                spent = cost if cost is not None else Cost()
+                self._tables = discovery.resolve(self._settings, lambda dataset: self._dataset_tables(dataset, spent))
             return self._tables
 
-    def _discover(self) -> SourceTables:
-        s = self._settings
-        salesforce = self._dataset_tables(s.salesforce_dataset)
-        gong = self._dataset_tables(s.gong_dataset)
-        opportunity = salesforce.get("opportunity")
-        if opportunity is None:
-            opportunity = gong.get("opportunity")
-            if opportunity is None:
-                msg = (
-                    f"neither {s.salesforce_dataset}.opportunity nor {s.gong_dataset}.opportunity exists "
-                    f"in project {s.bigquery_project}; check SALESFORCE_DATASET and GONG_DATASET"
-                )
-                raise SourceSchemaError(msg)
-            log.warning("salesforce opportunity table missing; reading %s instead", opportunity.label)
-        for logical in ("id", "name", "stage_name", "amount", "close_date"):
-            opportunity.require(logical)
-        tables = SourceTables(
-            project=s.bigquery_project,
-            opportunity=opportunity,
-            account=_checked(salesforce, s.salesforce_dataset, "account", ("id", "name")),
-            user=_checked(salesforce, s.salesforce_dataset, "user", ("id", "email")),
-            history=_checked(
-                salesforce, s.salesforce_dataset, "opportunity_history", ("opportunity_id", "stage_name", "created_date")
-            ),
-            gong_opportunity=gong.get("opportunity") if gong.get("opportunity") is not opportunity else None,
-            links=_checked(gong, s.gong_dataset, "call_context_integration", ("call_id", "object_type", "object_id")),
-        )
-        if tables.account is not None:
-            _warn_unsafe_details(tables.account)
-        log.info("source schema resolved", extra={"source_table": opportunity.label, "features": tables.features()})
-        return tables
+    def _dataset_tables(self, dataset: str, cost: Cost) -> dict[str, Table]:
+        from google.api_core import exceptions as gexc
 
-    def _dataset_tables(self, dataset: str) -> dict[str, Table]:
         sql = (
             "SELECT table_name, column_name, data_type FROM "
             f"{quote_project(self._settings.bigquery_project)}.{quote(dataset)}.INFORMATION_SCHEMA.COLUMNS "
             "ORDER BY table_name, ordinal_position"
         )
+        self.stats.schema_lookups += 1
         try:
-            rows = self._query(sql, [], time.monotonic() + 60)
-        except Exception as err:
-            from google.api_core import exceptions as gexc
-
-            if isinstance(err, gexc.NotFound):
-                log.warning("dataset %s not found in project %s", dataset, self._settings.bigquery_project)
-                return {}
-            raise
+            rows = self._all_rows(sql, [], time.monotonic() + 60, cost)
+        except gexc.NotFound:
+            log.warning("dataset %s not found in project %s", dataset, self._settings.bigquery_project)
+            return {}
         return tables_from_information_schema(dataset, ((r["table_name"], r["column_name"], r["data_type"]) for r in rows))
+
+    # -- the probe ------------------------------------------------------------------------
+
+    def probe(self) -> Probe:
+        """Marks of every table of the streams a probe can judge, and the source's capped clock.
+
+        A stream can be judged when every table it reads carries ``_fivetran_synced``
+        (:mod:`sync.probe`); the others are read by every run, so their tables are not probed.
+        """
+        from google.cloud import bigquery
+
+        cost = Cost()
+        tables = self.tables(cost)
+        judged = {
+            stream: pairs
+            for stream, pairs in tables.stream_tables().items()
+            if pairs and all(t.find("_fivetran_synced") for _, t in pairs)
+        }
+        named = [pair for pairs in judged.values() for pair in pairs]
+        params = [bigquery.ScalarQueryParameter("skew_seconds", "INT64", int(CLOCK_SKEW.total_seconds()))]
+        rows = self._all_rows(probe_sql([t for _, t in named], tables.project), params, time.monotonic() + 60, cost)
+        clock = next((r for r in rows if r["part"] == -1), None)
+        if clock is None:
+            msg = "the probe query returned no clock row; the source could not be read"
+            raise SourceSchemaError(msg)
+        return Probe(
+            cap=clock["cap"],
+            marks={
+                named[int(r["part"])][0]: Mark(r["latest"], int(r["row_count"]), int(r["active_count"]))
+                for r in rows
+                if r["part"] >= 0
+            },
+            tables={stream: tuple(name for name, _ in pairs) for stream, pairs in judged.items()},
+            eligible=frozenset(judged),
+            cost=cost,
+        )
 
     # -- pages ----------------------------------------------------------------------------
 
-    def read_opportunities(self, after: Keyset, upper_bound: dt.datetime | None, limit: int, deadline: float) -> SourcePage:
-        from google.cloud import bigquery
+    def read(self, request: StreamRead) -> SourcePage | None:
+        """The next page of a stream, from the run's result; None when the stream has no table.
 
-        sql = opportunity_page_sql(self.tables(), bound_known=upper_bound is not None)
-        params = [
-            bigquery.ScalarQueryParameter("after_stamp", "TIMESTAMP", after.stamp),
-            bigquery.ScalarQueryParameter("after_id", "STRING", after.key),
-            bigquery.ScalarQueryParameter("upper_bound", "TIMESTAMP", upper_bound),
-            bigquery.ScalarQueryParameter("page_limit", "INT64", limit),
-        ]
-        return self._page(sql, params, deadline, upper_bound, lambda r: Keyset(r["change_stamp"], r["id"]))
-
-    def read_links(self, after: Keyset, upper_bound: dt.datetime | None, limit: int, deadline: float) -> SourcePage | None:
-        from google.cloud import bigquery
-
-        tables = self.tables()
-        if tables.links is None:
+        The run's first page evaluates the stream's query; later pages read slices of that
+        result. A result that is gone or does not line up with the cursor is evaluated again
+        from the stored cursor with the run's frozen bound.
+        """
+        cost = Cost()
+        tables = self.tables(cost)
+        if request.stream is StreamKind.CALL_LINKS and tables.links is None:
             return None
-        call_id, object_id = split_link_key(after.key)
-        params = [
-            bigquery.ScalarQueryParameter("after_stamp", "TIMESTAMP", after.stamp),
-            bigquery.ScalarQueryParameter("after_call", "STRING", call_id),
-            bigquery.ScalarQueryParameter("after_object", "STRING", object_id),
-            bigquery.ScalarQueryParameter("upper_bound", "TIMESTAMP", upper_bound),
-            bigquery.ScalarQueryParameter("page_limit", "INT64", limit),
-            bigquery.ScalarQueryParameter("object_type", "STRING", "opportunity"),
-        ]
-        sql = link_page_sql(tables, bound_known=upper_bound is not None)
-        return self._page(sql, params, deadline, upper_bound, lambda r: link_keyset(r["stamp"], r["call_id"], r["object_id"]))
+        if request.position is not None:
+            try:
+                return self._page(request, request.position, cost, starts_result=False)
+            except ResultGone as gone:
+                log.warning(
+                    "evaluating the run's %s query again from the stored cursor: %s",
+                    request.stream.value,
+                    gone,
+                    extra={"event": "result_gone", "stream": request.stream.value, "job_id": request.position.job.job_id},
+                )
+        job = self._evaluate(self._sql(request.stream, tables), self._params(request), request.deadline, cost)
+        page = self._page(request, ResultPosition(job, 0), cost, starts_result=True)
+        page.reevaluated = request.position is not None
+        return page
 
-    def all_opportunity_ids(self) -> Iterator[str]:
-        for row in self._query(all_ids_sql(self.tables()), [], time.monotonic() + 300):
-            if row["id"] is not None:
-                yield str(row["id"])
+    def _page(self, request: StreamRead, position: ResultPosition, cost: Cost, *, starts_result: bool) -> SourcePage:
+        """Read the page at ``position``.
 
-    def _page(self, sql: str, params: list[Any], deadline: float, upper_bound: dt.datetime | None, key: Any) -> SourcePage:
-        rows: list[dict[str, Any]] = []
-        truncated = False
-        bound = upper_bound
-        for row in self._query(sql, params, deadline):
-            rows.append(row)
-            if bound is None:
-                bound = row["run_upper_bound"]
-            # Stop early rather than overrun the budget: the keyset cursor makes a partial
-            # page as good as a full one.
-            if time.monotonic() > deadline:
-                truncated = True
-                break
-        return SourcePage(rows, bound, truncated, key(rows[-1]) if rows else None)
-
-    def _query(self, sql: str, params: list[Any], deadline: float) -> Iterator[dict[str, Any]]:
-        from google.cloud import bigquery
-
-        remaining = max(5.0, deadline - time.monotonic())
-        config = bigquery.QueryJobConfig(query_parameters=params, use_legacy_sql=False)
-        config.job_timeout_ms = int(remaining * 1000)
+        Raises:
+            ResultGone: the result is gone, or the row before the slice shows the stored offset
+                does not line up with the cursor.
+        """
+        with_predecessor = position.offset > 0
+        start = position.offset - 1 if with_predecessor else position.offset
         started = time.monotonic()
-        job = self._client.query(sql, job_config=config, timeout=remaining)
-        result = job.result(timeout=remaining)
-        self.stats.queries += 1
-        for row in result:
-            self.stats.rows += 1
-            yield dict(row.items())
-        elapsed = time.monotonic() - started
-        self.stats.seconds += elapsed
-        self.stats.per_query.append(elapsed)
-
-
-def _warn_unsafe_details(account: Table) -> None:
-    """Say once (discovery is cached per process) which account columns the details leave out."""
-    for name in account.unsafe:
-        log.warning(
-            "account column %r of %s is not a safe identifier (letters, digits and underscores only); "
-            "it is left out of the account details",
-            name,
-            account.label,
-            extra={"event": "column_skipped", "table": account.label, "column": name},
+        piece = results.read_slice(self._client, position.job, start, request.limit + int(with_predecessor), request.deadline)
+        taken = slices.take(
+            piece.rows,
+            SHAPES[request.stream],
+            after=request.after,
+            upper_bound=request.upper_bound,
+            starts_result=starts_result,
+            with_predecessor=with_predecessor,
+            stop=lambda: time.monotonic() > request.deadline,
+        )
+        self.stats.rows += taken.consumed
+        self.stats.seconds += time.monotonic() - started
+        # The client's QueryJob sits in a reference cycle that holds the slice's raw JSON, about
+        # twice the page's own rows. Collect it now: left to the next full collection, it added
+        # ~50 MB to the peak of a run with pages of 10,000 rows (bench/README.md).
+        gc.collect()
+        if taken.misaligned:
+            msg = f"row {start} of job {position.job.job_id} lies after the cursor {request.after}: the offset is misaligned"
+            raise ResultGone(msg)
+        offset = position.offset + taken.consumed
+        # As with a keyset page: a short slice not cut by the budget proves the result is read.
+        exhausted = page_is_last(taken.consumed, request.limit, truncated=taken.truncated)
+        unread = max(0, (taken.future_total or 0) - request.limit) if starts_result else 0
+        return SourcePage(
+            rows=taken.rows,
+            upper_bound=taken.upper_bound,
+            last=taken.last,
+            exhausted=exhausted,
+            truncated=taken.truncated,
+            position=None if exhausted else ResultPosition(position.job, offset),
+            future=taken.future,
+            future_starts=taken.future_starts,
+            future_unread=unread,
+            cap=taken.cap,
+            cost=cost,
         )
 
+    def _sql(self, stream: StreamKind, tables: SourceTables) -> str:
+        return opportunity_result_sql(tables) if stream is StreamKind.OPPORTUNITIES else link_result_sql(tables)
 
-def _checked(tables: Mapping[str, Table], dataset: str, name: str, required: tuple[str, ...]) -> Table | None:
-    """An optional table; when it exists it must still have its required columns."""
-    table = tables.get(name)
-    if table is None:
-        log.warning("optional source table %s.%s is absent; its feature is off", dataset, name, extra={"event": "feature_off"})
-        return None
-    for logical in required:
-        table.require(logical)
-    return table
+    def _params(self, request: StreamRead) -> list[Any]:
+        from google.cloud import bigquery
+
+        p = bigquery.ScalarQueryParameter
+        params = [
+            p("after_stamp", "TIMESTAMP", request.after.stamp),
+            p("upper_bound", "TIMESTAMP", request.upper_bound),
+            p("skew_seconds", "INT64", int(CLOCK_SKEW.total_seconds())),
+            # The extra page of future-stamped rows is one page at most.
+            p("future_limit", "INT64", request.limit),
+        ]
+        if request.stream is StreamKind.OPPORTUNITIES:
+            return [*params, p("after_id", "STRING", request.after.key)]
+        call_id, object_id = split_link_key(request.after.key)
+        return [
+            *params,
+            p("after_call", "STRING", call_id),
+            p("after_object", "STRING", object_id),
+            p("object_type", "STRING", "opportunity"),
+        ]
+
+    def _all_rows(self, sql: str, params: list[Any], deadline: float, cost: Cost) -> list[dict[str, Any]]:
+        """A small query read whole (schema look-ups, the probe)."""
+        job = self._evaluate(sql, params, deadline, cost)
+        return list(results.read_slice(self._client, job, 0, None, deadline).rows)
+
+    def _evaluate(self, sql: str, params: list[Any], deadline: float, cost: Cost) -> JobRef:
+        jobs, started = cost.jobs, time.monotonic()
+        try:
+            location = self._settings.bigquery_location
+            return results.evaluate(self._client, sql, params, location=location, deadline=deadline, cost=cost)
+        finally:
+            self.stats.jobs += cost.jobs - jobs
+            self.stats.job_seconds += time.monotonic() - started

@@ -13,10 +13,12 @@ stamp still counts, so its deletion reaches the opportunities that showed it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sync.columns import Table, quote, snake_case
-from sync.versions import col, current_versions, history_mode, id_expr, ref, row_live, row_stamp, timestamp
+from sync.streams import StreamKind
+from sync.versions import active, col, current_versions, history_mode, id_expr, ref, row_live, row_stamp, timestamp
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,20 @@ class SourceTables:
         }
         features |= {f"history_mode_{name}": history_mode(table) for name, table in tables.items() if table is not None}
         return features
+
+    def stream_tables(self) -> dict[StreamKind, list[tuple[str, Table]]]:
+        """Every table each stream's query reads, by logical name: what the probe must watch."""
+        health = self._health_table()
+        joined = [
+            ("account", self.account),
+            ("user", self.user),
+            ("opportunity_history", self.history),
+            ("gong_opportunity", health if health is not self.opportunity else None),
+        ]
+        return {
+            StreamKind.OPPORTUNITIES: [("opportunity", self.opportunity)] + [(n, t) for n, t in joined if t is not None],
+            StreamKind.CALL_LINKS: [("call_context_integration", self.links)] if self.links is not None else [],
+        }
 
     def _health_table(self) -> Table | None:
         if self.opportunity.find("health_score") is not None:
@@ -187,39 +203,19 @@ def joined_opportunities_sql(t: SourceTables) -> str:
     return "WITH " + ",\n".join(ctes)
 
 
-def opportunity_page_sql(t: SourceTables, *, bound_known: bool) -> str:
-    """One keyset page. Parameters: ``after_stamp``, ``after_id``, ``upper_bound``, ``page_limit``.
+def opportunity_result_sql(t: SourceTables) -> str:
+    """The run's single evaluation of the join, ordered by ``(change_stamp, id)``.
 
-    On a run's first page (``bound_known=False``) the upper bound is computed in the same
-    query as the source's greatest change stamp and returned on every row.
+    Parameters: ``after_stamp``, ``after_id`` (the keyset to read after), ``upper_bound`` (the
+    run's frozen bound, NULL on its first evaluation), ``skew_seconds`` and ``future_limit``.
+    See :func:`_result_tail` for what the result holds.
     """
-    bound = "@upper_bound" if bound_known else "(SELECT MAX(change_stamp) FROM joined)"
-    return (
-        joined_opportunities_sql(t)
-        + f"\nSELECT joined.*, {bound} AS run_upper_bound FROM joined"
-        + "\nWHERE (joined.change_stamp > @after_stamp"
-        + " OR (joined.change_stamp = @after_stamp AND joined.id > @after_id))"
-        + f" AND joined.change_stamp <= {bound}"
-        + "\nORDER BY joined.change_stamp, joined.id\nLIMIT @page_limit"
-    )
+    after = "(joined.change_stamp > @after_stamp OR (joined.change_stamp = @after_stamp AND joined.id > @after_id))"
+    return joined_opportunities_sql(t) + _result_tail("joined", "change_stamp", ("id",), after)
 
 
-def all_ids_sql(t: SourceTables) -> str:
-    """Every opportunity id the source holds live now: the purge list of a full resync.
-
-    A row counts when it is an active version (History Mode) and not flagged deleted. An id
-    whose versions are all inactive was deleted in Salesforce; counting it as present would
-    keep it live for good.
-    """
-    o = t.opportunity
-    return f"SELECT DISTINCT {id_expr('o', o)} AS id FROM {ref(t.project, o)} AS o WHERE {row_live('o', o)}"
-
-
-def link_page_sql(t: SourceTables, *, bound_known: bool) -> str:
-    """One keyset page of call links, ordered by ``(stamp, call_id, object_id)``.
-
-    Parameters: ``after_stamp``, ``after_call``, ``after_object``, ``upper_bound``,
-    ``page_limit`` and ``object_type``.
+def link_groups_sql(t: SourceTables) -> str:
+    """A CTE ``links``: one row per (call, opportunity) link with its stamp; ``@object_type`` parameter.
 
     Gong writes one row per CRM field per link, so rows are grouped to (call, object); the
     link is gone when none of its rows is live (flagged deleted, or an inactive version in
@@ -229,19 +225,77 @@ def link_page_sql(t: SourceTables, *, bound_known: bool) -> str:
         msg = "call link table is not present"
         raise ValueError(msg)
     c = t.links
-    grouped = (
+    return (
         f"WITH links AS (SELECT CAST({col('c', c.require('call_id'))} AS STRING) AS call_id, "
         f"CAST({col('c', c.require('object_id'))} AS STRING) AS object_id, "
         f"LOGICAL_AND(NOT {row_live('c', c)}) AS deleted, MAX({row_stamp('c', c)}) AS stamp "
         f"FROM {ref(t.project, c)} AS c WHERE LOWER({col('c', c.require('object_type'))}) = @object_type "
         "GROUP BY call_id, object_id)"
     )
-    bound = "@upper_bound" if bound_known else "(SELECT MAX(stamp) FROM links)"
-    return (
-        grouped
-        + f"\nSELECT links.*, {bound} AS run_upper_bound FROM links"
-        + "\nWHERE (links.stamp > @after_stamp OR (links.stamp = @after_stamp AND (links.call_id > @after_call"
-        + " OR (links.call_id = @after_call AND links.object_id > @after_object))))"
-        + f" AND links.stamp <= {bound}"
-        + "\nORDER BY links.stamp, links.call_id, links.object_id\nLIMIT @page_limit"
+
+
+def link_result_sql(t: SourceTables) -> str:
+    """The run's single evaluation of call links, ordered by ``(stamp, call_id, object_id)``.
+
+    Parameters: those of :func:`opportunity_result_sql` with ``after_call`` and ``after_object``
+    in place of ``after_id``, plus ``object_type``.
+    """
+    after = (
+        "(links.stamp > @after_stamp OR (links.stamp = @after_stamp AND (links.call_id > @after_call"
+        " OR (links.call_id = @after_call AND links.object_id > @after_object))))"
     )
+    return link_groups_sql(t) + _result_tail("links", "stamp", ("call_id", "object_id"), after)
+
+
+def _result_tail(source: str, stamp: str, keys: tuple[str, ...], after: str) -> str:
+    """The rows of ``source`` after the keyset, up to the run's frozen bound, then the future-stamped.
+
+    - ``cap`` is the source's own clock plus the skew allowance, read in this very query: no
+      stamp beyond it can be one the run has seen happen, so the bound never passes it. On the
+      first evaluation the bound is the greatest stamp up to the cap (the start stamp when there
+      is none); a later evaluation keeps the run's bound, capped again.
+    - Rows stamped beyond the cap follow the bounded rows (they sort last); at most
+      ``@future_limit`` of them, the first in key order, so a run's extra work stays one page.
+    - The first row carries ``run_upper_bound``, ``run_cap`` and ``future_total`` (every
+      future-stamped row, read or not); they are NULL on the others to keep rows lean.
+    """
+    order = ", ".join(f"picked.{c}" for c in (stamp, *keys))
+    return (
+        ",\nclock AS (SELECT TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @skew_seconds SECOND) AS cap),"
+        "\nfrozen AS (SELECT clock.cap, LEAST(clock.cap, COALESCE(@upper_bound,"
+        f" (SELECT MAX(s.{stamp}) FROM {source} AS s CROSS JOIN clock AS c WHERE s.{stamp} <= c.cap),"
+        " @after_stamp)) AS bound FROM clock),"
+        f"\npicked AS (SELECT {source}.*, {source}.{stamp} > frozen.cap AS beyond_cap, frozen.bound, frozen.cap"
+        f" FROM {source} CROSS JOIN frozen WHERE {after}"
+        f" AND ({source}.{stamp} <= frozen.bound OR {source}.{stamp} > frozen.cap)),"
+        f"\nranked AS (SELECT picked.*, ROW_NUMBER() OVER (ORDER BY {order}) AS seq,"
+        " COUNT(*) OVER () AS picked_total, SUM(IF(picked.beyond_cap, 1, 0)) OVER () AS beyond_total FROM picked)"
+        "\nSELECT ranked.* EXCEPT (beyond_cap, bound, cap, seq, picked_total, beyond_total),"
+        " IF(ranked.seq = 1, ranked.bound, NULL) AS run_upper_bound, IF(ranked.seq = 1, ranked.cap, NULL) AS run_cap,"
+        " IF(ranked.seq = 1, ranked.beyond_total, NULL) AS future_total"
+        "\nFROM ranked WHERE NOT ranked.beyond_cap"
+        " OR ranked.seq - (ranked.picked_total - ranked.beyond_total) <= @future_limit"
+        "\nORDER BY ranked.seq"
+    )
+
+
+def probe_sql(tables: Sequence[Table], project: str) -> str:
+    """Per table, in order: the greatest write stamp, the row and active-version counts; the capped clock.
+
+    Only Fivetran's own columns are read: Fivetran sets ``_fivetran_synced`` on every row it
+    writes, so it shows whether a table was written, and ``COUNT(*)`` reads nothing. In History
+    Mode a deletion moves no ``_fivetran_synced``: it ends the active version, so
+    ``_fivetran_end`` enters the stamp (the join's own rule) and the active count drops, even
+    when the version ended before the table's newest stamp. Row ``part`` is the table's index in
+    ``tables``; part -1 carries the clock even when ``tables`` is empty. Parameter:
+    ``skew_seconds``.
+    """
+    clock = "TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @skew_seconds SECOND) AS cap"
+    parts = [f"SELECT -1 AS part, CAST(NULL AS TIMESTAMP) AS latest, 0 AS row_count, 0 AS active_count, {clock}"]
+    for i, table in enumerate(tables):
+        own = Table(table.dataset, table.name, {k: c for k, c in table.columns.items() if k.startswith("_fivetran")})
+        parts.append(
+            f"SELECT {i} AS part, MAX(p.stamp) AS latest, COUNT(*) AS row_count, COUNTIF(p.active) AS active_count, {clock}"
+            f" FROM (SELECT {row_stamp('t', own)} AS stamp, {active('t', own)} AS active FROM {ref(project, table)} AS t) AS p"
+        )
+    return "\nUNION ALL\n".join(parts)

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sync.cursor import EPOCH, Keyset, Stream
 from sync.db import Connection
 from sync.errors import PermanentError, StaleLeaseError
+from sync.probe import Mark, marks_from_json, marks_json
+from sync.results import JobRef, ResultPosition
+from sync.streams import StreamKind
 
 if TYPE_CHECKING:
     from sync.runs import PagePlan
@@ -34,25 +37,59 @@ class StateRowMissingError(PermanentError):
 
 @dataclass(frozen=True)
 class _StreamColumns:
-    """Where one stream of the run in progress is kept in ``sync_status``."""
+    """Where one stream of the run in progress is kept in ``sync_status``: its cursor, bound and
+    done flag, and the BigQuery job holding its result with the rows of it already consumed."""
 
     upper_bound: str
     cursor_stamp: str
     cursor_key: str
     done: str
+    job_project: str
+    job_location: str
+    job_id: str
+    job_offset: str
 
-    def names(self) -> tuple[str, str, str, str]:
-        return (self.upper_bound, self.cursor_stamp, self.cursor_key, self.done)
+    def names(self) -> tuple[str, ...]:
+        return (
+            self.upper_bound,
+            self.cursor_stamp,
+            self.cursor_key,
+            self.done,
+            self.job_project,
+            self.job_location,
+            self.job_id,
+            self.job_offset,
+        )
 
 
-_OPPORTUNITIES = _StreamColumns("run_upper_bound", "run_cursor_stamp", "run_cursor_id", "run_opportunities_done")
-_LINKS = _StreamColumns("run_link_upper_bound", "run_link_cursor_stamp", "run_link_cursor_key", "run_links_done")
+_OPPORTUNITIES = _StreamColumns(
+    "run_upper_bound",
+    "run_cursor_stamp",
+    "run_cursor_id",
+    "run_opportunities_done",
+    "run_job_project",
+    "run_job_location",
+    "run_job_id",
+    "run_job_offset",
+)
+_LINKS = _StreamColumns(
+    "run_link_upper_bound",
+    "run_link_cursor_stamp",
+    "run_link_cursor_key",
+    "run_links_done",
+    "run_link_job_project",
+    "run_link_job_location",
+    "run_link_job_id",
+    "run_link_job_offset",
+)
+_WIDTH = len(_OPPORTUNITIES.names())
 _STATE_COLUMNS = ", ".join(
     (
         "run_id, run_trigger, run_next_page",
         *_OPPORTUNITIES.names(),
         *_LINKS.names(),
         "last_sync_timestamp, link_watermark, page_size_limit, status",
+        "source_marks, run_source_marks, run_ids_complete",
     )
 )
 
@@ -71,26 +108,36 @@ class SyncState:
     # Set after a page timed out: pages are read at most this big until it grows back (sync/pacing.py).
     page_size_limit: int | None
     status: str
+    # The probe's marks of the last completed run, and of the run in progress (sync/probe.py).
+    source_marks: Mapping[str, Mark] | None = None
+    run_source_marks: Mapping[str, Mark] | None = None
+    # The full run in progress has recorded every id it read since its first page.
+    ids_complete: bool = False
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> SyncState:
         run_id = row[0]
+        rest = row[3 + 2 * _WIDTH :]
         return cls(
             run_id=uuid.UUID(str(run_id)) if run_id is not None else None,
             trigger=row[1],
             next_page=row[2],
-            opportunities=_stream(row[3:7]),
-            links=_stream(row[7:11]),
-            watermark=row[11],
-            link_watermark=row[12],
-            page_size_limit=row[13],
-            status=row[14],
+            opportunities=_stream(row[3 : 3 + _WIDTH]),
+            links=_stream(row[3 + _WIDTH : 3 + 2 * _WIDTH]),
+            watermark=rest[0],
+            link_watermark=rest[1],
+            page_size_limit=rest[2],
+            status=rest[3],
+            source_marks=marks_from_json(rest[4]),
+            run_source_marks=marks_from_json(rest[5]),
+            ids_complete=bool(rest[6]),
         )
 
 
 def _stream(values: Sequence[Any]) -> Stream:
-    upper_bound, stamp, key, done = values
-    return Stream(Keyset(stamp or EPOCH, key or ""), upper_bound, bool(done))
+    upper_bound, stamp, key, done, project, location, job_id, offset = values
+    result = ResultPosition(JobRef(project, location, job_id), int(offset)) if job_id and offset is not None else None
+    return Stream(Keyset(stamp or EPOCH, key or ""), upper_bound, bool(done), result)
 
 
 def acquire_lease(conn: Connection, owner: uuid.UUID, seconds: int) -> SyncState | None:
@@ -143,8 +190,7 @@ def read_state(conn: Connection) -> SyncState:
 
 def _missing_row() -> StateRowMissingError:
     return StateRowMissingError(
-        f"sync_status has no {ENTITY!r} row, so no run can be planned or leased;"
-        " run `python -m sync migrate` to restore it"
+        f"sync_status has no {ENTITY!r} row, so no run can be planned or leased; run `python -m sync migrate` to restore it"
     )
 
 
@@ -179,6 +225,12 @@ class PageProgress:
     skipped: int
     # The page size limit after this page (None: back to SYNC_PAGE_SIZE).
     page_size_limit: int | None = None
+    # The probe's marks of this run; they become the committed marks when it ends.
+    run_marks: Mapping[str, Mark] | None = None
+    # A full run whose recorded ids still cover everything it read.
+    ids_complete: bool = False
+    # Streams whose stored watermark lay beyond the source's clock: dropped now, not at the end.
+    repaired: frozenset[StreamKind] = frozenset()
 
     @property
     def run_done(self) -> bool:
@@ -246,8 +298,22 @@ def _page_assignments(p: PageProgress) -> tuple[list[str], list[Any]]:
     if done:
         values["last_sync_timestamp"] = p.watermark
         values["link_watermark"] = p.link_watermark
+    else:
+        # A repaired watermark goes at once: a run that never ends must not leave it standing.
+        if StreamKind.OPPORTUNITIES in p.repaired:
+            values["last_sync_timestamp"] = None
+        if StreamKind.CALL_LINKS in p.repaired:
+            values["link_watermark"] = None
+    values["run_ids_complete"] = p.ids_complete and not done
     assignments = [f"{name} = %s" for name in values]
     params = list(values.values())
+    marks = marks_json(p.run_marks) if p.run_marks is not None else None
+    if done:
+        assignments += ["source_marks = %s::jsonb", "run_source_marks = NULL"]
+        params.append(marks)
+    elif plan.new_run:
+        assignments.append("run_source_marks = %s::jsonb")
+        params.append(marks)
     # A new run restarts the per-run counters; a later page adds to them.
     counted = ("items_synced", p.written), ("error_count", p.skipped)
     assignments += [f"{name} = %s" if plan.new_run else f"{name} = {name} + %s" for name, _ in counted]
@@ -264,9 +330,14 @@ def _page_assignments(p: PageProgress) -> tuple[list[str], list[Any]]:
 def _stream_values(columns: _StreamColumns, stream: Stream | None) -> dict[str, Any]:
     if stream is None:  # no run in progress: nothing to resume
         return dict.fromkeys(columns.names()) | {columns.done: False}
+    job = stream.result
     return {
         columns.upper_bound: stream.upper_bound,
         columns.cursor_stamp: stream.cursor.stamp,
         columns.cursor_key: stream.cursor.key,
         columns.done: stream.done,
+        columns.job_project: job.job.project if job else None,
+        columns.job_location: job.job.location if job else None,
+        columns.job_id: job.job.job_id if job else None,
+        columns.job_offset: job.offset if job else None,
     }

@@ -9,12 +9,15 @@ import pytest
 
 from sync.cursor import EPOCH, Keyset, Stream, advance, next_watermark, page_is_last, run_start
 from sync.messages import Message
+from sync.results import JobRef, ResultPosition
 from sync.runs import Drop, PagePlan, StopRun, plan
 from sync.state import SyncState
 
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)
 RUN = uuid.UUID(int=7)
+JOB = JobRef("local-project", "US", "job-1")
+AT_20, AT_40 = ResultPosition(JOB, 20), ResultPosition(JOB, 40)
 
 
 @pytest.mark.parametrize(
@@ -71,21 +74,29 @@ def test_page_is_last(returned, limit, truncated, last):
 @pytest.mark.parametrize(
     ("stream", "page", "expected"),
     [
-        # a full page: more may follow; the bound the page reports is kept
-        (Stream(Keyset(EPOCH, "")), (Keyset(T0, "b"), T0 + HOUR, 10, False), Stream(Keyset(T0, "b"), T0 + HOUR)),
-        # a short page proves the stream is exhausted
-        (Stream(Keyset(T0, "b"), T0 + HOUR), (Keyset(T0, "c"), T0 + HOUR, 3, False), Stream(Keyset(T0, "c"), T0 + HOUR, True)),
-        # a page cut short by the time budget is never the last
-        (Stream(Keyset(T0, "b"), T0 + HOUR), (Keyset(T0, "c"), T0 + HOUR, 3, True), Stream(Keyset(T0, "c"), T0 + HOUR)),
-        # an empty page keeps the cursor and ends the stream
-        (Stream(Keyset(T0, "c"), T0 + HOUR), (None, T0 + HOUR, 0, False), Stream(Keyset(T0, "c"), T0 + HOUR, True)),
+        # rows remain in the run's result: the cursor, the bound it reports and where to read next are kept
+        (Stream(Keyset(EPOCH, "")), (Keyset(T0, "b"), T0 + HOUR, False, AT_20), Stream(Keyset(T0, "b"), T0 + HOUR, False, AT_20)),
+        # the result is exhausted: the stream is done and keeps no result position
+        (
+            Stream(Keyset(T0, "b"), T0 + HOUR, False, AT_20),
+            (Keyset(T0, "c"), T0 + HOUR, True, None),
+            Stream(Keyset(T0, "c"), T0 + HOUR, True),
+        ),
+        # a page of future-stamped rows only: the cursor stays, the result position moves on
+        (
+            Stream(Keyset(T0, "c"), T0 + HOUR, False, AT_20),
+            (None, T0 + HOUR, False, AT_40),
+            Stream(Keyset(T0, "c"), T0 + HOUR, False, AT_40),
+        ),
+        # an empty result keeps the cursor and ends the stream
+        (Stream(Keyset(T0, "c"), T0 + HOUR), (None, T0 + HOUR, True, None), Stream(Keyset(T0, "c"), T0 + HOUR, True)),
         # a finished stream stays where it is, whatever is handed to it
-        (Stream(Keyset(T0, "c"), T0, True), (Keyset(T0 + HOUR, "z"), T0 + HOUR, 10, False), Stream(Keyset(T0, "c"), T0, True)),
+        (Stream(Keyset(T0, "c"), T0, True), (Keyset(T0 + HOUR, "z"), T0 + HOUR, False, AT_20), Stream(Keyset(T0, "c"), T0, True)),
     ],
 )
 def test_stream_after_page(stream, page, expected):
-    last, bound, returned, truncated = page
-    assert stream.after_page(last, bound, returned=returned, limit=10, truncated=truncated) == expected
+    last, bound, exhausted, result = page
+    assert stream.after_page(last, bound, exhausted=exhausted, result=result) == expected
 
 
 @pytest.mark.parametrize(

@@ -106,17 +106,13 @@ def test_hard_delete_reaches_postgres_on_a_full_resync(env):
     data = _synced(env, generate(60, seed=143, batch_size=10, messy=False), "opportunity")
     opp_id = _linked_opportunity(data)
     assert env.query("SELECT last_sync_timestamp FROM sync_status")[0][0] > BASE_TIME
-    other = next(r["id"] for r in data.rows("opportunity") if r["id"] != opp_id)
 
     # Ended long before the watermark (a connector that caught up late): no incremental run sees it.
     env.retire("opportunity", opp_id, _iso(BASE_TIME - dt.timedelta(days=3)))
     env.drain()
     assert opp_id in env.live_ids()
 
-    purge_list = set(env.source().all_opportunity_ids())
-    assert opp_id not in purge_list  # only its inactive versions are left
-    assert other in purge_list
-
+    # The full resync reads it anyway, from its inactive versions, as a deleted row.
     outcomes = env.drain(Message.full_resync("history-resync"))
 
     assert outcomes[-1].run_done

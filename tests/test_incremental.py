@@ -134,9 +134,14 @@ def test_lookback_rereads_cost_no_writes(env):
     env.seed(data)
     env.drain(SYNC_LOOKBACK_SECONDS="86400")
     stats = _tuple_stats(env)
+    # One row lands, so the next tick evaluates (an idle tick would not read at all) ...
+    late = {**data.rows("opportunity")[0], "id": "006LOOKBACK00001", "name": "Lands later"}
+    late["_fivetran_synced"] = _iso(BASE_TIME + dt.timedelta(hours=1))
+    env.append("opportunity", [late])
     outcomes = env.drain(SYNC_LOOKBACK_SECONDS="86400")
-    assert sum(o.rows_read for o in outcomes) == 100  # the overlap re-read every row
-    assert _tuple_stats(env) == stats
+    assert sum(o.rows_read for o in outcomes) == 101  # ... and its overlap re-reads every earlier row
+    inserted, updated, deleted = _tuple_stats(env)
+    assert (inserted - stats[0], updated - stats[1], deleted - stats[2]) == (1, 0, 0)  # only the new row is written
 
 
 def test_deleted_then_full_resync_with_purged_row(env):

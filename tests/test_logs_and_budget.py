@@ -11,6 +11,8 @@ from standins.generator import generate
 from sync import logs
 from sync.cursor import Keyset
 from sync.messages import Message
+from sync.source import StreamRead
+from sync.streams import StreamKind
 
 
 def test_log_lines_are_json_with_severity_message_and_fields():
@@ -29,9 +31,11 @@ def test_log_lines_are_json_with_severity_message_and_fields():
 def test_spent_budget_cuts_the_page_and_the_run_continues(env):
     data = generate(30, seed=71, messy=False)
     env.seed(data)
-    page = env.source().read_opportunities(Keyset.start(), None, 100, time.monotonic() - 1)
+    page = env.source().read(StreamRead(StreamKind.OPPORTUNITIES, Keyset.start(), None, None, 100, time.monotonic() - 1))
     assert len(page.rows) == 1  # stops right after the first row once the budget is gone
     assert page.truncated
+    assert not page.exhausted
+    assert page.position.offset == 1  # the next page starts right after it, in the same result
     assert page.upper_bound is not None
 
 

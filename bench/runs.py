@@ -1,0 +1,107 @@
+"""Whole runs through the BigQuery emulator: BigQuery jobs per run, full-run speed old vs new, the idle tick.
+
+Runs go through the real :class:`sync.pipeline.Pipeline`, in process, page after page as
+``python -m sync run --until-done`` drains them. The old read path is the bench-only
+:class:`bench.legacy.PerPageSource` plugged into the same pipeline, so the two differ in how
+pages are read and in nothing else. Jobs are counted twice: by the run itself (``sync_runs``)
+and at the client (``client.query`` wrapped, not replaced).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+from unittest import mock
+
+from bench.legacy import PerPageSource
+from bench.pg import fresh_database, query
+from sync.config import Settings
+from sync.db import connect_url
+from sync.messages import Message
+from sync.pipeline import Pipeline
+from sync.source import BigQuerySource
+
+# Columns a query may read and still be "stamp columns only": Fivetran's write stamps and the
+# source's own last-modified times.
+STAMP_COLUMNS = frozenset({"_fivetran_synced", "_fivetran_start", "_fivetran_end", "last_modified_date", "system_modstamp"})
+
+
+def _drain(pipeline: Pipeline, first: Message) -> int:
+    outcome = pipeline.handle(first)
+    pages = 1
+    while outcome.continuation is not None:
+        outcome = pipeline.handle(outcome.continuation)
+        pages += 1
+    return pages
+
+
+def _last_run(url: str) -> dict[str, Any]:
+    conn = connect_url(url)
+    try:
+        row = query(
+            conn,
+            "SELECT pages, rows_read, bigquery_jobs, bigquery_bytes_processed, bigquery_bytes_billed, status"
+            " FROM sync_runs ORDER BY started_at DESC LIMIT 1",
+        )[0]
+        stored = query(conn, "SELECT count(*) FROM opportunities")[0][0]
+    finally:
+        conn.close()
+    names = ("pages", "rows_read", "bigquery_jobs", "bigquery_bytes_processed", "bigquery_bytes_billed", "status")
+    return {**dict(zip(names, row, strict=True)), "rows_stored": int(stored)}
+
+
+def one_run(bq: Any, env: dict[str, str], *, legacy: bool = False, first: Message | None = None) -> dict[str, Any]:
+    """A run on a fresh source object (so its schema look-ups count), timed end to end."""
+    settings = Settings.from_env(env)
+    source = BigQuerySource(bq, settings)
+    read: Any = PerPageSource(source) if legacy else source
+    pipeline = Pipeline(settings, read, lambda: connect_url(env["DATABASE_URL"]))
+    with mock.patch.object(bq, "query", wraps=bq.query) as spy:
+        started = time.perf_counter()
+        invocations = _drain(pipeline, first or Message.full_resync(f"bench-{time.time_ns()}"))
+        seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "invocations": invocations,
+        "jobs_at_client": spy.call_count,
+        "schema_lookups": source.stats.schema_lookups,
+        # Waiting for BigQuery (the emulator) to run jobs; the rest is reading rows and writing them.
+        "job_seconds": source.stats.job_seconds,
+        **_last_run(env["DATABASE_URL"]),
+    }
+
+
+def idle_tick(bq: Any, env: dict[str, str]) -> dict[str, Any]:
+    """One tick after a completed run with nothing landed since: which queries, reading which columns."""
+    settings = Settings.from_env(env)
+    source = BigQuerySource(bq, settings)
+    source.tables()  # a warm instance: the schema is cached
+    pipeline = Pipeline(settings, source, lambda: connect_url(env["DATABASE_URL"]))
+    with mock.patch.object(bq, "query", wraps=bq.query) as spy:
+        _drain(pipeline, Message.tick())
+    columns = [set(re.findall(r"\b[a-z]\.`([A-Za-z_]+)`", call.args[0])) for call in spy.call_args_list]
+    read = set().union(*columns) if columns else set()
+    return {
+        "queries": spy.call_count,
+        "columns_read": sorted(read),
+        "non_stamp_columns": sorted(read - STAMP_COLUMNS),
+        **_last_run(env["DATABASE_URL"]),
+    }
+
+
+def run(bq: Any, big: Callable[[str], dict[str, str]], small: Callable[[str], dict[str, str]]) -> dict[str, Any]:
+    """Every measurement; ``big(url)`` / ``small(url)`` give the environment for the seeded datasets.
+
+    The new and the old full run go back to back, so load from other processes hits both alike.
+    """
+    results: dict[str, Any] = {}
+    with fresh_database() as url:
+        results["new"] = one_run(bq, big(url))
+        results["idle_tick"] = idle_tick(bq, big(url))
+    with fresh_database() as url:
+        results["old"] = one_run(bq, big(url), legacy=True)
+    with fresh_database() as url:
+        results["one_page"] = one_run(bq, small(url))
+    return results
