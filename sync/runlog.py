@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sync.db import Connection
 from sync.results import Cost
 from sync.sink import WriteCounts
+from sync.state import ENTITY
 
 if TYPE_CHECKING:
     from sync.cursor import Keyset
@@ -114,15 +115,18 @@ def run_totals(conn: Connection, run_id: uuid.UUID) -> dict[str, Any] | None:
     """The run's trigger, pages, counts and duration in seconds; None if it has no row."""
     cur = conn.cursor()
     cur.execute(
-        f"SELECT trigger, pages, {', '.join((*_COUNTERS, *_COST))}, extract(epoch FROM finished_at - started_at)"
+        f"SELECT trigger, pages, {', '.join((*_COUNTERS, *_COST))}, extract(epoch FROM finished_at - started_at),"
+        # Lag: how far the synced data trails the source's newest change the run committed.
+        " extract(epoch FROM finished_at - (SELECT last_sync_timestamp FROM sync_status WHERE entity_type = %s))"
         " FROM sync_runs WHERE run_id = %s",
-        (str(run_id),),
+        (ENTITY, str(run_id)),
     )
     row = cur.fetchone()
     if row is None:
         return None
-    totals: dict[str, Any] = dict(zip(("trigger", "pages", *_COUNTERS, *_COST), row[:-1], strict=True))
-    totals["seconds"] = float(row[-1]) if row[-1] is not None else None
+    totals: dict[str, Any] = dict(zip(("trigger", "pages", *_COUNTERS, *_COST), row[:-2], strict=True))
+    totals["seconds"] = float(row[-2]) if row[-2] is not None else None
+    totals["lag_seconds"] = float(row[-1]) if row[-1] is not None else None
     return totals
 
 

@@ -11,8 +11,8 @@ locals {
   runs_metric = "${local.metric_prefix}_runs"
 
   # One distribution per numeric field of the run_finished line: per-run values and their
-  # sums are both available (PromQL _sum/_count/_bucket). A line without the field is not
-  # counted, so lag_seconds and bigquery_bytes_billed stay empty until the code logs them.
+  # sums are both available (PromQL _sum/_count/_bucket). A line without the field (a failed
+  # run's) is not counted.
   run_value_metrics = {
     rows_read             = { what = "rows read", unit = "1", growth = 2 }
     rows_inserted         = { what = "rows inserted", unit = "1", growth = 2 }

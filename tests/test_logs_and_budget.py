@@ -47,3 +47,6 @@ def test_run_finished_summary_line(env, caplog):
     assert len(finished) == 1
     record = finished[0]
     assert (record.status, record.rows_read, record.rows_inserted, record.pages) == ("success", 20, 20, 1)
+    # The dashboard's lag chart: the run's end minus the newest source change it committed.
+    (watermark,) = env.query("SELECT extract(epoch FROM now() - last_sync_timestamp) FROM sync_status")[0]
+    assert 0 < record.lag_seconds <= float(watermark)
