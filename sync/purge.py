@@ -70,10 +70,10 @@ def record(conn: Connection, run_id: uuid.UUID, ids: Iterable[str]) -> None:
 def forget(conn: Connection) -> None:
     """Drop every recorded id: at a full run's start (leftovers of a superseded run) and end.
 
-    TRUNCATE rather than DELETE: a million ids go at once, leaving no dead rows to vacuum. Only
-    the lease holder writes this table, so its brief exclusive lock waits for no one.
+    DELETE, not TRUNCATE: a role with data access only (tables created by an admin) may not
+    truncate, and a full resync must not fail at its last page for that.
     """
-    conn.cursor().execute("TRUNCATE sync_run_source_ids")
+    conn.cursor().execute("DELETE FROM sync_run_source_ids")
 
 
 def purge(conn: Connection, run_id: uuid.UUID) -> Purged | None:
