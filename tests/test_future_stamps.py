@@ -159,3 +159,23 @@ def test_rereading_future_stamped_rows_writes_nothing(env):
     inserted, updated, deleted = _tuple_stats(env)
     assert (inserted - stats[0], updated - stats[1], deleted - stats[2]) == (1, 0, 0)  # only the new row
     assert {k: v for k, v in env.snapshot().items() if k != new[0]["id"]} == snapshot
+
+
+def test_future_stamps_in_a_gong_row_and_a_call_link(env):
+    data = generate(60, seed=155, messy=False)
+    gong = data.rows("gong_opportunity")[4]
+    gong["_fivetran_synced"] = FUTURE  # the health score's table, joined to the opportunity
+    link = data.rows("call_context_integration")[0]
+    link["_fivetran_synced"] = FUTURE  # one CRM-field row of a call link: the link's stamp is the greatest
+    env.seed(data)
+
+    outcomes = env.drain()
+
+    assert env.projection() == expected_projection(data)  # the opportunity and the link are both there
+    stored = env.query("SELECT health_score FROM opportunities WHERE gong_opportunity_id = %s", (gong["id"],))[0][0]
+    assert float(stored) == gong["health_score"]
+    _assert_not_in_future(env)
+    run = str(outcomes[0].run_id)
+    assert env.query("SELECT rows_future_stamped FROM sync_runs WHERE run_id = %s", (run,)) == [(2,)]
+    rejected = env.query("SELECT source_id FROM sync_rejections WHERE reason = 'future_stamp' ORDER BY 1")
+    assert sorted(r[0] for r in rejected) == sorted([gong["id"], link["object_id"]])
