@@ -381,3 +381,20 @@ def pubsub_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         os.environ.pop("PUBSUB_EMULATOR_HOST", None)
         emulator.stop()
+
+
+def migrate_below(url: str, version: int) -> None:
+    """Apply the shipped migrations older than ``version``, as an earlier release deployed them."""
+    from sync.schema import available
+
+    conn = connect_url(url)
+    try:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz)")
+        for m in available():
+            if m.version < version:
+                cur.execute(m.sql)
+                cur.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (m.version, m.name))
+        conn.commit()
+    finally:
+        conn.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import query_url
+from conftest import migrate_below, query_url
 from pg8000.exceptions import DatabaseError
 
 from sync.db import connect_url
@@ -13,26 +13,10 @@ from sync.schema import available, current_version, migrate
 
 
 @pytest.fixture
-def v1_url(pg_admin_url):
-    """A database at schema version 1, as the first release deployed it, holding rows."""
-    name = f"os_v1_{uuid.uuid4().hex[:12]}"
-    admin = connect_url(pg_admin_url)
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    url = f"{pg_admin_url.rpartition('/')[0]}/{name}"
-    v1 = next(m for m in available() if m.version == 1)
-    conn = connect_url(url)
-    cur = conn.cursor()
-    cur.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz)")
-    cur.execute(v1.sql)
-    cur.execute("INSERT INTO schema_migrations (version, name) VALUES (1, %s)", (v1.name,))
-    conn.commit()
-    conn.close()
-    try:
-        yield url
-    finally:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+def v1_url(empty_database_url):
+    """A database at schema version 1, as the first release deployed it."""
+    migrate_below(empty_database_url, 2)
+    return empty_database_url
 
 
 def _fill(url):

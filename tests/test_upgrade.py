@@ -5,39 +5,20 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import query_url
+from conftest import migrate_below, query_url
 
 from sync.cursor import Keyset
 from sync.db import connect_url
-from sync.schema import available, migrate
+from sync.schema import migrate
 
 RUN = uuid.UUID(int=21)
 
 
 @pytest.fixture
-def before_0003(pg_admin_url):
-    """A database at the schema just before 0003, dropped afterwards."""
-    name = f"os_test_{uuid.uuid4().hex[:12]}"
-    admin = connect_url(pg_admin_url)
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    url = f"{pg_admin_url.rpartition('/')[0]}/{name}"
-    conn = connect_url(url)
-    try:
-        cur = conn.cursor()
-        cur.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz)")
-        for m in available():
-            if m.version < 3:
-                cur.execute(m.sql)
-                cur.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (m.version, m.name))
-        conn.commit()
-    finally:
-        conn.close()
-    try:
-        yield url
-    finally:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+def before_0003(empty_database_url):
+    """A database at the schema just before 0003."""
+    migrate_below(empty_database_url, 3)
+    return empty_database_url
 
 
 def test_0003_keeps_every_row_and_the_run_in_flight(before_0003):
