@@ -58,7 +58,7 @@ def preview(settings: Settings, source: Source, conn: Connection, reader: Reader
     with rolled_back(conn):
         written = write_page(conn, transformed.rows, links.links, [], str(decision.run_id))
     counts = written.counts
-    issues = [*transformed.issues, *links.issues, *written.refused]
+    issues = [*transformed.issues, *links.issues, *read.future, *written.refused]
     skipped = sum(1 for i in issues if i.kind == "skipped")
     label = "new incremental run" if decision.new_run else f"run {decision.run_id}"
     return Preview(
