@@ -22,7 +22,7 @@ def opportunity_page_sql(t: SourceTables, *, bound_known: bool) -> str:
     bound = "@upper_bound" if bound_known else "(SELECT MAX(change_stamp) FROM joined)"
     return (
         joined_opportunities_sql(t)
-        + f"\nSELECT joined.*, {bound} AS run_upper_bound FROM joined"
+        + f"\nSELECT joined.*, joined.change_stamp AS cursor_stamp, {bound} AS run_upper_bound FROM joined"
         + "\nWHERE (joined.change_stamp > @after_stamp"
         + " OR (joined.change_stamp = @after_stamp AND joined.id > @after_id))"
         + f" AND joined.change_stamp <= {bound}"
@@ -34,7 +34,7 @@ def link_page_sql(t: SourceTables, *, bound_known: bool) -> str:
     bound = "@upper_bound" if bound_known else "(SELECT MAX(stamp) FROM links)"
     return (
         link_groups_sql(t)
-        + f"\nSELECT links.*, {bound} AS run_upper_bound FROM links"
+        + f"\nSELECT links.*, links.stamp AS cursor_stamp, {bound} AS run_upper_bound FROM links"
         + "\nWHERE (links.stamp > @after_stamp OR (links.stamp = @after_stamp AND (links.call_id > @after_call"
         + " OR (links.call_id = @after_call AND links.object_id > @after_object))))"
         + f" AND links.stamp <= {bound}"

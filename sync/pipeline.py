@@ -201,8 +201,8 @@ class Pipeline:
         p, read = page.plan, page.read
         tally = _tally(page, written)
         runlog.log_page(p, tally, read.opportunities.cursor, [*page.issues, *written.refused], run_done=read.run_done)
-        if read.future and read.future_starts:
-            runlog.log_future_stamped(p, read.future)
+        if read.future_starts:
+            runlog.log_future_stamped(p, read.future, read.future_total)
         outcome = Outcome(
             "page",
             run_id=p.run_id,

@@ -1,8 +1,9 @@
 """The run-start probe: has anything landed since the last run read the source? Pure.
 
 Before a run evaluates the join, one small query reads only the stamp columns of every
-source table the join uses: per table the greatest row stamp and the row count (a *mark*),
-and the source's clock plus the skew allowance (the *cap*).
+source table the join uses: per table the greatest row stamp up to the cap, the row count, and
+how many rows are stamped beyond the cap (a *mark*), and the source's clock plus the skew
+allowance (the *cap*).
 
 - **Nothing landed.** A tick skips a stream when every one of its tables shows the mark the
   last completed run recorded. ``_fivetran_synced`` is Fivetran's write time, so a row that
@@ -12,6 +13,10 @@ and the source's clock plus the skew allowance (the *cap*).
   ``_fivetran_synced``; it ends a version, which the active-version count shows. Only streams whose every table has
   ``_fivetran_synced`` are skipped; without it a stamp is the source's last-modified time,
   which a late row does not move, and the stream is read as before (with its lookback).
+- **Future stamps do not blind it.** The greatest stamp is taken up to the cap: one row
+  stamped in 2099 would otherwise stay the greatest forever, and an update Fivetran writes to
+  any other row of that table (a new ``_fivetran_synced``, no new row) would go unseen. The
+  count beyond the cap shows a row entering or leaving the future.
 - **No gap.** A run records the marks of the probe that ran *before* its evaluation, so a row
   landing between the probe and the evaluation changes the next probe's marks, and the next
   tick reads it even when this run already did.
@@ -38,11 +43,13 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 
 @dataclass(frozen=True)
 class Mark:
-    """A table at one moment: its greatest row stamp, its rows, and how many are active versions."""
+    """A table at one moment: its greatest row stamp up to the cap, its rows, how many are active
+    versions, and how many are stamped beyond the cap."""
 
     latest: dt.datetime | None
     rows: int
     active: int | None = None
+    future: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,7 @@ def marks_json(marks: Mapping[str, Mark]) -> str:
     """Marks as stored in ``sync_status`` (jsonb)."""
     return json.dumps(
         {
-            name: {"latest": m.latest.isoformat() if m.latest else None, "rows": m.rows, "active": m.active}
+            name: {"latest": m.latest.isoformat() if m.latest else None, "rows": m.rows, "active": m.active, "future": m.future}
             for name, m in sorted(marks.items())
         }
     )
@@ -105,10 +112,12 @@ def marks_from_json(value: Any) -> dict[str, Mark] | None:
     for name, raw in value.items():
         if not isinstance(raw, dict) or not isinstance(raw.get("rows"), int):
             return None
-        latest, active = raw.get("latest"), raw.get("active")
+        latest, active, future = raw.get("latest"), raw.get("active"), raw.get("future")
         marks[str(name)] = Mark(
             dt.datetime.fromisoformat(latest) if isinstance(latest, str) else None,
             raw["rows"],
             active if isinstance(active, int) else None,
+            # Marks stored before the count existed read as 0: at worst one tick more evaluates.
+            future if isinstance(future, int) else 0,
         )
     return marks

@@ -8,9 +8,9 @@ is held in the function's memory, whatever the size of the org.
 
 The purge is refused, with a log line saying why, when the recorded ids may be incomplete:
 the source was empty (far likelier a broken connector than a deleted CRM), the run began
-before ids were recorded (an upgrade mid-run), its result was evaluated again mid-run (a row
-could have moved past the frozen bound in between), or future-stamped rows beyond the extra
-page were left unread.
+before ids were recorded (an upgrade mid-run), or its result was evaluated again mid-run (a
+row whose stamp fell behind the cursor in between would go unseen). Future-stamped rows are
+read like any others (``sync/slices.py``), so their ids are always among those recorded.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def finish(conn: Connection, run_id: uuid.UUID, *, complete: bool) -> Purged | N
         refuse(
             run_id,
             "the ids this full resync recorded may be incomplete (it began before ids were recorded,"
-            " its result was evaluated again, or future-stamped rows went unread); the next full resync purges",
+            " or its result was evaluated again); the next full resync purges",
         )
     forget(conn)
     return result

@@ -35,7 +35,8 @@ class PageRead:
 
     ``future`` holds a degraded ``future_stamp`` issue per row stamped beyond the source clock's
     cap (they are among the rows, written like any other); ``future_starts`` says this page
-    holds the first of them in the run's result, so the run warns once.
+    holds the first of them in a stream's result, so the run warns once, and ``future_total``
+    is then how many that result holds.
     """
 
     opportunity_rows: Sequence[dict[str, Any]]
@@ -44,6 +45,7 @@ class PageRead:
     links: Stream
     future: Sequence[Issue] = ()
     future_starts: bool = False
+    future_total: int = 0
     cost: Cost = field(default_factory=Cost)
     probe: Probe | None = None
     start: RunStart = field(default_factory=RunStart)
@@ -86,7 +88,7 @@ class SourceReader:
                 streams = _started(streams, start, plan)
         rows: dict[StreamKind, list[dict[str, Any]]] = {kind: [] for kind in StreamKind}
         future: list[Issue] = []
-        future_starts, ids_incomplete = False, None
+        future_starts, future_total, ids_incomplete = False, 0, None
         for kind, stream in streams.items():
             if stream.done:
                 continue
@@ -99,6 +101,7 @@ class SourceReader:
             streams[kind] = stream.after_page(page.last, page.upper_bound, exhausted=page.exhausted, result=page.position)
             future += _future_issues(kind, page)
             future_starts = future_starts or page.future_starts
+            future_total += page.future_total
             if kind is StreamKind.OPPORTUNITIES:
                 ids_incomplete = _ids_incomplete(page)
         return PageRead(
@@ -108,6 +111,7 @@ class SourceReader:
             streams[StreamKind.CALL_LINKS],
             future,
             future_starts,
+            future_total,
             cost,
             probe,
             start,
@@ -153,9 +157,9 @@ def _future(source_id: Any, values: dict[str, Any]) -> Issue:
 
 def _ids_incomplete(page: SourcePage) -> str | None:
     if page.reevaluated:
-        return "the run's result was evaluated again mid-run, so a row may have moved past its frozen bound unseen"
-    if page.future_unread:
-        return f"{page.future_unread} future-stamped rows beyond the run's extra page were not read"
+        # A row placed after the cursor can fall behind it between two evaluations (its stamp
+        # drops when a joined row is removed outright), and then this run never reads it.
+        return "the run's result was evaluated again mid-run, so a row whose stamp fell behind the cursor may be unseen"
     return None
 
 

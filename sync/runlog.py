@@ -174,22 +174,23 @@ def log_page(plan: PagePlan, tally: PageTally, cursor: Keyset, issues: list[Issu
     )
 
 
-def log_future_stamped(plan: PagePlan, issues: Sequence[Issue]) -> None:
+def log_future_stamped(plan: PagePlan, issues: Sequence[Issue], total: int) -> None:
     """The warning about rows stamped beyond the source's clock (each is in sync_rejections).
 
-    Logged on the page where they start in a stream's result: once per run, or once per stream
-    when the two streams reach theirs on different pages.
+    Logged on the page that holds the first of them in a stream's result, with ``total``, how
+    many the run reads: once per run, or once per stream when the two streams reach theirs on
+    different pages. The samples are the page's own.
     """
     streams = sorted({"call_links" if "call_id" in i.values else "opportunities" for i in issues})
     log.warning(
         "%d rows are stamped beyond the source's clock: synced, but the watermark does not follow them;"
         " later runs read them again until real time passes their stamp",
-        len(issues),
+        total,
         extra={
             "event": "future_stamped",
             "run_id": str(plan.run_id),
             "streams": streams,
-            "count": len(issues),
+            "count": total,
             "sample_ids": [i.source_id for i in issues[:_SAMPLE_IDS]],
             "sample_stamps": [i.values.get("change_stamp") or i.values.get("stamp") for i in issues[:_SAMPLE_IDS]],
         },

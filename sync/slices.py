@@ -1,17 +1,20 @@
 """Turn a slice of a run's result into one page. Pure: rows in, decisions out.
 
-A result holds, in ``(stamp, key)`` order, the rows after the run's start cursor up to its
-frozen upper bound, then the rows stamped beyond the source clock's cap (future-stamped).
-Every row stamped after the bound is a future-stamped one: the bound never exceeds the cap.
+A result holds, in ``(cursor_stamp, key)`` order, every row after the run's start cursor. A
+row's ``cursor_stamp`` is its stamp, or the run's frozen bound when the row is stamped beyond
+it (``sync/source_sql.py``): future-stamped rows sit at the bound, among the rows stamped
+there, and are read page by page like any others, however many there are.
 
 The keyset cursor stays the source of truth; the row offset is only a shortcut to the slice.
 So a page:
 
-- skips bounded rows at or before the cursor (a misaligned offset re-reads, never doubles);
-- reads the row before its slice too and refuses the slice when that row is bounded and after
-  the cursor (an offset too far would skip rows): the caller then evaluates again;
-- never moves the cursor for a future-stamped row: it is written, and read again by later
-  runs until real time passes its stamp.
+- skips rows at or before the cursor (a misaligned offset re-reads, never doubles);
+- reads the row before its slice too and refuses the slice when that row lies after the
+  cursor (an offset too far would skip rows): the caller then evaluates again.
+
+The cursor never passes the bound, so neither does the watermark: later runs read the
+future-stamped rows again (the content hash keeps that write-free) until real time passes
+their stamp.
 """
 
 from __future__ import annotations
@@ -28,15 +31,19 @@ Row = dict[str, Any]
 
 @dataclass(frozen=True)
 class Shape:
-    """How a stream's result rows are keyed: the stamp column and the keyset of a row."""
+    """How a stream's result rows are keyed: a row's place in the run's order."""
 
-    stamp: str
     keyset: Callable[[Mapping[str, Any]], Keyset]
 
 
 @dataclass
 class Taken:
-    """What one page took from a slice."""
+    """What one page took from a slice.
+
+    ``future`` are the rows among ``rows`` stamped beyond the source clock's cap;
+    ``future_starts`` says the first of the result's future-stamped rows is on this page, and
+    ``future_total`` is then how many the result holds.
+    """
 
     rows: list[Row] = field(default_factory=list)
     future: list[Row] = field(default_factory=list)
@@ -75,40 +82,28 @@ def take(
     """
     taken = Taken(upper_bound=upper_bound)
     iterator = iter(rows)
-    previous_future = False
     if with_predecessor:
         before = next(iterator, None)
-        if before is not None:
-            previous_future = _beyond(before, shape, taken.upper_bound)
-            if not previous_future and shape.keyset(before) > after:
-                taken.misaligned = True
-                return taken
+        if before is not None and shape.keyset(before) > after:
+            taken.misaligned = True
+            return taken
     for row in iterator:
         if starts_result and taken.consumed == 0:
             taken.upper_bound = row.get("run_upper_bound")
             taken.cap = row.get("run_cap")
-            taken.future_total = _int(row.get("future_total"))
         taken.consumed += 1
-        if _beyond(row, shape, taken.upper_bound):
-            taken.future_starts = taken.future_starts or not previous_future
-            previous_future = True
+        keyset = shape.keyset(row)
+        if keyset > after:
             taken.rows.append(row)
-            taken.future.append(row)
-        elif shape.keyset(row) > after:
-            taken.rows.append(row)
-            taken.last = shape.keyset(row)
+            taken.last = keyset
+            if row.get("beyond_cap"):
+                taken.future.append(row)
+            if row.get("future_total") is not None:
+                taken.future_starts = True
+                taken.future_total = int(row["future_total"])
         # Stop early rather than overrun the budget: the offset and cursor make a partial page
         # as good as a full one.
         if stop():
             taken.truncated = True
             break
     return taken
-
-
-def _beyond(row: Mapping[str, Any], shape: Shape, upper_bound: dt.datetime | None) -> bool:
-    stamp = row.get(shape.stamp)
-    return upper_bound is not None and stamp is not None and stamp > upper_bound
-
-
-def _int(value: Any) -> int | None:
-    return int(value) if value is not None else None

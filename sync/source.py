@@ -61,7 +61,7 @@ class SourcePage:
     position: ResultPosition | None = None
     future: list[dict[str, Any]] = field(default_factory=list)
     future_starts: bool = False
-    future_unread: int = 0
+    future_total: int = 0
     cap: dt.datetime | None = None
     reevaluated: bool = False
     cost: Cost = field(default_factory=Cost)
@@ -167,7 +167,7 @@ class BigQuerySource:
         return Probe(
             cap=clock["cap"],
             marks={
-                named[int(r["part"])][0]: Mark(r["latest"], int(r["row_count"]), int(r["active_count"]))
+                named[int(r["part"])][0]: Mark(r["latest"], int(r["row_count"]), int(r["active_count"]), int(r["future_count"]))
                 for r in rows
                 if r["part"] >= 0
             },
@@ -236,7 +236,6 @@ class BigQuerySource:
         offset = position.offset + taken.consumed
         # As with a keyset page: a short slice not cut by the budget proves the result is read.
         exhausted = page_is_last(taken.consumed, request.limit, truncated=taken.truncated)
-        unread = max(0, (taken.future_total or 0) - request.limit) if starts_result else 0
         return SourcePage(
             rows=taken.rows,
             upper_bound=taken.upper_bound,
@@ -246,7 +245,7 @@ class BigQuerySource:
             position=None if exhausted else ResultPosition(position.job, offset),
             future=taken.future,
             future_starts=taken.future_starts,
-            future_unread=unread,
+            future_total=taken.future_total or 0,
             cap=taken.cap,
             cost=cost,
         )
@@ -262,8 +261,6 @@ class BigQuerySource:
             p("after_stamp", "TIMESTAMP", request.after.stamp),
             p("upper_bound", "TIMESTAMP", request.upper_bound),
             p("skew_seconds", "INT64", int(CLOCK_SKEW.total_seconds())),
-            # The extra page of future-stamped rows is one page at most.
-            p("future_limit", "INT64", request.limit),
         ]
         if request.stream is StreamKind.OPPORTUNITIES:
             return [*params, p("after_id", "STRING", request.after.key)]

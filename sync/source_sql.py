@@ -204,13 +204,13 @@ def joined_opportunities_sql(t: SourceTables) -> str:
 
 
 def opportunity_result_sql(t: SourceTables) -> str:
-    """The run's single evaluation of the join, ordered by ``(change_stamp, id)``.
+    """The run's single evaluation of the join, ordered by ``(cursor_stamp, id)``.
 
     Parameters: ``after_stamp``, ``after_id`` (the keyset to read after), ``upper_bound`` (the
-    run's frozen bound, NULL on its first evaluation), ``skew_seconds`` and ``future_limit``.
-    See :func:`_result_tail` for what the result holds.
+    run's frozen bound, NULL on its first evaluation) and ``skew_seconds``. See
+    :func:`_result_tail` for what the result holds.
     """
-    after = "(joined.change_stamp > @after_stamp OR (joined.change_stamp = @after_stamp AND joined.id > @after_id))"
+    after = "(placed.cursor_stamp > @after_stamp OR (placed.cursor_stamp = @after_stamp AND placed.id > @after_id))"
     return joined_opportunities_sql(t) + _result_tail("joined", "change_stamp", ("id",), after)
 
 
@@ -235,67 +235,77 @@ def link_groups_sql(t: SourceTables) -> str:
 
 
 def link_result_sql(t: SourceTables) -> str:
-    """The run's single evaluation of call links, ordered by ``(stamp, call_id, object_id)``.
+    """The run's single evaluation of call links, ordered by ``(cursor_stamp, call_id, object_id)``.
 
     Parameters: those of :func:`opportunity_result_sql` with ``after_call`` and ``after_object``
     in place of ``after_id``, plus ``object_type``.
     """
     after = (
-        "(links.stamp > @after_stamp OR (links.stamp = @after_stamp AND (links.call_id > @after_call"
-        " OR (links.call_id = @after_call AND links.object_id > @after_object))))"
+        "(placed.cursor_stamp > @after_stamp OR (placed.cursor_stamp = @after_stamp AND (placed.call_id > @after_call"
+        " OR (placed.call_id = @after_call AND placed.object_id > @after_object))))"
     )
     return link_groups_sql(t) + _result_tail("links", "stamp", ("call_id", "object_id"), after)
 
 
 def _result_tail(source: str, stamp: str, keys: tuple[str, ...], after: str) -> str:
-    """The rows of ``source`` after the keyset, up to the run's frozen bound, then the future-stamped.
+    """Every row of ``source`` after the keyset, each placed at ``LEAST(stamp, bound)``.
 
     - ``cap`` is the source's own clock plus the skew allowance, read in this very query: no
       stamp beyond it can be one the run has seen happen, so the bound never passes it. On the
       first evaluation the bound is the greatest stamp up to the cap (the start stamp when there
       is none); a later evaluation keeps the run's bound, capped again.
-    - Rows stamped beyond the cap follow the bounded rows (they sort last); at most
-      ``@future_limit`` of them, the first in key order, so a run's extra work stays one page.
-    - The first row carries ``run_upper_bound``, ``run_cap`` and ``future_total`` (every
-      future-stamped row, read or not); they are NULL on the others to keep rows lean.
+    - ``cursor_stamp`` is where a row sits in the run's order: its stamp, or the bound for a
+      row stamped beyond it. A future-stamped row therefore takes its place at the bound among
+      the rows stamped there, and the keyset walks through all of them page by page like any
+      others: none is starved, and the cursor and watermark stop at the bound. A row that lands
+      mid-run beyond the bound is placed there too when the result is evaluated again; the
+      watermark still stops at the bound, so the next run reads it again.
+    - ``beyond_cap`` marks a future-stamped row (degraded ``future_stamp``); the first of them
+      in the result carries ``future_total``, their number after the keyset.
+    - The first row carries ``run_upper_bound`` and ``run_cap``; these are NULL on the others to
+      keep rows lean.
     """
-    order = ", ".join(f"picked.{c}" for c in (stamp, *keys))
+    order = ", ".join(f"picked.{c}" for c in ("cursor_stamp", *keys))
     return (
         ",\nclock AS (SELECT TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @skew_seconds SECOND) AS cap),"
         "\nfrozen AS (SELECT clock.cap, LEAST(clock.cap, COALESCE(@upper_bound,"
         f" (SELECT MAX(s.{stamp}) FROM {source} AS s CROSS JOIN clock AS c WHERE s.{stamp} <= c.cap),"
         " @after_stamp)) AS bound FROM clock),"
-        f"\npicked AS (SELECT {source}.*, {source}.{stamp} > frozen.cap AS beyond_cap, frozen.bound, frozen.cap"
-        f" FROM {source} CROSS JOIN frozen WHERE {after}"
-        f" AND ({source}.{stamp} <= frozen.bound OR {source}.{stamp} > frozen.cap)),"
+        f"\nplaced AS (SELECT {source}.*, LEAST({source}.{stamp}, frozen.bound) AS cursor_stamp,"
+        f" {source}.{stamp} > frozen.cap AS beyond_cap, frozen.bound, frozen.cap FROM {source} CROSS JOIN frozen),"
+        f"\npicked AS (SELECT placed.* FROM placed WHERE {after}),"
         f"\nranked AS (SELECT picked.*, ROW_NUMBER() OVER (ORDER BY {order}) AS seq,"
-        " COUNT(*) OVER () AS picked_total, SUM(IF(picked.beyond_cap, 1, 0)) OVER () AS beyond_total FROM picked)"
-        "\nSELECT ranked.* EXCEPT (beyond_cap, bound, cap, seq, picked_total, beyond_total),"
+        f" SUM(IF(picked.beyond_cap, 1, 0)) OVER (ORDER BY {order} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+        " AS beyond_seq, SUM(IF(picked.beyond_cap, 1, 0)) OVER () AS beyond_total FROM picked)"
+        "\nSELECT ranked.* EXCEPT (bound, cap, seq, beyond_seq, beyond_total),"
         " IF(ranked.seq = 1, ranked.bound, NULL) AS run_upper_bound, IF(ranked.seq = 1, ranked.cap, NULL) AS run_cap,"
-        " IF(ranked.seq = 1, ranked.beyond_total, NULL) AS future_total"
-        "\nFROM ranked WHERE NOT ranked.beyond_cap"
-        " OR ranked.seq - (ranked.picked_total - ranked.beyond_total) <= @future_limit"
-        "\nORDER BY ranked.seq"
+        " IF(ranked.beyond_cap AND ranked.beyond_seq = 1, ranked.beyond_total, NULL) AS future_total"
+        "\nFROM ranked ORDER BY ranked.seq"
     )
 
 
 def probe_sql(tables: Sequence[Table], project: str) -> str:
-    """Per table, in order: the greatest write stamp, the row and active-version counts; the capped clock.
+    """Per table, in order: the greatest write stamp up to the cap, the row, active-version and
+    beyond-the-cap counts; the capped clock.
 
     Only Fivetran's own columns are read: Fivetran sets ``_fivetran_synced`` on every row it
     writes, so it shows whether a table was written, and ``COUNT(*)`` reads nothing. In History
     Mode a deletion moves no ``_fivetran_synced``: it ends the active version, so
     ``_fivetran_end`` enters the stamp (the join's own rule) and the active count drops, even
     when the version ended before the table's newest stamp. Row ``part`` is the table's index in
-    ``tables``; part -1 carries the clock even when ``tables`` is empty. Parameter:
-    ``skew_seconds``.
+    ``tables``; part -1 carries the clock even when ``tables`` is empty. A stamp beyond the cap
+    is counted, not taken as the greatest (``sync/probe.py``). Parameter: ``skew_seconds``.
     """
-    clock = "TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @skew_seconds SECOND) AS cap"
-    parts = [f"SELECT -1 AS part, CAST(NULL AS TIMESTAMP) AS latest, 0 AS row_count, 0 AS active_count, {clock}"]
+    cap = "TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @skew_seconds SECOND)"
+    parts = [
+        f"SELECT -1 AS part, CAST(NULL AS TIMESTAMP) AS latest, 0 AS row_count, 0 AS active_count,"
+        f" 0 AS future_count, {cap} AS cap"
+    ]
     for i, table in enumerate(tables):
         own = Table(table.dataset, table.name, {k: c for k, c in table.columns.items() if k.startswith("_fivetran")})
         parts.append(
-            f"SELECT {i} AS part, MAX(p.stamp) AS latest, COUNT(*) AS row_count, COUNTIF(p.active) AS active_count, {clock}"
+            f"SELECT {i} AS part, MAX(IF(p.stamp <= {cap}, p.stamp, NULL)) AS latest, COUNT(*) AS row_count,"
+            f" COUNTIF(p.active) AS active_count, COUNTIF(p.stamp > {cap}) AS future_count, {cap} AS cap"
             f" FROM (SELECT {row_stamp('t', own)} AS stamp, {active('t', own)} AS active FROM {ref(project, table)} AS t) AS p"
         )
     return "\nUNION ALL\n".join(parts)

@@ -1,7 +1,8 @@
 """The run's two streams, opportunities and call links, and how their result rows are keyed.
 
 Each stream has its own keyset cursor, frozen bound and BigQuery result: opportunities are
-ordered by ``(change_stamp, id)``, call links by ``(stamp, call_id, object_id)``.
+ordered by ``(cursor_stamp, id)``, call links by ``(cursor_stamp, call_id, object_id)``, where
+``cursor_stamp`` is a row's stamp capped at the run's frozen bound (``sync/source_sql.py``).
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ def split_link_key(key: str) -> tuple[str, str]:
 
 
 def _opportunity_keyset(row: Mapping[str, Any]) -> Keyset:
-    return Keyset(row["change_stamp"], _key(row["id"]))
+    return Keyset(row["cursor_stamp"], _key(row["id"]))
 
 
 def _link_keyset(row: Mapping[str, Any]) -> Keyset:
-    return link_keyset(row["stamp"], _key(row["call_id"]), _key(row["object_id"]))
+    return link_keyset(row["cursor_stamp"], _key(row["call_id"]), _key(row["object_id"]))
 
 
 def _key(value: Any) -> str:
@@ -49,6 +50,6 @@ def _key(value: Any) -> str:
 
 
 SHAPES: dict[StreamKind, Shape] = {
-    StreamKind.OPPORTUNITIES: Shape("change_stamp", _opportunity_keyset),
-    StreamKind.CALL_LINKS: Shape("stamp", _link_keyset),
+    StreamKind.OPPORTUNITIES: Shape(_opportunity_keyset),
+    StreamKind.CALL_LINKS: Shape(_link_keyset),
 }

@@ -126,24 +126,29 @@ def test_a_page_cut_by_the_time_budget_resumes_at_its_offset(env, spy):
     assert spy.call_count == 1
 
 
-def test_future_stamped_rows_come_last_in_a_bounded_extra_page(env, spy):
+def test_future_stamped_rows_take_their_place_at_the_bound_page_by_page(env, spy):
     data = generate(30, seed=86, messy=False)
-    future = [o["id"] for o in data.rows("opportunity")[:5]]
-    for o in data.rows("opportunity")[:5]:
+    future = [o["id"] for o in data.rows("opportunity")[:12]]
+    for o in data.rows("opportunity")[:12]:
         o["_fivetran_synced"] = FUTURE
     env.seed(data)
     source = _ready(env, spy)
     before = dt.datetime.now(dt.UTC)
     rows, pages = _drain(source, StreamKind.OPPORTUNITIES, 4)
     ids = [r["id"] for r in rows]
-    assert ids[-4:] == sorted(future)[:4]  # after every bounded row, at most one page of them
-    assert sorted(ids[:-4]) == sorted(set(_expected_order(data)) - set(future))
+    assert sorted(ids) == sorted(_expected_order(data))  # every row once, the twelve future ones included
     first = pages[0]
     assert first.upper_bound < before  # the frozen bound never passes the source clock
     assert before < first.cap <= dt.datetime.now(dt.UTC) + CLOCK_SKEW
-    assert first.future_unread == 1  # five beyond the cap, one page (4) of them read
-    assert all(p.last is None or p.last.stamp <= first.upper_bound for p in pages)  # the cursor never follows them
-    assert [p.future_starts for p in pages].count(True) == 1  # warned once per run
+    # Placed at the bound: after every row stamped before it, in id order among those stamped at it.
+    at_bound = [r["id"] for r in rows if r["change_stamp"] >= first.upper_bound]
+    assert ids[-len(at_bound) :] == at_bound == sorted(at_bound)
+    assert set(future) <= set(at_bound)
+    assert len(pages) >= 8  # 30 rows in pages of 4: the future ones span three of them
+    assert all(p.last is None or p.last.stamp <= first.upper_bound for p in pages)  # the cursor never passes the bound
+    assert sorted(r["id"] for p in pages for r in p.future) == sorted(future)  # each flagged once
+    assert [p.future_total for p in pages if p.future_starts] == [12]  # warned once per run, with the count
+    assert spy.call_count == 1  # one evaluation for every page
 
 
 def test_probe_reads_stamp_columns_only_and_sees_a_landed_row(env, spy):

@@ -17,17 +17,20 @@ FUTURE = dt.datetime(2095, 1, 1, tzinfo=dt.UTC)
 OPP = SHAPES[StreamKind.OPPORTUNITIES]
 
 
-def _row(stamp, id_, **extra):
-    return {"change_stamp": stamp, "id": id_, **extra}
+def _row(stamp, id_, *, beyond=False, **extra):
+    """A result row as the SQL places it: a stamp beyond the bound sits at the bound."""
+    return {"change_stamp": stamp, "cursor_stamp": min(stamp, BOUND), "id": id_, "beyond_cap": beyond, **extra}
 
 
-# A result: three rows within the bound, then two future-stamped rows.
+# A result in (cursor_stamp, id) order: two future-stamped rows (x, z) take their place at the
+# bound, among the bounded rows stamped there (c, y).
 RESULT = [
-    _row(T0, "a", run_upper_bound=BOUND, run_cap=BOUND + dt.timedelta(minutes=5), future_total=2),
+    _row(T0, "a", run_upper_bound=BOUND, run_cap=BOUND + dt.timedelta(minutes=5)),
     _row(T0, "b"),
     _row(BOUND, "c"),
-    _row(FUTURE, "x"),
-    _row(FUTURE, "y"),
+    _row(FUTURE, "x", beyond=True, future_total=2),
+    _row(BOUND, "y"),
+    _row(FUTURE, "z", beyond=True),
 ]
 
 
@@ -38,18 +41,18 @@ def _never():
 @pytest.mark.parametrize(
     ("rows", "after", "bound", "starts", "pred", "expect_ids", "expect_last", "expect_consumed"),
     [
-        # The first page of a result: the bound, cap and future count come from its first row.
+        # The first page of a result: the bound and cap come from its first row.
         (RESULT[:3], Keyset.start(), None, True, False, ["a", "b", "c"], Keyset(BOUND, "c"), 3),
         # A later page after the cursor (b): the predecessor row b equals the cursor.
-        (RESULT[1:4], Keyset(T0, "b"), BOUND, False, True, ["c", "x"], Keyset(BOUND, "c"), 2),
+        (RESULT[1:4], Keyset(T0, "b"), BOUND, False, True, ["c", "x"], Keyset(BOUND, "x"), 2),
         # An offset one row short: row b is at the cursor and is skipped, not written twice.
-        (RESULT[0:4], Keyset(T0, "b"), BOUND, False, True, ["c", "x"], Keyset(BOUND, "c"), 3),
-        # Only future-stamped rows left: written, the cursor does not move.
-        (RESULT[2:5], Keyset(BOUND, "c"), BOUND, False, True, ["x", "y"], None, 2),
-        # The predecessor is future-stamped: nothing to check against the cursor.
-        (RESULT[3:5], Keyset(BOUND, "c"), BOUND, False, True, ["y"], None, 1),
+        (RESULT[0:4], Keyset(T0, "b"), BOUND, False, True, ["c", "x"], Keyset(BOUND, "x"), 3),
+        # A future-stamped row moves the cursor to its place at the bound, never beyond it.
+        (RESULT[2:5], Keyset(BOUND, "c"), BOUND, False, True, ["x", "y"], Keyset(BOUND, "y"), 2),
+        # The predecessor is a future-stamped row at the cursor: the slice lines up.
+        (RESULT[3:6], Keyset(BOUND, "x"), BOUND, False, True, ["y", "z"], Keyset(BOUND, "z"), 2),
         # An empty slice (the result was exhausted).
-        ([], Keyset(BOUND, "c"), BOUND, False, False, [], None, 0),
+        ([], Keyset(BOUND, "z"), BOUND, False, False, [], None, 0),
     ],
 )
 def test_take(rows, after, bound, starts, pred, expect_ids, expect_last, expect_consumed):
@@ -59,21 +62,23 @@ def test_take(rows, after, bound, starts, pred, expect_ids, expect_last, expect_
     assert taken.consumed == expect_consumed
     assert not taken.misaligned
     assert taken.upper_bound == BOUND
+    assert taken.last is None or taken.last.stamp <= BOUND  # the cursor never passes the bound
 
 
-def test_first_row_of_a_result_carries_its_bound_cap_and_future_count():
+def test_first_row_of_a_result_carries_its_bound_and_cap():
     # The stored bound is ignored: the result's own (capped) bound wins.
     taken = take(RESULT, OPP, after=Keyset.start(), upper_bound=FUTURE, starts_result=True, with_predecessor=False, stop=_never)
-    assert (taken.upper_bound, taken.cap, taken.future_total) == (BOUND, BOUND + dt.timedelta(minutes=5), 2)
-    assert [r["id"] for r in taken.future] == ["x", "y"]
-    assert taken.future_starts
+    assert (taken.upper_bound, taken.cap) == (BOUND, BOUND + dt.timedelta(minutes=5))
+    assert [r["id"] for r in taken.rows] == ["a", "b", "c", "x", "y", "z"]
+    assert [r["id"] for r in taken.future] == ["x", "z"]
+    assert (taken.future_starts, taken.future_total) == (True, 2)
 
 
 @pytest.mark.parametrize(
     ("rows", "after", "future_starts"),
     [
-        (RESULT[2:5], Keyset(BOUND, "c"), True),  # the bounded row c comes before: the future rows start here
-        (RESULT[3:5], Keyset(BOUND, "c"), False),  # x came on the previous page: they started there
+        (RESULT[2:5], Keyset(BOUND, "c"), True),  # x, the first future-stamped row, is on this page
+        (RESULT[4:6], Keyset(BOUND, "y"), False),  # x came on an earlier page: they started there
     ],
 )
 def test_future_rows_start_once_per_result(rows, after, future_starts):
@@ -161,6 +166,14 @@ def _probe(marks=MARKS, eligible=BOTH):
             MARKS,
             RunStart(skip=frozenset({StreamKind.CALL_LINKS})),
         ),
+        # A row left the future (Fivetran rewrote it with its own clock): one future-stamped row fewer.
+        (
+            _probe({**MARKS, "account": Mark(T0, 3, None, 0)}),
+            False,
+            W,
+            {**MARKS, "account": Mark(T0, 3, None, 1)},
+            RunStart(skip=frozenset({StreamKind.CALL_LINKS})),
+        ),
         # A full resync reads everything whatever the probe says.
         (_probe(), True, W, MARKS, RunStart()),
         # No marks recorded yet (first run after the upgrade): read.
@@ -207,6 +220,7 @@ def test_decide(probe, full, watermarks, committed, expected):
         (marks_json(MARKS), MARKS),  # as written by marks_json
         ({"opportunity": {"latest": None, "rows": 0, "active": 0}}, {"opportunity": Mark(None, 0, 0)}),  # an empty table
         ({"opportunity": {"latest": None, "rows": 0}}, {"opportunity": Mark(None, 0)}),  # stored without the active count
+        ({"opportunity": {"latest": None, "rows": 2, "active": 2, "future": 1}}, {"opportunity": Mark(None, 2, 2, 1)}),
         (None, None),  # never recorded
         ({"opportunity": {"latest": "2026-11-01T00:00:00+00:00"}}, None),  # malformed: treated as unknown
     ],
