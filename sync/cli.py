@@ -96,8 +96,12 @@ def _dispatch(args: argparse.Namespace, runtime: Runtime, out: TextIO) -> int:
     if args.command == "migrate":
         conn = runtime.connect()
         try:
-            upgraded = upgrade(conn)
+            upgraded = upgrade(conn, shed_privileges=runtime.settings.shed_privileges)
             print(f"schema at version {current_version(conn)}; applied {upgraded.applied or 'nothing'}", file=out)
+            if upgraded.shed:
+                print(f"the login gave up {', '.join(upgraded.shed)}", file=out)
+            if upgraded.still_held:
+                print(f"the login still holds {', '.join(upgraded.still_held)} (see the log)", file=out)
             if upgraded.restored_status_row:
                 print(f"{_MISSING_ROW}; restored it: the next run starts from the beginning of the source", file=out)
         finally:

@@ -15,7 +15,7 @@ from sync import db
 from sync.config import Settings
 from sync.pipeline import Pipeline, Publisher
 from sync.publisher import PubSubPublisher
-from sync.schema import migrate
+from sync.schema import give_up_privileges, upgrade
 
 if TYPE_CHECKING:
     from sync.source import BigQuerySource
@@ -45,13 +45,19 @@ class Runtime:
             return self._source
 
     def ensure_schema(self) -> None:
-        """Apply pending migrations once per process (under the migration lock)."""
+        """Apply pending migrations once per process (under the migration lock), then shed
+        the login's cluster-wide powers when ``SYNC_SHED_PRIVILEGES`` asks for it."""
+        settings = self.settings
         with self._lock:
-            if self._migrated or not self.settings.auto_migrate:
+            if self._migrated or not (settings.auto_migrate or settings.shed_privileges):
                 return
             conn = self.connect()
             try:
-                applied = migrate(conn)
+                if settings.auto_migrate:
+                    applied = upgrade(conn, shed_privileges=settings.shed_privileges).applied
+                else:
+                    give_up_privileges(conn)
+                    applied = []
             finally:
                 conn.close()
             if applied:

@@ -13,6 +13,13 @@ Each ``migrations/NNNN_name.sql`` file runs once, in its own transaction, record
   with migrations applied by an admin.
 - **The ``sync_status`` row is restored** when someone deleted it: without it every run
   looks like one already in flight.
+- **The login sheds its cluster-wide powers** when asked (``shed_privileges``; the function's
+  ``SYNC_SHED_PRIVILEGES=true``): after the migrations, under the same lock, in its own
+  transaction (:mod:`sync.privileges`). The same single read tells whether any are held, so a
+  start with nothing pending and nothing to shed still costs one SELECT; a power given back
+  later (by hand, or by the platform) is shed again at the next cold start. Migrations are
+  applied by version, not by position: a gap in the numbers (0006 before 0004) is fine, and a
+  lower number that arrives later is applied when it arrives.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from importlib import resources
 
 from pg8000.exceptions import DatabaseError, InterfaceError
 
+from sync import privileges
 from sync.db import Connection, Cursor
 from sync.errors import PermanentError
 from sync.state import ENTITY
@@ -36,7 +44,8 @@ _MIGRATION_LOCK_KEY = 7_342_001
 
 _STATE_SQL = (
     "SELECT (SELECT coalesce(array_agg(version), '{}') FROM schema_migrations),"
-    " EXISTS (SELECT 1 FROM sync_status WHERE entity_type = %s)"
+    " EXISTS (SELECT 1 FROM sync_status WHERE entity_type = %s),"
+    f" {privileges.ANY_HELD_SQL}"
 )
 _CREATE_LEDGER = (
     "CREATE TABLE schema_migrations ("
@@ -68,6 +77,10 @@ class MigrationReport:
 
     applied: list[int] = field(default_factory=list)
     restored_status_row: bool = False
+    # What the login gave up (``privileges.Held.describe()``), and what it still holds when
+    # shedding was refused.
+    shed: list[str] = field(default_factory=list)
+    still_held: list[str] = field(default_factory=list)
 
 
 def available() -> list[Migration]:
@@ -85,22 +98,27 @@ def migrate(conn: Connection) -> list[int]:
     return upgrade(conn).applied
 
 
-def upgrade(conn: Connection) -> MigrationReport:
-    """Apply pending migrations and restore a missing ``sync_status`` row.
+def upgrade(conn: Connection, *, shed_privileges: bool = False) -> MigrationReport:
+    """Apply pending migrations, restore a missing ``sync_status`` row, and, with
+    ``shed_privileges``, give up the login's cluster-wide powers (:mod:`sync.privileges`).
 
     Raises:
         MigrationPermissionError: the role lacks a privilege a pending migration needs.
     """
     migrations = available()
-    applied, status_row = _read_state(conn)
-    if status_row and {m.version for m in migrations} <= applied:
+    applied, status_row, powers = _read_state(conn)
+    must_shed = shed_privileges and powers
+    if status_row and {m.version for m in migrations} <= applied and not must_shed:
         return MigrationReport()
     applied_now = [m.version for m in migrations if m.version not in applied and _apply(conn, m)]
-    return MigrationReport(applied_now, _restore_status_row(conn))
+    restored = _restore_status_row(conn)
+    shed, still_held = give_up_privileges(conn) if must_shed else ([], [])
+    return MigrationReport(applied_now, restored, shed, still_held)
 
 
-def _read_state(conn: Connection) -> tuple[set[int], bool]:
-    """The one read of an up-to-date start: applied versions, and whether the status row exists."""
+def _read_state(conn: Connection) -> tuple[set[int], bool, bool]:
+    """The one read of an up-to-date start: applied versions, whether the status row exists,
+    and whether the login holds powers beyond its own objects."""
     cur = conn.cursor()
     try:
         cur.execute(_STATE_SQL, (ENTITY,))
@@ -108,7 +126,7 @@ def _read_state(conn: Connection) -> tuple[set[int], bool]:
     except DatabaseError as err:
         conn.rollback()
         if _sqlstate(err) == _UNDEFINED_TABLE:  # an empty database, or one never migrated
-            return set(), False
+            return set(), False, True  # shedding re-reads what is held
         if _sqlstate(err) == _INSUFFICIENT_PRIVILEGE:
             raise _permission_error(conn, "read schema_migrations and sync_status", err) from err
         raise
@@ -116,7 +134,7 @@ def _read_state(conn: Connection) -> tuple[set[int], bool]:
     if row is None:  # an aggregate always returns a row; this is a driver fault
         msg = "expected one row from the schema state query, got none"
         raise RuntimeError(msg)
-    return {int(v) for v in row[0]}, bool(row[1])
+    return {int(v) for v in row[0]}, bool(row[1]), bool(row[2])
 
 
 def _apply(conn: Connection, migration: Migration) -> bool:
@@ -139,6 +157,52 @@ def _apply(conn: Connection, migration: Migration) -> bool:
         raise
     log.info("applied migration %04d_%s", migration.version, migration.name)
     return True
+
+
+def give_up_privileges(conn: Connection) -> tuple[list[str], list[str]]:
+    """Shed the login's powers under the migration lock; (what was shed, what is still held).
+
+    A refusal is logged, not raised: the sync itself needs none of these powers, so it goes on,
+    and the next cold start tries again.
+    """
+    cur = conn.cursor()
+    try:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
+        found = privileges.shed(cur)
+        left = privileges.held(cur)
+        conn.commit()
+    except DatabaseError as err:
+        conn.rollback()
+        left = privileges.held(conn.cursor())
+        conn.rollback()
+        log.error(  # noqa: TRY400 - the SQLSTATE and message say it all; no traceback wanted
+            "could not give up %s (SQLSTATE %s: %s); the sync goes on, the next cold start tries again. As an"
+            " administrator: ALTER ROLE ... NOCREATEROLE NOCREATEDB; REVOKE cloudsqlsuperuser FROM ...",
+            ", ".join(left.describe()) or "cluster-wide powers",
+            _sqlstate(err),
+            _message(err),
+            extra={"event": "privileges_not_shed", "still_held": left.describe()},
+        )
+        return [], left.describe()
+    if found:
+        log.info(
+            "the database login gave up %s; it keeps its own tables and CREATE on schema public",
+            ", ".join(found.describe()),
+            extra={"event": "privileges_shed", "shed": found.describe(), "still_held": left.describe()},
+        )
+    if left:
+        log.error(
+            "the database login still holds %s after shedding; as an administrator: ALTER ROLE ... NOCREATEROLE"
+            " NOCREATEDB; REVOKE ... FROM ...",
+            ", ".join(left.describe()),
+            extra={"event": "privileges_not_shed", "still_held": left.describe()},
+        )
+    return found.describe(), left.describe()
+
+
+def _message(err: DatabaseError) -> str:
+    fields = err.args[0] if err.args and isinstance(err.args[0], dict) else {}
+    return str(fields.get("M", err))
 
 
 def _ensure_ledger(cur: Cursor) -> None:

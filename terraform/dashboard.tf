@@ -1,5 +1,7 @@
 # One dashboard on the run_finished log metrics (monitoring.tf): is it running, is it
-# keeping up, what does it write, what does it reject, what does BigQuery bill.
+# keeping up, what does it write, what does it reject, what does BigQuery bill; and the
+# series behind each alert for a silent stop (dead letters, configuration errors, push
+# answers, memory), so an incident's chart and the dashboard's agree.
 # README "Dashboard" shows what healthy and unhealthy look like.
 
 locals {
@@ -13,6 +15,14 @@ locals {
     ])
   }
   runs_by_status = "sum by (status) (increase(logging_googleapis_com:user_${google_logging_metric.runs.name}{${local.promql_selector}}[${local.dashboard_window}]))"
+
+  # The alerts' own series (monitoring.tf, local.*_series), in PromQL.
+  silent_stop_queries = {
+    dead_letters  = "max(pubsub_googleapis_com:subscription_num_undelivered_messages{monitored_resource=\"pubsub_subscription\",subscription_id=\"${google_pubsub_subscription.dead_letter_inspect.name}\"})"
+    config_errors = "sum(increase(logging_googleapis_com:user_${google_logging_metric.config_errors.name}{${local.promql_selector}}[${local.dashboard_window}]))"
+    push_answers  = "sum by (response_class) (increase(pubsub_googleapis_com:subscription_push_request_count{monitored_resource=\"pubsub_subscription\",subscription_id=\"${google_pubsub_subscription.push.name}\"}[5m]))"
+    memory_p99    = "histogram_quantile(0.99, sum by (le) (increase(run_googleapis_com:container_memory_utilizations_bucket{monitored_resource=\"cloud_run_revision\",service_name=\"${google_cloudfunctions2_function.sync.name}\"}[5m])))"
+  }
 
   dashboard_tiles = [
     { title = "Finished runs per hour, by status (failed > 0 is unhealthy)", queries = { runs = local.runs_by_status } },
@@ -34,6 +44,10 @@ locals {
     },
     { title = "Rows read per run (average)", queries = { read = local.per_run["rows_read"] } },
     { title = "BigQuery bytes billed per run (average; empty until the code logs bigquery_bytes_billed)", queries = { bytes = local.per_run["bigquery_bytes_billed"] } },
+    { title = "Messages waiting in the dead-letter subscription (above 0: replay them)", queries = { waiting = local.silent_stop_queries["dead_letters"] } },
+    { title = "Configuration errors per hour (lines at CRITICAL; above 0: the deployment is broken)", queries = { critical = local.silent_stop_queries["config_errors"] } },
+    { title = "Push deliveries per 5 minutes, by response class (anything but ack is a failed delivery)", queries = { by_response_class = local.silent_stop_queries["push_answers"] } },
+    { title = "Memory used, fraction of function_memory (p99 over 5 minutes; near 1 the instance is killed)", queries = { p99 = local.silent_stop_queries["memory_p99"] } },
   ]
 }
 

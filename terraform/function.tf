@@ -105,6 +105,7 @@ locals {
     SYNC_LEASE_SECONDS            = tostring(local.lease_seconds)
     SYNC_MAX_PAGES                = tostring(var.max_pages)
     SYNC_AUTO_MIGRATE             = tostring(var.auto_migrate)
+    SYNC_SHED_PRIVILEGES          = "true"
     SYNC_REJECTION_RETENTION_DAYS = tostring(var.rejection_retention_days)
     LOG_LEVEL                     = var.log_level
   }

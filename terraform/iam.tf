@@ -156,11 +156,16 @@ resource "google_artifact_registry_repository_iam_member" "build_image_writer" {
   member     = google_service_account.build.member
 }
 
-# IAM changes take a while to reach every service; a build started right after the
-# grants can still be refused (the provider's cloudfunctions2_basic_builder example
-# waits the same way). The function depends on this, not on the grants directly.
+# IAM changes take a while to reach every service: Google documents that a policy change
+# "typically" propagates in 2 minutes and "could potentially take 7 minutes or longer" (IAM,
+# "Access change propagation"). A build started before the grants arrive fails with "Build
+# failed ... Access to bucket gcf-v2-sources-... denied. You must grant Storage Object Viewer
+# permission to ..."; the provider's own cloudfunctions2_basic_builder test waits 60 s and
+# fails about half the time that way (provider issue #20571). So the wait is the documented
+# 7 minutes. It runs once, when the grants are created (or replaced); later applies skip it.
+# The function depends on this, not on the grants directly.
 resource "time_sleep" "build_grants" {
-  create_duration = "60s"
+  create_duration = "420s"
 
   triggers = {
     log_writer   = google_project_iam_member.build_log_writer.id

@@ -1,7 +1,9 @@
 # Log-based metrics and alerts built on the one JSON line the code logs per run:
 #   jsonPayload.event="run_finished", jsonPayload.status="success"|"failed",
-#   numeric rows_read, rows_skipped, ... (rows_skipped = rows rejected by validation).
-# The dashboard on the same metrics is in dashboard.tf.
+#   numeric rows_read, rows_skipped, ... (rows_skipped = rows rejected by validation),
+# plus one alert for each way the sync can stop without a failed run: dead letters waiting,
+# a configuration error (logged at CRITICAL and acked), push deliveries answered non-2xx,
+# memory near the instance's limit. The dashboard on the same series is in dashboard.tf.
 # Cloud Logging parses stdout JSON into jsonPayload; a 2nd-gen function's logs
 # are attributed to its Cloud Run service (local.function_log_filter).
 
@@ -23,6 +25,16 @@ locals {
     lag_seconds           = { what = "seconds from the newest source change to the run's end", unit = "s", growth = 2 }
     bigquery_bytes_billed = { what = "BigQuery bytes billed", unit = "By", growth = 4 }
   }
+
+  # Every line the function logs at CRITICAL is a configuration error (main.py): the message
+  # names the variable at fault, and it was acked because every retry would fail the same way.
+  config_errors_filter = "${local.function_log_filter} AND severity=CRITICAL"
+
+  # Metrics GCP itself writes, in the filter form and in PromQL (dots and slashes become
+  # underscores, the first slash a colon). tests/test_terraform.py pins these names.
+  dead_letter_series  = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.dead_letter_inspect.name}\""
+  push_failure_series = "metric.type=\"pubsub.googleapis.com/subscription/push_request_count\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.push.name}\" AND metric.label.response_class!=\"ack\""
+  memory_series       = "metric.type=\"run.googleapis.com/container/memory/utilizations\" AND resource.type=\"cloud_run_revision\" AND resource.label.service_name=\"${google_cloudfunctions2_function.sync.name}\""
 
   # Monitoring's PromQL names for log-based metrics: logging_googleapis_com:user_<name>;
   # distributions add _sum/_count/_bucket. Resource labels are plain labels.
@@ -84,15 +96,34 @@ resource "google_logging_metric" "run_value" {
   }
 }
 
+resource "google_logging_metric" "config_errors" {
+  name        = "${local.metric_prefix}_config_errors"
+  description = "Lines the ${var.name} function logged at CRITICAL: bad configuration, named in the message; the message was acked, so nothing retries it."
+  filter      = local.config_errors_filter
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "${var.name} configuration errors"
+  }
+}
+
 # An alert policy created in the same apply as its log-based metric fails with 404
-# "Cannot find metric(s) ... could take up to 10 minutes" (provider issue #11102). The
-# policies wait for this instead; it runs alongside the function's build, which takes
-# minutes anyway, so a first apply is barely longer. A new or renamed metric waits again.
+# "Cannot find metric(s) that match type = ... If a metric was created recently, it could
+# take up to 10 minutes to become available" (provider issue #11102, still open). No
+# resource reports that a metric has become visible, so the policies on log-based metrics
+# wait the documented 10 minutes. The wait starts when the metrics exist and runs alongside
+# the function's build (itself behind a 7-minute wait, iam.tf), so a first apply grows by a
+# few minutes at most. A new or renamed metric waits again; an unchanged one never does.
 resource "time_sleep" "log_metrics" {
-  create_duration = "300s"
+  create_duration = "600s"
 
   triggers = {
-    metrics = join(",", concat([google_logging_metric.runs.id], [for m in google_logging_metric.run_value : m.id]))
+    metrics = join(",", concat(
+      [google_logging_metric.runs.id, google_logging_metric.config_errors.id],
+      [for m in google_logging_metric.run_value : m.id],
+    ))
   }
 }
 
@@ -228,6 +259,206 @@ resource "google_monitoring_alert_policy" "rejected_rate" {
       ${var.alert_rejected_rate_window_minutes} minutes were rejected by validation (`rows_skipped`).
       Usually a source schema change in Fivetran. Rejected rows are kept in the
       database for ${var.rejection_retention_days} days with the reason; see terraform/README.md, "Where to look".
+    EOT
+  }
+}
+
+# (4) Messages waiting in the dead-letter subscription: the push subscription gave up on them
+# after max_delivery_attempts, so the run they carried stopped and nothing retries it.
+resource "google_monitoring_alert_policy" "dead_letters" {
+  display_name          = "${var.name}: messages waiting in the dead-letter subscription"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "num_undelivered_messages > 0 on ${google_pubsub_subscription.dead_letter_inspect.name}"
+
+    condition_threshold {
+      filter          = local.dead_letter_series
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_MAX"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "86400s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "${var.name}: messages in the dead-letter subscription"
+    content   = <<-EOT
+      Pub/Sub gave up delivering at least one message to ${var.name} after ${var.max_delivery_attempts}
+      attempts and moved it to `${google_pubsub_topic.dead_letter.name}`. The run it carried has stopped:
+      no continuation follows a dead letter. No data is lost (the cursor is in Postgres), but a full
+      resync or a long run waits until someone replays it; the next tick starts a new run.
+
+      First command: `eval "$(terraform output -raw dead_letters_command)"` lists them with their
+      attempts; find why they failed (`jsonPayload.event="page_failed"`), fix it, then replay with
+      `--replay`. The alert clears when the subscription is empty again.
+      Runbook: terraform/README.md, "Dead letters".
+    EOT
+  }
+}
+
+# (5) A configuration error: logged at CRITICAL and acked, so Pub/Sub never retries and no run
+# is recorded as failed; only this alert says the deployment is broken.
+resource "google_monitoring_alert_policy" "config_error" {
+  display_name          = "${var.name}: configuration error"
+  combiner              = "OR"
+  severity              = "CRITICAL"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "a line at CRITICAL from ${var.name}"
+
+    condition_threshold {
+      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.config_errors.name}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "3600s"
+  }
+
+  depends_on = [time_sleep.log_metrics]
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "${var.name}: configuration error (the sync is not running)"
+    content   = <<-EOT
+      ${var.name} logged a configuration error at CRITICAL: a setting is wrong (the message names
+      the variable: `INSTANCE_CONNECTION_NAME`, `DB_PASSWORD_SECRET`, `DB_USER`, credentials, a
+      malformed value) or the database refused the login. The message was acknowledged, since
+      every retry would fail the same way, so until the deployment is fixed every tick fails alike.
+
+      First command: `gcloud logging read '${local.config_errors_filter}' --project=${var.project_id} --limit=5 --format='value(jsonPayload.message)'`.
+      Fix the variable in terraform.tfvars (or the secret / database user) and `terraform apply`.
+      Runbook: terraform/README.md, "Log lines: working as designed, or look now".
+    EOT
+  }
+}
+
+# (6) Push deliveries answered non-2xx for var.alert_push_failure_minutes: every 5-minute window
+# has at least one. One failing message retries with backoff up to max_delivery_attempts;
+# this fires when failures keep coming, before they end as dead letters.
+resource "google_monitoring_alert_policy" "push_failures" {
+  display_name          = "${var.name}: push deliveries failing for ${var.alert_push_failure_minutes}m"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "push_request_count with response_class != ack, every 5 minutes for ${var.alert_push_failure_minutes}m"
+
+    condition_threshold {
+      filter          = local.push_failure_series
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "${var.alert_push_failure_minutes * 60}s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "3600s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "${var.name}: push deliveries answered non-2xx for ${var.alert_push_failure_minutes} minutes"
+    content   = <<-EOT
+      For ${var.alert_push_failure_minutes} minutes Pub/Sub's pushes to ${var.name} have been answered with
+      something other than a 2xx: 429 (another invocation holds the run), 503 (a transient failure),
+      500 (an error the code does not recognise), or no answer in time (`deadline_exceeded`: the
+      instance was killed or ran past its timeout). Each message is retried with backoff and
+      dead-lettered after ${var.max_delivery_attempts} attempts.
+
+      First command: `gcloud logging read '${local.function_log_filter} AND jsonPayload.event="page_failed"' --project=${var.project_id} --limit=10 --format='table(timestamp,severity,jsonPayload.message)'`.
+      Steady 429s with no `page_committed` mean a stuck lease; see terraform/README.md,
+      "Log lines: working as designed, or look now" for each status.
+    EOT
+  }
+}
+
+# (7) Memory near the instance's limit: past it the platform kills the instance mid-page, which
+# the push subscription only sees as a delivery that timed out.
+resource "google_monitoring_alert_policy" "memory_high" {
+  display_name          = "${var.name}: memory above ${var.alert_memory_utilization * 100}% of ${var.function_memory}"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "container/memory/utilizations p99 > ${var.alert_memory_utilization}"
+
+    condition_threshold {
+      filter          = local.memory_series
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.alert_memory_utilization
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_PERCENTILE_99"
+        cross_series_reducer = "REDUCE_MAX"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "3600s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "${var.name}: memory near the ${var.function_memory} limit"
+    content   = <<-EOT
+      A ${var.name} instance used more than ${var.alert_memory_utilization * 100}% of its ${var.function_memory}.
+      Past the limit Cloud Run kills it in the middle of a page: nothing is committed, the push
+      times out, and the same page is delivered again.
+
+      First command: `gcloud logging read '${local.function_log_filter} AND textPayload:"Memory limit"' --project=${var.project_id} --limit=5`
+      (an instance killed for memory logs "Memory limit of ... exceeded"). Then raise
+      `function_memory` or lower `page_size` in terraform.tfvars and `terraform apply`.
     EOT
   }
 }

@@ -156,6 +156,13 @@ variable "db_user_name" {
     condition     = can(regex("^[a-z_][a-z0-9_]{0,62}$", var.db_user_name))
     error_message = "db_user_name must be a lowercase Postgres identifier."
   }
+
+  # The function's login gives up CREATEROLE, CREATEDB and cloudsqlsuperuser at its first start
+  # (SYNC_SHED_PRIVILEGES); pointed at the instance's admin user it would strip the admin.
+  validation {
+    condition     = !contains(["postgres", "cloudsqlsuperuser", "cloudsqladmin"], var.db_user_name)
+    error_message = "db_user_name must be a user of its own, not the instance's postgres user (the function drops its login's admin rights)."
+  }
 }
 
 variable "db_password_version" {
@@ -378,5 +385,27 @@ variable "alert_rejected_rate_window_minutes" {
   validation {
     condition     = var.alert_rejected_rate_window_minutes >= 5 && var.alert_rejected_rate_window_minutes <= 1440
     error_message = "alert_rejected_rate_window_minutes must be between 5 and 1440."
+  }
+}
+
+variable "alert_push_failure_minutes" {
+  type        = number
+  description = "Alert when push deliveries to the function are answered non-2xx in every 5-minute window for this many minutes. Longer than a run's normal contention (a full_resync waits out a lease with 429s), shorter than the dead-letter budget."
+  default     = 30
+
+  validation {
+    condition     = var.alert_push_failure_minutes >= 5 && var.alert_push_failure_minutes <= 1440 && var.alert_push_failure_minutes % 5 == 0
+    error_message = "alert_push_failure_minutes must be a multiple of 5 between 5 and 1440 (the alert aligns on 5-minute windows)."
+  }
+}
+
+variable "alert_memory_utilization" {
+  type        = number
+  description = "Alert when an instance's memory use (99th percentile over 5 minutes) exceeds this fraction of function_memory."
+  default     = 0.9
+
+  validation {
+    condition     = var.alert_memory_utilization > 0 && var.alert_memory_utilization < 1
+    error_message = "alert_memory_utilization must be a fraction in (0, 1)."
   }
 }

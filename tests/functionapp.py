@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import sys
 from typing import Any
 
 import functions_framework
@@ -32,6 +33,11 @@ def cold_start(monkeypatch: Any) -> None:
     """Forget the process-wide runtime, connector and cached password: the next push is a cold start."""
     db.close()
     monkeypatch.setattr(entry, "_runtime", None)
+    # functions-framework loads main.py again as a new module under the same name; the app runs
+    # that one, so its runtime is the one to forget.
+    served = sys.modules.get("main")
+    if served is not None and served is not entry:
+        monkeypatch.setattr(served, "_runtime", None)
 
 
 def push(test_client: Any, body: bytes | dict[str, Any], *, message_id: str = "m-1") -> Any:

@@ -172,8 +172,8 @@ def test_cli_passes_on_the_repository():
         # The time provider is checked too.
         (
             "iam.tf",
-            'create_duration = "60s"',
-            'create_duration_s = "60s"',
+            'create_duration = "420s"',
+            'create_duration_s = "420s"',
             "time_sleep.build_grants: unknown argument or block 'create_duration_s'",
         ),
     ],
