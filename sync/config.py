@@ -104,25 +104,36 @@ class Settings:
     log_level: str = "INFO"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, require_topic: bool = False) -> Settings:
+    def from_env(
+        cls,
+        env: Mapping[str, str],
+        *,
+        require_topic: bool = False,
+        require_source: bool = True,
+        require_database: bool = True,
+    ) -> Settings:
         """Build settings from an environment mapping.
 
         Args:
             env: Usually ``os.environ``; tests pass a plain dict.
             require_topic: True for the Cloud Function, which must publish continuations.
+            require_source: False for commands that never read BigQuery (``status``, ``runs``):
+                ``BIGQUERY_PROJECT`` may then be unset (``bigquery_project`` is ``""``), and
+                is still validated when set.
+            require_database: False for commands that never open Postgres (``publish``).
 
         Raises:
             ConfigurationError: naming every missing or malformed variable.
         """
         r = _EnvReader(env)
         project = r.matching("BIGQUERY_PROJECT", _PROJECT_RE, "a GCP project id")
-        if r.get("BIGQUERY_PROJECT") is None:
+        if require_source and r.get("BIGQUERY_PROJECT") is None:
             r.problems.append("BIGQUERY_PROJECT is required")
         endpoint = r.endpoint("BIGQUERY_API_ENDPOINT")
         database_url = r.database_url("DATABASE_URL")
         cloud_sql = _cloud_sql(r)
         has_cloud_sql_vars = any(r.get(n) for n in ("INSTANCE_CONNECTION_NAME", "DB_USER", "DB_NAME"))
-        if r.get("DATABASE_URL") is None and not has_cloud_sql_vars:
+        if require_database and r.get("DATABASE_URL") is None and not has_cloud_sql_vars:
             r.problems.append(
                 "DATABASE_URL or INSTANCE_CONNECTION_NAME+DB_USER+DB_NAME (+DB_PASSWORD_SECRET or DB_IAM_AUTH=true) is required"
             )

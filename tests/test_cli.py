@@ -37,13 +37,50 @@ def test_help(command):
     assert "usage: python -m sync" in result.stdout
 
 
-def test_bad_config_exits_2_with_one_line_naming_every_variable():
-    result = _cli(["status"], {"SYNC_PAGE_SIZE": "x"})
+def test_bad_config_exits_2_with_one_line_naming_every_variable_and_the_command():
+    result = _cli(["run"], {"SYNC_PAGE_SIZE": "x"})
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
+    assert lines[0].startswith("error: python -m sync run reads BigQuery and writes Postgres; invalid configuration")
     assert "BIGQUERY_PROJECT is required" in lines[0]
+    assert "DATABASE_URL or INSTANCE_CONNECTION_NAME" in lines[0]
     assert "SYNC_PAGE_SIZE must be an integer" in lines[0]
+
+
+@pytest.mark.parametrize("command", ["status", "runs", "rejections", "migrate"])
+def test_database_only_commands_name_only_the_database_settings(command):
+    result = _cli([command], {})
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: python -m sync {command} ")
+    assert "DATABASE_URL or INSTANCE_CONNECTION_NAME" in line
+    assert "BIGQUERY_PROJECT" not in line
+
+
+def test_publish_needs_only_the_topic():
+    result = _cli(["publish", "tick"], {})
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: python -m sync publish publishes to Pub/Sub only; ")
+    assert "SYNC_TOPIC is required" in line
+    assert "BIGQUERY_PROJECT" not in line
+    assert "DATABASE_URL" not in line
+
+
+def test_read_only_commands_run_without_bigquery_settings(env):
+    env.seed(generate(40, seed=57, messy=False))
+    vars_ = env.env_vars()
+    assert _cli(["run", "--until-done"], vars_).returncode == 0
+    database_only = {"DATABASE_URL": vars_["DATABASE_URL"]}
+    for command in (["status"], ["runs"], ["rejections"], ["status", "--json"], ["migrate"]):
+        result = _cli(command, database_only)
+        assert result.returncode == 0, (command, result.stderr)
+    preview = _cli(["preview"], database_only)
+    assert preview.returncode == 2
+    assert "python -m sync preview reads BigQuery and Postgres; invalid configuration: BIGQUERY_PROJECT is required" in (
+        preview.stderr
+    )
 
 
 def test_migrate_run_status_runs_rejections(env):
@@ -74,8 +111,8 @@ def test_migrate_run_status_runs_rejections(env):
     table = _cli(["status"], vars_).stdout.splitlines()
     live, links = env.query("SELECT (SELECT count(*) FROM active_opportunities), (SELECT count(*) FROM call_opportunities)")[0]
     assert re.fullmatch(r"status\s+success", table[0])
-    counts = next(line for line in table if line.startswith("opportunities "))
-    assert re.fullmatch(rf"opportunities\s+{live} live, 0 soft-deleted, {links} call links", counts)
+    counts = next(line for line in table if line.startswith("opportunities in Postgres "))
+    assert re.fullmatch(rf"opportunities in Postgres\s+{live} live, 0 soft-deleted, {links} call links", counts)
 
     runs = _cli(["runs", "--json"], vars_)
     assert [r["status"] for r in json.loads(runs.stdout)] == ["success"]
@@ -124,9 +161,11 @@ def test_preview_reports_the_next_page_and_writes_nothing(env):
     second = json.loads(_cli(["preview", "--json"], vars_).stdout)
     assert (second["would_insert"], second["would_update"]) == (0, 1)
     # Rows on the watermark's own stamp are re-read (the range is closed there) and cost nothing.
-    assert second["unchanged"] == second["rows_read"] - 1 - second["would_skip"]
+    # Rows deleted in the source that Postgres never held are counted as such, not as unchanged.
+    assert second["deleted_not_stored"] == sum(1 for o in valid if o["is_deleted"]) > 0
+    assert second["unchanged"] == second["rows_read"] - 1 - second["would_skip"] - second["deleted_not_stored"]
     table = _cli(["preview"], vars_).stdout
-    assert "would_update  1" in table
+    assert re.search(r"^  would update +1$", table, re.MULTILINE), table
 
 
 def test_until_done_on_a_terminal_shows_progress_and_keeps_logs_quiet(env):
@@ -137,7 +176,7 @@ def test_until_done_on_a_terminal_shows_progress_and_keeps_logs_quiet(env):
     vars_ |= {**env.env_vars(), "SYNC_PAGE_SIZE": "50"}
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sync", "run", "--until-done"], cwd=ROOT, env=vars_, stdout=follower, stderr=subprocess.PIPE
+        [sys.executable, "-m", "sync", "run", "--until-done"], cwd=ROOT, env=vars_, stdout=subprocess.PIPE, stderr=follower
     )
     os.close(follower)
     shown = b""
@@ -149,12 +188,23 @@ def test_until_done_on_a_terminal_shows_progress_and_keeps_logs_quiet(env):
         if not chunk:
             break
         shown += chunk
-    _, stderr = proc.communicate(timeout=120)
+    stdout, _ = proc.communicate(timeout=120)
     os.close(leader)
     assert proc.returncode == 0
+    # Progress goes to stderr, the terminal; stdout keeps only the summary.
     assert b"page 3, 120 rows read" in shown
-    assert b"run complete" in shown
-    assert b"page_committed" not in stderr
+    assert b"page_committed" not in shown, "per-page log lines stay quiet under the progress display"
+    assert b"run complete" in stdout
+    assert b"page 3," not in stdout, "no progress mixed into stdout"
+
+
+def test_progress_is_silent_when_stderr_is_not_a_terminal(env):
+    env.seed(generate(120, seed=54, messy=False))
+    vars_ = {**env.env_vars(), "SYNC_PAGE_SIZE": "50", "LOG_LEVEL": "WARNING"}
+    drained = _cli(["run", "--until-done"], vars_)
+    assert drained.returncode == 0, drained.stderr
+    assert drained.stderr == ""
+    assert "run complete" in drained.stdout
 
 
 EVIL_ID = "\x1b]0;PWNED\x07\x1b[2J"  # retitles the terminal, then clears the screen
@@ -206,11 +256,12 @@ def test_human_output_escapes_control_characters_and_json_stays_exact(env):
     error = f"row {EVIL_ID} refused\nsecond line \u202egnp.exe"
     env.query("UPDATE sync_status SET last_error = %s", (error,))
     env.query("UPDATE sync_runs SET error = %s", (error,))
-    for command in ("status", "runs"):
-        human = _cli([command], vars_)
+    for command in (["status"], ["runs"], ["runs", "--wide"]):
+        human = _cli(command, vars_)
         assert human.returncode == 0, human.stderr
         _assert_inert(human.stdout)
-        assert f"row {escaped} refused\\nsecond line \\u202eg" in human.stdout  # the runs table cuts at 60
+        if command != ["runs"]:  # the default runs table cuts the error to fit 100 columns
+            assert f"row {escaped} refused\\nsecond line \\u202eg" in human.stdout
     assert json.loads(_cli(["status", "--json"], vars_).stdout)["last_error"] == error
     assert json.loads(_cli(["runs", "--json"], vars_).stdout)[0]["error"] == error
 
