@@ -315,3 +315,150 @@ def test_missing_google_credentials_is_a_configuration_error(env, tmp_path):
     assert result.returncode == 2, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: invalid configuration: Google credentials are not available"), last
+
+
+def test_labels_count_a_run_with_known_counts(env):
+    """Every label against a run whose counts are known from the data: they add up to the rows read."""
+    data = generate(60, seed=58, messy=False)
+    opps = data.rows("opportunity")
+    for o in opps:
+        o["is_deleted"] = False
+    for o in opps[:4]:
+        o["is_deleted"] = True  # deleted in the source before the first run: never stored
+    for o in opps[4:7]:
+        o["name"] = None  # skipped: a required value is missing
+    env.seed(data)
+    vars_ = env.env_vars()
+
+    first = _cli(["run", "--until-done"], vars_)
+    assert first.returncode == 0, first.stderr
+    assert (
+        "1 page(s), 60 rows read: 53 inserted, 0 updated, 0 unchanged, 3 skipped,\n"
+        "0 soft-deleted, 4 deleted in the source and never stored;"
+    ) in first.stdout
+
+    # Two edits and one deletion in the source; a full resync reads every row again.
+    for o in opps[7:9]:
+        env.update("opportunity", "id", o["id"], stage_name="Closed Won")
+    env.update("opportunity", "id", opps[9]["id"], is_deleted=True)
+    second = _cli(["run", "--until-done", "--full-resync"], vars_)
+    assert second.returncode == 0, second.stderr
+    assert (
+        "1 page(s), 60 rows read: 0 inserted, 2 updated, 50 unchanged, 3 skipped,\n"
+        "1 soft-deleted, 4 deleted in the source and never stored;"
+    ) in second.stdout
+
+    (latest, _) = json.loads(_cli(["runs", "--json"], vars_).stdout)
+    counts = {k: latest[k] for k in latest if k.startswith("rows_")}
+    assert counts | {"rows_degraded": None, "rows_future_stamped": None} == {
+        "rows_read": 60,
+        "rows_inserted": 0,
+        "rows_updated": 2,
+        "rows_unchanged": 50,
+        "rows_skipped": 3,
+        "rows_deleted": 1,
+        "rows_deleted_not_stored": 4,
+        "rows_degraded": None,
+        "rows_future_stamped": None,
+    }
+    parts = ("rows_inserted", "rows_updated", "rows_unchanged", "rows_skipped", "rows_deleted", "rows_deleted_not_stored")
+    assert sum(latest[k] for k in parts) == latest["rows_read"]
+
+    sheet = dict(_sheet(_cli(["status"], vars_).stdout))
+    assert sheet["rows written (latest run)"] == "3"  # 2 updated + 1 soft-deleted
+    assert sheet["rows skipped (latest run)"] == "3"
+    assert sheet["latest run's rows"] == "60 read: 0 inserted, 2 updated, 50 unchanged, 3 skipped,"
+    assert sheet[""] == "1 soft-deleted, 4 deleted in the source and never stored"
+    assert sheet["opportunities in Postgres"].startswith("52 live, 1 soft-deleted, ")
+
+    table = _cli(["runs"], vars_).stdout.splitlines()
+    assert table[0].split() == ["started", "(UTC)", "run", "trigger", "status", "pages", "read", "written", "skipped", "error"]
+    assert table[1].split()[2:] == [latest["run_id"][:8], "full_resync", "success", "1", "60", "3", "3", "-"]
+    assert table[2].split()[3:8] == ["tick", "success", "1", "60", "53"]
+
+
+def _sheet(text):
+    """The status sheet's (label, value) pairs; labels and values are two or more spaces apart."""
+    return [
+        tuple(re.split(r"\s{2,}", line.strip(), maxsplit=1)) if line[0] != " " else ("", line.strip())
+        for line in text.splitlines()
+    ]
+
+
+def test_tables_fit_the_terminal_and_wide_shows_every_column(env):
+    env.seed(generate(200, seed=59))  # messy: long reasons and values among the rejections
+    vars_ = env.env_vars()
+    assert _cli(["run", "--until-done"], vars_).returncode == 0
+    env.query("UPDATE sync_runs SET error = %s", ("x" * 300,))
+    for command in ("runs", "rejections"):
+        every = list(json.loads(_cli([command, "--json"], vars_).stdout)[0])
+        piped = _cli([command], vars_).stdout.splitlines()
+        assert max(map(len, piped)) <= 100, command  # piped: 100 columns unless COLUMNS says otherwise
+        assert all(line == line.rstrip() for line in piped)
+        narrow = _cli([command], {**vars_, "COLUMNS": "72"}).stdout.splitlines()
+        assert max(map(len, narrow)) <= 72, command
+        assert len(narrow) == len(piped), "cut, never wrapped"
+        wide = _cli([command, "--wide"], vars_).stdout.splitlines()
+        assert wide[0].split() == every  # every --json field, in order
+        assert len(wide) == len(piped)
+    runs = _cli(["runs"], vars_).stdout.splitlines()
+    assert runs[1].endswith("x…")
+    assert "x" * 59 + "…" in _cli(["runs", "--wide"], vars_).stdout  # --wide still caps one cell at 60
+
+
+def test_json_keeps_one_type_per_field(env):
+    env.seed(generate(20, seed=60, messy=False))
+    vars_ = env.env_vars()
+    assert _cli(["migrate"], vars_).returncode == 0
+    assert json.loads(_cli(["status", "--json"], vars_).stdout)["in_flight"] is False  # no lease at all
+    env.query("UPDATE sync_status SET lease_expires_at = now() + interval '1 hour'")
+    assert json.loads(_cli(["status", "--json"], vars_).stdout)["in_flight"] is True
+    env.query("UPDATE sync_status SET lease_expires_at = now() - interval '1 hour'")
+    assert json.loads(_cli(["status", "--json"], vars_).stdout)["in_flight"] is False
+    assert re.search(r"^invocation in flight now +no$", _cli(["status"], vars_).stdout, re.MULTILINE)
+
+
+def test_rejections_takes_the_short_run_id_that_runs_shows(env):
+    data = generate(30, seed=61, messy=False)
+    data.rows("opportunity")[0]["name"] = None
+    env.seed(data)
+    vars_ = env.env_vars()
+    assert _cli(["run", "--until-done"], vars_).returncode == 0
+    (run,) = json.loads(_cli(["runs", "--json"], vars_).stdout)
+    by_prefix = json.loads(_cli(["rejections", "--json", "--run", run["run_id"][:8]], vars_).stdout)
+    assert [r["reason"] for r in by_prefix] == ["missing_name"]
+    assert json.loads(_cli(["rejections", "--json", "--run", run["run_id"]], vars_).stdout) == by_prefix
+    unknown = _cli(["rejections", "--run", "ffffffff"], vars_)
+    assert unknown.returncode == 2
+    assert "no run id starts with 'ffffffff'" in unknown.stderr
+    assert _cli(["rejections", "--run", "zz"], vars_).returncode == 2
+
+
+def test_import_main_does_not_load_the_cli_libraries():
+    probe = "import sys, main; print(sorted(m for m in sys.modules if m.startswith(('rich', 'sync.cli', 'sync.tables'))))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("width", "value", "shown"),
+    [
+        # rich markup in a source value is shown as typed, never interpreted
+        (100, "[bold red]Acme[/bold red] :smile:", "[bold red]Acme[/bold red] :smile:"),
+        # a long value is cut to the width left, with an ellipsis, on one line
+        (30, "a" * 80, "a" * 21 + "…"),
+        # control characters are escaped before the cut, so the width counts what is shown
+        (100, "x\x1b[2Jy", "x\\x1b[2Jy"),
+    ],
+)
+def test_table_cells_are_literal_cut_and_escaped(width, value, shown):
+    import io
+
+    from sync import tables
+
+    out = io.StringIO()
+    columns = [tables.Column("k", "key"), tables.Column("v", "value", flex=True)]
+    tables.render([{"k": "id-1", "v": value}], columns, out, width=width)
+    _header, row = out.getvalue().splitlines()
+    assert row == f"id-1  {shown}"
+    assert len(row) <= width
