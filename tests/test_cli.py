@@ -341,12 +341,16 @@ def test_labels_count_a_run_with_known_counts(env):
     for o in opps[7:9]:
         env.update("opportunity", "id", o["id"], stage_name="Closed Won")
     env.update("opportunity", "id", opps[9]["id"], is_deleted=True)
-    second = _cli(["run", "--until-done", "--full-resync"], vars_)
+    second = _cli(["run", "--until-done", "--full-resync"], {**vars_, "LOG_LEVEL": "INFO"})
     assert second.returncode == 0, second.stderr
     assert (
         "1 page(s), 60 rows read: 0 inserted, 2 updated, 50 unchanged, 3 skipped,\n"
         "1 soft-deleted, 4 deleted in the source and never stored;"
     ) in second.stdout
+    # The log lines alerts and dashboards read carry the same counts under the same names.
+    logged = {e["event"]: e for e in map(json.loads, second.stderr.splitlines()) if e.get("event")}
+    assert logged["page_committed"]["rows_deleted_not_stored"] == logged["run_finished"]["rows_deleted_not_stored"] == 4
+    assert logged["run_finished"]["rows_unchanged"] == 50
 
     (latest, _) = json.loads(_cli(["runs", "--json"], vars_).stdout)
     counts = {k: latest[k] for k in latest if k.startswith("rows_")}
