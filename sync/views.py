@@ -17,6 +17,8 @@ from sync import report, tables
 from sync.tables import Column
 
 MISSING_ROW = "sync_status has no 'opportunities' row (it was deleted)"
+# How many of the next page's rejections the preview lists; --json has them all.
+_PREVIEW_ISSUES = 10
 
 
 def _when(value: Any) -> str:
@@ -137,7 +139,9 @@ def preview_sheet(data: Mapping[str, Any], out: TextIO) -> None:
     issues = data["issues"]
     if issues:
         print("rejections:", file=out)
-        tables.render(issues[:50], _ISSUE_COLUMNS, out, width=tables.width_for(out))
+        tables.render(issues[:_PREVIEW_ISSUES], _ISSUE_COLUMNS, out, width=tables.width_for(out))
+    if len(issues) > _PREVIEW_ISSUES:
+        print(f"… and {len(issues) - _PREVIEW_ISSUES} more (preview --json lists every one)", file=out)
 
 
 def _cost(run: Mapping[str, Any]) -> str:
