@@ -132,13 +132,7 @@ class Settings:
         endpoint = r.endpoint("BIGQUERY_API_ENDPOINT")
         database_url = r.database_url("DATABASE_URL")
         cloud_sql = _cloud_sql(r)
-        has_cloud_sql_vars = any(r.get(n) for n in ("INSTANCE_CONNECTION_NAME", "DB_USER", "DB_NAME"))
-        if require_database and r.get("DATABASE_URL") is None and not has_cloud_sql_vars:
-            r.problems.append(
-                "DATABASE_URL or INSTANCE_CONNECTION_NAME+DB_USER+DB_NAME (+DB_PASSWORD_SECRET or DB_IAM_AUTH=true) is required"
-            )
-        if r.get("DATABASE_URL") is not None and r.get("INSTANCE_CONNECTION_NAME") is not None:
-            r.problems.append("DATABASE_URL and INSTANCE_CONNECTION_NAME are mutually exclusive; set one")
+        _check_database_choice(r, required=require_database)
 
         topic = r.matching("SYNC_TOPIC", _TOPIC_RE, "projects/PROJECT/topics/TOPIC")
         if require_topic and r.get("SYNC_TOPIC") is None:
@@ -235,6 +229,17 @@ def _got(name: str, value: str) -> str:
     if name in _NEVER_ECHOED:
         return " (the value is not shown: it may hold a password or credentials)"
     return f", got {value!r}"
+
+
+def _check_database_choice(r: _EnvReader, *, required: bool) -> None:
+    """Exactly one way to reach Postgres: a URL or the Cloud SQL connector (none at all only when not required)."""
+    has_cloud_sql_vars = any(r.get(n) for n in ("INSTANCE_CONNECTION_NAME", "DB_USER", "DB_NAME"))
+    if required and r.get("DATABASE_URL") is None and not has_cloud_sql_vars:
+        r.problems.append(
+            "DATABASE_URL or INSTANCE_CONNECTION_NAME+DB_USER+DB_NAME (+DB_PASSWORD_SECRET or DB_IAM_AUTH=true) is required"
+        )
+    if r.get("DATABASE_URL") is not None and r.get("INSTANCE_CONNECTION_NAME") is not None:
+        r.problems.append("DATABASE_URL and INSTANCE_CONNECTION_NAME are mutually exclusive; set one")
 
 
 def _cloud_sql(r: _EnvReader) -> CloudSqlSettings | None:
