@@ -119,6 +119,7 @@ def main() -> None:
             f"\nrenamed account {account['id']} in the source; the next run re-reads the lookback window"
             " and writes only the opportunities that show the new name"
         )
+        sync("preview", env=env)
         sync("run", "--until-done", env=env)
         sync("status", env=env)
         sync("runs", env=env)

@@ -108,30 +108,35 @@ class Settings:
     log_level: str = "INFO"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, require_topic: bool = False) -> Settings:
+    def from_env(
+        cls,
+        env: Mapping[str, str],
+        *,
+        require_topic: bool = False,
+        require_source: bool = True,
+        require_database: bool = True,
+    ) -> Settings:
         """Build settings from an environment mapping.
 
         Args:
             env: Usually ``os.environ``; tests pass a plain dict.
             require_topic: True for the Cloud Function, which must publish continuations.
+            require_source: False for commands that never read BigQuery (``status``, ``runs``):
+                ``BIGQUERY_PROJECT`` may then be unset (``bigquery_project`` is ``""``), and
+                is still validated when set.
+            require_database: False for commands that never open Postgres (``publish``).
 
         Raises:
             ConfigurationError: naming every missing or malformed variable.
         """
         r = _EnvReader(env)
         project = r.matching("BIGQUERY_PROJECT", _PROJECT_RE, "a GCP project id")
-        if r.get("BIGQUERY_PROJECT") is None:
+        if require_source and r.get("BIGQUERY_PROJECT") is None:
             r.problems.append("BIGQUERY_PROJECT is required")
         endpoint = r.endpoint("BIGQUERY_API_ENDPOINT")
         database_url = r.database_url("DATABASE_URL")
         cloud_sql = _cloud_sql(r)
-        has_cloud_sql_vars = any(r.get(n) for n in ("INSTANCE_CONNECTION_NAME", "DB_USER", "DB_NAME"))
-        if r.get("DATABASE_URL") is None and not has_cloud_sql_vars:
-            r.problems.append(
-                "DATABASE_URL or INSTANCE_CONNECTION_NAME+DB_USER+DB_NAME (+DB_PASSWORD_SECRET or DB_IAM_AUTH=true) is required"
-            )
-        if r.get("DATABASE_URL") is not None and r.get("INSTANCE_CONNECTION_NAME") is not None:
-            r.problems.append("DATABASE_URL and INSTANCE_CONNECTION_NAME are mutually exclusive; set one")
+        _check_database_choice(r, required=require_database)
 
         topic = r.matching("SYNC_TOPIC", _TOPIC_RE, "projects/PROJECT/topics/TOPIC")
         if require_topic and r.get("SYNC_TOPIC") is None:
@@ -229,6 +234,17 @@ def _got(name: str, value: str) -> str:
     if name in _NEVER_ECHOED:
         return " (the value is not shown: it may hold a password or credentials)"
     return f", got {value!r}"
+
+
+def _check_database_choice(r: _EnvReader, *, required: bool) -> None:
+    """Exactly one way to reach Postgres: a URL or the Cloud SQL connector (none at all only when not required)."""
+    has_cloud_sql_vars = any(r.get(n) for n in ("INSTANCE_CONNECTION_NAME", "DB_USER", "DB_NAME"))
+    if required and r.get("DATABASE_URL") is None and not has_cloud_sql_vars:
+        r.problems.append(
+            "DATABASE_URL or INSTANCE_CONNECTION_NAME+DB_USER+DB_NAME (+DB_PASSWORD_SECRET or DB_IAM_AUTH=true) is required"
+        )
+    if r.get("DATABASE_URL") is not None and r.get("INSTANCE_CONNECTION_NAME") is not None:
+        r.problems.append("DATABASE_URL and INSTANCE_CONNECTION_NAME are mutually exclusive; set one")
 
 
 def _cloud_sql(r: _EnvReader) -> CloudSqlSettings | None:

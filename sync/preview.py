@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,8 @@ class Preview:
     would_update: int = 0
     would_delete: int = 0
     unchanged: int = 0
+    # Deleted in the source and never in Postgres: read, and nothing to write.
+    deleted_not_stored: int = 0
     would_skip: int = 0
     degraded: int = 0
     links_read: int = 0
@@ -45,16 +48,28 @@ class Preview:
         return data
 
 
-def preview(settings: Settings, source: Source, conn: Connection, reader: Reader | None = None) -> Preview:
-    """Read and stage the page a tick would process now, then roll everything back."""
+def preview(
+    settings: Settings,
+    source: Source,
+    conn: Connection,
+    reader: Reader | None = None,
+    step: Callable[[str], None] | None = None,
+) -> Preview:
+    """Read and stage the page a tick would process now, then roll everything back.
+
+    ``step`` is told what is being done as the preview goes (the CLI shows it as progress).
+    """
+    step = step or (lambda _what: None)
     with transaction(conn):
         state = read_state(conn)
     decision = plan(Message.tick(), state, lookback=dt.timedelta(seconds=settings.lookback_seconds), max_pages=settings.max_pages)
     if not isinstance(decision, PagePlan):
         return Preview(run=f"nothing to do: {decision.reason}", page=None)
+    step("reading the next page from BigQuery")
     read = (reader or SourceReader(source, settings.page_size)).read(decision, time.monotonic() + settings.time_budget_seconds)
     transformed = transform_page(read.opportunity_rows)
     links = transform_links(read.link_rows)
+    step(f"staging {len(transformed.rows)} rows in Postgres (rolled back)")
     with rolled_back(conn):
         written = write_page(conn, transformed.rows, links.links, [], str(decision.run_id))
     counts = written.counts
@@ -69,6 +84,7 @@ def preview(settings: Settings, source: Source, conn: Connection, reader: Reader
         would_update=counts.updated,
         would_delete=counts.deleted,
         unchanged=counts.unchanged,
+        deleted_not_stored=counts.not_stored,
         would_skip=skipped,
         degraded=len(issues) - skipped,
         links_read=len(links.links),

@@ -8,11 +8,13 @@ import uuid
 from typing import Any
 
 from sync.db import Connection
+from sync.runlog import NOT_STORED_SQL
 
 # C0 and C1 controls and DEL, line and paragraph separators, and the bidi marks, embeddings,
 # overrides and isolates: what can move the cursor, retitle or clear a terminal, or reorder text.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_RUN_PREFIX = re.compile(r"^[0-9a-f-]{8,36}$")
 
 
 def printable(text: str) -> str:
@@ -48,7 +50,8 @@ def status(conn: Connection) -> dict[str, Any]:
         conn,
         "SELECT entity_type, status, last_sync_timestamp, items_synced, error_count, last_error, last_success_at,"
         " run_id, run_trigger, run_next_page, run_started_at, run_cursor_stamp, run_upper_bound,"
-        " lease_expires_at > now() AS in_flight, page_size_limit,"
+        # No lease at all is "not in flight", not unknown: one type (boolean) in --json.
+        " coalesce(lease_expires_at > now(), false) AS in_flight, page_size_limit,"
         " extract(epoch FROM now() - last_sync_timestamp) AS lag_seconds"
         " FROM sync_status WHERE entity_type = 'opportunities'",
     )
@@ -65,11 +68,30 @@ def runs(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
     return _rows(
         conn,
         "SELECT run_id, trigger, status, started_at, finished_at, pages, rows_read, rows_inserted, rows_updated,"
-        " rows_unchanged, rows_skipped, rows_degraded, rows_deleted, links_added, links_removed, rows_future_stamped,"
+        " rows_unchanged, rows_skipped, rows_degraded, rows_deleted,"
+        f" {NOT_STORED_SQL} AS rows_deleted_not_stored, links_added, links_removed, rows_future_stamped,"
         " smallest_page_size, bigquery_jobs, bigquery_bytes_processed, bigquery_bytes_billed, error"
         " FROM sync_runs ORDER BY started_at DESC LIMIT %s",
         (limit,),
     )
+
+
+class UnknownRunError(ValueError):
+    """``--run`` names no run, or more than one."""
+
+
+def run_id_from(conn: Connection, text: str) -> uuid.UUID:
+    """The run whose id is ``text`` or starts with it (the 8 characters ``runs`` shows are enough)."""
+    prefix = text.strip().lower()
+    if not _RUN_PREFIX.match(prefix):
+        msg = f"--run must be a run id or its first 8 or more characters (0-9, a-f, -), got {printable(text)!r}"
+        raise UnknownRunError(msg)
+    found = _rows(conn, "SELECT run_id FROM sync_runs WHERE run_id::text LIKE %s ORDER BY run_id LIMIT 2", (prefix + "%",))
+    if len(found) != 1:
+        what = "no run id" if not found else "more than one run id"
+        msg = f"{what} starts with {prefix!r}; see python -m sync runs --wide"
+        raise UnknownRunError(msg)
+    return uuid.UUID(str(found[0]["run_id"]))
 
 
 def rejections(conn: Connection, run_id: uuid.UUID | None = None, limit: int = 100) -> list[dict[str, Any]]:

@@ -81,7 +81,10 @@ WITH merged AS (
 )
 SELECT count(*) FILTER (WHERE inserted),
        count(*) FILTER (WHERE NOT inserted AND newly_deleted IS NOT TRUE),
-       count(*) FILTER (WHERE NOT inserted AND newly_deleted)
+       count(*) FILTER (WHERE NOT inserted AND newly_deleted),
+       -- Deleted in the source and never stored: nothing to write, and not "unchanged" either.
+       (SELECT count(*) FROM stage_opportunities s LEFT JOIN opportunities cur ON cur.{_KEY} = s.{_KEY}
+        WHERE cur.id IS NULL AND s.{stored.DELETED.stage_name})
 FROM merged
 """
 
@@ -121,7 +124,12 @@ ON CONFLICT (call_id, opportunity_id) DO NOTHING
 
 @dataclass
 class WriteCounts:
-    """What a page's write changed; ``purged`` (also counted in ``deleted``) is set by a full resync's end."""
+    """What a page's write did with each row; ``purged`` (also counted in ``deleted``) is set by a full resync's end.
+
+    Every staged row is counted once: ``inserted``, ``updated``, ``deleted`` (soft-deleted now),
+    ``unchanged`` (stored already with the same content, a deleted one included), or
+    ``not_stored`` (deleted in the source and never in Postgres, so there is nothing to write).
+    """
 
     inserted: int = 0
     updated: int = 0
@@ -130,6 +138,7 @@ class WriteCounts:
     links_added: int = 0
     links_removed: int = 0
     purged: int = 0
+    not_stored: int = 0
 
     def __add__(self, other: WriteCounts) -> WriteCounts:
         return WriteCounts(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
@@ -202,8 +211,8 @@ def write_rows(conn: Connection, rows: Sequence[OpportunityRow], links: Sequence
         cur.execute(_COPY_OPPORTUNITIES, stream=encoding.chunks(map(stored.copy_line, rows)))
         cur.execute(_MERGE)
         merged = _one(cur)
-        counts.inserted, counts.updated, counts.deleted = (int(v) for v in merged)
-        counts.unchanged = len(rows) - counts.inserted - counts.updated - counts.deleted
+        counts.inserted, counts.updated, counts.deleted, counts.not_stored = (int(v) for v in merged)
+        counts.unchanged = len(rows) - counts.inserted - counts.updated - counts.deleted - counts.not_stored
     if links:
         cur.execute(
             "COPY stage_links (call_id, gong_opportunity_id, deleted, synced_at) FROM STDIN",

@@ -37,13 +37,50 @@ def test_help(command):
     assert "usage: python -m sync" in result.stdout
 
 
-def test_bad_config_exits_2_with_one_line_naming_every_variable():
-    result = _cli(["status"], {"SYNC_PAGE_SIZE": "x"})
+def test_bad_config_exits_2_with_one_line_naming_every_variable_and_the_command():
+    result = _cli(["run"], {"SYNC_PAGE_SIZE": "x"})
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
+    assert lines[0].startswith("error: python -m sync run reads BigQuery and writes Postgres; invalid configuration")
     assert "BIGQUERY_PROJECT is required" in lines[0]
+    assert "DATABASE_URL or INSTANCE_CONNECTION_NAME" in lines[0]
     assert "SYNC_PAGE_SIZE must be an integer" in lines[0]
+
+
+@pytest.mark.parametrize("command", ["status", "runs", "rejections", "migrate"])
+def test_database_only_commands_name_only_the_database_settings(command):
+    result = _cli([command], {})
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: python -m sync {command} ")
+    assert "DATABASE_URL or INSTANCE_CONNECTION_NAME" in line
+    assert "BIGQUERY_PROJECT" not in line
+
+
+def test_publish_needs_only_the_topic():
+    result = _cli(["publish", "tick"], {})
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: python -m sync publish publishes to Pub/Sub only; ")
+    assert "SYNC_TOPIC is required" in line
+    assert "BIGQUERY_PROJECT" not in line
+    assert "DATABASE_URL" not in line
+
+
+def test_read_only_commands_run_without_bigquery_settings(env):
+    env.seed(generate(40, seed=57, messy=False))
+    vars_ = env.env_vars()
+    assert _cli(["run", "--until-done"], vars_).returncode == 0
+    database_only = {"DATABASE_URL": vars_["DATABASE_URL"]}
+    for command in (["status"], ["runs"], ["rejections"], ["status", "--json"], ["migrate"]):
+        result = _cli(command, database_only)
+        assert result.returncode == 0, (command, result.stderr)
+    preview = _cli(["preview"], database_only)
+    assert preview.returncode == 2
+    assert "python -m sync preview reads BigQuery and Postgres; invalid configuration: BIGQUERY_PROJECT is required" in (
+        preview.stderr
+    )
 
 
 def test_migrate_run_status_runs_rejections(env):
@@ -74,8 +111,8 @@ def test_migrate_run_status_runs_rejections(env):
     table = _cli(["status"], vars_).stdout.splitlines()
     live, links = env.query("SELECT (SELECT count(*) FROM active_opportunities), (SELECT count(*) FROM call_opportunities)")[0]
     assert re.fullmatch(r"status\s+success", table[0])
-    counts = next(line for line in table if line.startswith("opportunities "))
-    assert re.fullmatch(rf"opportunities\s+{live} live, 0 soft-deleted, {links} call links", counts)
+    counts = next(line for line in table if line.startswith("opportunities in Postgres "))
+    assert re.fullmatch(rf"opportunities in Postgres\s+{live} live, 0 soft-deleted, {links} call links", counts)
 
     runs = _cli(["runs", "--json"], vars_)
     assert [r["status"] for r in json.loads(runs.stdout)] == ["success"]
@@ -124,9 +161,11 @@ def test_preview_reports_the_next_page_and_writes_nothing(env):
     second = json.loads(_cli(["preview", "--json"], vars_).stdout)
     assert (second["would_insert"], second["would_update"]) == (0, 1)
     # Rows on the watermark's own stamp are re-read (the range is closed there) and cost nothing.
-    assert second["unchanged"] == second["rows_read"] - 1 - second["would_skip"]
+    # Rows deleted in the source that Postgres never held are counted as such, not as unchanged.
+    assert second["deleted_not_stored"] == sum(1 for o in valid if o["is_deleted"]) > 0
+    assert second["unchanged"] == second["rows_read"] - 1 - second["would_skip"] - second["deleted_not_stored"]
     table = _cli(["preview"], vars_).stdout
-    assert "would_update  1" in table
+    assert re.search(r"^  would update +1$", table, re.MULTILINE), table
 
 
 def test_until_done_on_a_terminal_shows_progress_and_keeps_logs_quiet(env):
@@ -137,7 +176,7 @@ def test_until_done_on_a_terminal_shows_progress_and_keeps_logs_quiet(env):
     vars_ |= {**env.env_vars(), "SYNC_PAGE_SIZE": "50"}
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sync", "run", "--until-done"], cwd=ROOT, env=vars_, stdout=follower, stderr=subprocess.PIPE
+        [sys.executable, "-m", "sync", "run", "--until-done"], cwd=ROOT, env=vars_, stdout=subprocess.PIPE, stderr=follower
     )
     os.close(follower)
     shown = b""
@@ -149,12 +188,23 @@ def test_until_done_on_a_terminal_shows_progress_and_keeps_logs_quiet(env):
         if not chunk:
             break
         shown += chunk
-    _, stderr = proc.communicate(timeout=120)
+    stdout, _ = proc.communicate(timeout=120)
     os.close(leader)
     assert proc.returncode == 0
+    # Progress goes to stderr, the terminal; stdout keeps only the summary.
     assert b"page 3, 120 rows read" in shown
-    assert b"run complete" in shown
-    assert b"page_committed" not in stderr
+    assert b"page_committed" not in shown, "per-page log lines stay quiet under the progress display"
+    assert b"run complete" in stdout
+    assert b"page 3," not in stdout, "no progress mixed into stdout"
+
+
+def test_progress_is_silent_when_stderr_is_not_a_terminal(env):
+    env.seed(generate(120, seed=54, messy=False))
+    vars_ = {**env.env_vars(), "SYNC_PAGE_SIZE": "50", "LOG_LEVEL": "WARNING"}
+    drained = _cli(["run", "--until-done"], vars_)
+    assert drained.returncode == 0, drained.stderr
+    assert drained.stderr == ""
+    assert "run complete" in drained.stdout
 
 
 EVIL_ID = "\x1b]0;PWNED\x07\x1b[2J"  # retitles the terminal, then clears the screen
@@ -206,11 +256,12 @@ def test_human_output_escapes_control_characters_and_json_stays_exact(env):
     error = f"row {EVIL_ID} refused\nsecond line \u202egnp.exe"
     env.query("UPDATE sync_status SET last_error = %s", (error,))
     env.query("UPDATE sync_runs SET error = %s", (error,))
-    for command in ("status", "runs"):
-        human = _cli([command], vars_)
+    for command in (["status"], ["runs"], ["runs", "--wide"]):
+        human = _cli(command, vars_)
         assert human.returncode == 0, human.stderr
         _assert_inert(human.stdout)
-        assert f"row {escaped} refused\\nsecond line \\u202eg" in human.stdout  # the runs table cuts at 60
+        if command != ["runs"]:  # the default runs table cuts the error to fit 100 columns
+            assert f"row {escaped} refused\\nsecond line \\u202eg" in human.stdout
     assert json.loads(_cli(["status", "--json"], vars_).stdout)["last_error"] == error
     assert json.loads(_cli(["runs", "--json"], vars_).stdout)[0]["error"] == error
 
@@ -264,3 +315,154 @@ def test_missing_google_credentials_is_a_configuration_error(env, tmp_path):
     assert result.returncode == 2, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: invalid configuration: Google credentials are not available"), last
+
+
+def test_labels_count_a_run_with_known_counts(env):
+    """Every label against a run whose counts are known from the data: they add up to the rows read."""
+    data = generate(60, seed=58, messy=False)
+    opps = data.rows("opportunity")
+    for o in opps:
+        o["is_deleted"] = False
+    for o in opps[:4]:
+        o["is_deleted"] = True  # deleted in the source before the first run: never stored
+    for o in opps[4:7]:
+        o["name"] = None  # skipped: a required value is missing
+    env.seed(data)
+    vars_ = env.env_vars()
+
+    first = _cli(["run", "--until-done"], vars_)
+    assert first.returncode == 0, first.stderr
+    assert (
+        "1 page(s), 60 rows read: 53 inserted, 0 updated, 0 unchanged, 3 skipped,\n"
+        "0 soft-deleted, 4 deleted in the source and never stored;"
+    ) in first.stdout
+
+    # Two edits and one deletion in the source; a full resync reads every row again.
+    for o in opps[7:9]:
+        env.update("opportunity", "id", o["id"], stage_name="Closed Won")
+    env.update("opportunity", "id", opps[9]["id"], is_deleted=True)
+    second = _cli(["run", "--until-done", "--full-resync"], {**vars_, "LOG_LEVEL": "INFO"})
+    assert second.returncode == 0, second.stderr
+    assert (
+        "1 page(s), 60 rows read: 0 inserted, 2 updated, 50 unchanged, 3 skipped,\n"
+        "1 soft-deleted, 4 deleted in the source and never stored;"
+    ) in second.stdout
+    # The log lines alerts and dashboards read carry the same counts under the same names.
+    logged = {e["event"]: e for e in map(json.loads, second.stderr.splitlines()) if e.get("event")}
+    assert logged["page_committed"]["rows_deleted_not_stored"] == logged["run_finished"]["rows_deleted_not_stored"] == 4
+    assert logged["run_finished"]["rows_unchanged"] == 50
+
+    (latest, _) = json.loads(_cli(["runs", "--json"], vars_).stdout)
+    counts = {k: latest[k] for k in latest if k.startswith("rows_")}
+    assert counts | {"rows_degraded": None, "rows_future_stamped": None} == {
+        "rows_read": 60,
+        "rows_inserted": 0,
+        "rows_updated": 2,
+        "rows_unchanged": 50,
+        "rows_skipped": 3,
+        "rows_deleted": 1,
+        "rows_deleted_not_stored": 4,
+        "rows_degraded": None,
+        "rows_future_stamped": None,
+    }
+    parts = ("rows_inserted", "rows_updated", "rows_unchanged", "rows_skipped", "rows_deleted", "rows_deleted_not_stored")
+    assert sum(latest[k] for k in parts) == latest["rows_read"]
+
+    sheet = dict(_sheet(_cli(["status"], vars_).stdout))
+    assert sheet["rows written (latest run)"] == "3"  # 2 updated + 1 soft-deleted
+    assert sheet["rows skipped (latest run)"] == "3"
+    assert sheet["latest run's rows"] == "60 read: 0 inserted, 2 updated, 50 unchanged, 3 skipped,"
+    assert sheet[""] == "1 soft-deleted, 4 deleted in the source and never stored"
+    assert sheet["opportunities in Postgres"].startswith("52 live, 1 soft-deleted, ")
+
+    table = _cli(["runs"], vars_).stdout.splitlines()
+    assert table[0].split() == ["started", "(UTC)", "run", "trigger", "status", "pages", "read", "written", "skipped", "error"]
+    assert table[1].split()[2:] == [latest["run_id"][:8], "full_resync", "success", "1", "60", "3", "3", "-"]
+    assert table[2].split()[3:8] == ["tick", "success", "1", "60", "53"]
+
+
+def _sheet(text):
+    """The status sheet's (label, value) pairs; labels and values are two or more spaces apart."""
+    return [
+        tuple(re.split(r"\s{2,}", line.strip(), maxsplit=1)) if line[0] != " " else ("", line.strip())
+        for line in text.splitlines()
+    ]
+
+
+def test_tables_fit_the_terminal_and_wide_shows_every_column(env):
+    env.seed(generate(200, seed=59))  # messy: long reasons and values among the rejections
+    vars_ = env.env_vars()
+    assert _cli(["run", "--until-done"], vars_).returncode == 0
+    env.query("UPDATE sync_runs SET error = %s", ("x" * 300,))
+    for command in ("runs", "rejections"):
+        every = list(json.loads(_cli([command, "--json"], vars_).stdout)[0])
+        piped = _cli([command], vars_).stdout.splitlines()
+        assert max(map(len, piped)) <= 100, command  # piped: 100 columns unless COLUMNS says otherwise
+        assert all(line == line.rstrip() for line in piped)
+        narrow = _cli([command], {**vars_, "COLUMNS": "72"}).stdout.splitlines()
+        assert max(map(len, narrow)) <= 72, command
+        assert len(narrow) == len(piped), "cut, never wrapped"
+        wide = _cli([command, "--wide"], vars_).stdout.splitlines()
+        assert wide[0].split() == every  # every --json field, in order
+        assert len(wide) == len(piped)
+    runs = _cli(["runs"], vars_).stdout.splitlines()
+    assert runs[1].endswith("x…")
+    assert "x" * 59 + "…" in _cli(["runs", "--wide"], vars_).stdout  # --wide still caps one cell at 60
+
+
+def test_json_keeps_one_type_per_field(env):
+    env.seed(generate(20, seed=60, messy=False))
+    vars_ = env.env_vars()
+    assert _cli(["migrate"], vars_).returncode == 0
+    assert json.loads(_cli(["status", "--json"], vars_).stdout)["in_flight"] is False  # no lease at all
+    env.query("UPDATE sync_status SET lease_expires_at = now() + interval '1 hour'")
+    assert json.loads(_cli(["status", "--json"], vars_).stdout)["in_flight"] is True
+    env.query("UPDATE sync_status SET lease_expires_at = now() - interval '1 hour'")
+    assert json.loads(_cli(["status", "--json"], vars_).stdout)["in_flight"] is False
+    assert re.search(r"^invocation in flight now +no$", _cli(["status"], vars_).stdout, re.MULTILINE)
+
+
+def test_rejections_takes_the_short_run_id_that_runs_shows(env):
+    data = generate(30, seed=61, messy=False)
+    data.rows("opportunity")[0]["name"] = None
+    env.seed(data)
+    vars_ = env.env_vars()
+    assert _cli(["run", "--until-done"], vars_).returncode == 0
+    (run,) = json.loads(_cli(["runs", "--json"], vars_).stdout)
+    by_prefix = json.loads(_cli(["rejections", "--json", "--run", run["run_id"][:8]], vars_).stdout)
+    assert [r["reason"] for r in by_prefix] == ["missing_name"]
+    assert json.loads(_cli(["rejections", "--json", "--run", run["run_id"]], vars_).stdout) == by_prefix
+    unknown = _cli(["rejections", "--run", "ffffffff"], vars_)
+    assert unknown.returncode == 2
+    assert "no run id starts with 'ffffffff'" in unknown.stderr
+    assert _cli(["rejections", "--run", "zz"], vars_).returncode == 2
+
+
+def test_import_main_does_not_load_the_cli_libraries():
+    probe = "import sys, main; print(sorted(m for m in sys.modules if m.startswith(('rich', 'sync.cli', 'sync.tables'))))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("width", "value", "shown"),
+    [
+        # rich markup in a source value is shown as typed, never interpreted
+        (100, "[bold red]Acme[/bold red] :smile:", "[bold red]Acme[/bold red] :smile:"),
+        # a long value is cut to the width left, with an ellipsis, on one line
+        (30, "a" * 80, "a" * 21 + "…"),
+        # control characters are escaped before the cut, so the width counts what is shown
+        (100, "x\x1b[2Jy", "x\\x1b[2Jy"),
+    ],
+)
+def test_table_cells_are_literal_cut_and_escaped(width, value, shown):
+    import io
+
+    from sync import tables
+
+    out = io.StringIO()
+    columns = [tables.Column("k", "key"), tables.Column("v", "value", flex=True)]
+    tables.render([{"k": "id-1", "v": value}], columns, out, width=width)
+    _header, row = out.getvalue().splitlines()
+    assert row == f"id-1  {shown}"
+    assert len(row) <= width

@@ -232,3 +232,127 @@ def test_bad_configuration_exits_2_naming_the_variable(args, env_vars, expected)
     assert result.returncode == 2
     assert result.stdout == ""
     assert expected in result.stderr
+
+
+def _published_straight(dead, bodies):
+    """Letters as the dead-letter policy leaves them, published straight to the dead-letter topic."""
+    publisher, _ = _clients()
+    return [
+        publisher.publish(dead, body, CloudPubSubDeadLetterSourceDeliveryCount="5").result() for body in bodies
+    ]
+
+
+@pytest.mark.pubsub
+@needs_emulator
+def test_selection_and_dry_run_touch_only_what_they_pick(pubsub_host):
+    import uuid
+
+    _, subscriber = _clients()
+    trigger, dead, inspect = _topics("dlq-select")
+    replay_sub = subscriber.create_subscription(name=subscriber.subscription_path(PROJECT, "dlq-select-sub"), topic=trigger).name
+    continuation = Message.continuation(uuid.uuid4(), 2, None)
+    from sync.messages import encode
+
+    bodies = {"tick": b'{"type":"tick"}', "full_resync": b'{"type":"full_resync"}', "continue": encode(continuation)}
+    bodies["invalid"] = b"not json"
+    ids = dict(zip(bodies, _published_straight(dead, bodies.values()), strict=True))
+    pubsub_env = {"SYNC_DEAD_LETTER_SUBSCRIPTION": inspect, "PUBSUB_EMULATOR_HOST": pubsub_host}
+
+    def listed(*args):
+        result = _cli([*args, "--json"], **pubsub_env, SYNC_TOPIC=trigger)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    assert {r["message_id"]: r["type"] for r in listed()} == {v: k for k, v in ids.items()}
+    assert [r["message_id"] for r in listed("--type", "continue")] == [ids["continue"]]
+    assert sorted(r["type"] for r in listed("--type", "tick", "--type", "invalid")) == ["invalid", "tick"]
+    assert [r["type"] for r in listed("--id", ids["full_resync"])] == ["full_resync"]
+    assert listed("--older-than", "1h") == []  # published just now
+    assert len(listed("--newer-than", "1h")) == 4
+
+    dry = listed("--replay", "--dry-run", "--type", "tick")
+    assert dry["topic"] == trigger
+    assert [r["message_id"] for r in dry["would_replay"]] == [ids["tick"]]
+    human = _cli(["--replay", "--dry-run"], **pubsub_env, SYNC_TOPIC=trigger)
+    assert "dry run: would replay 4 message(s)" in human.stdout
+    assert deadletters.pull_all(subscriber, replay_sub, 10) == [], "a dry run publishes nothing"
+    assert len(listed()) == 4, "and acknowledges nothing"
+
+    replayed = _cli(["--replay", "--id", ids["full_resync"]], **pubsub_env, SYNC_TOPIC=trigger)
+    assert replayed.stdout.strip() == f"replayed 1 message(s) to {trigger}"
+    (received,) = deadletters.pull_all(subscriber, replay_sub, 10)
+    assert received.data == bodies["full_resync"]
+    assert received.attributes["replayed_from_dead_letter"] == ids["full_resync"]
+    assert sorted(r["type"] for r in listed()) == ["continue", "invalid", "tick"], "the others stay"
+
+    missing = _cli(["--id", "no-such-id"], **pubsub_env)
+    assert missing.returncode == 0
+    assert "no dead letters" in missing.stdout
+    assert "not among the 3 message(s) pulled: no-such-id" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--dry-run"], "--dry-run goes with --replay"),  # listing changes nothing already
+        (["--older-than", "2 hours"], "an age is a whole number with s, m, h or d"),
+        (["--type", "resync"], "invalid choice: 'resync'"),
+    ],
+)
+def test_bad_selection_exits_2(args, expected):
+    result = _cli(args, SYNC_DEAD_LETTER_SUBSCRIPTION="projects/p/subscriptions/dlq")
+    assert result.returncode == 2
+    assert expected in result.stderr
+
+
+@pytest.mark.pubsub
+@needs_emulator
+def test_replaying_continuations_of_applied_pages_changes_nothing(env, pubsub_host, tmp_path):
+    """Pages committed, then their continuations dead-lettered anyway (an ack lost, say): a replay is dropped."""
+    from google.cloud import pubsub_v1
+
+    env.seed(generate(120, seed=72))
+    trigger, dead, inspect = _topics("dlq-applied")
+    _, subscriber = _clients()
+    tap = subscriber.create_subscription(name=subscriber.subscription_path(PROJECT, "dlq-applied-tap"), topic=trigger).name
+    port = free_port()
+    function_env = {**env.env_vars(), "SYNC_TOPIC": trigger, "PUBSUB_EMULATOR_HOST": pubsub_host, "SYNC_PAGE_SIZE": "50"}
+    log_path = tmp_path / "function.log"
+    server, log = _serve(port, function_env, log_path)
+    try:
+        subscriber.create_subscription(
+            request={
+                "name": subscriber.subscription_path(PROJECT, "dlq-applied-push"),
+                "topic": trigger,
+                "push_config": pubsub_v1.types.PushConfig(push_endpoint=f"http://127.0.0.1:{port}/"),
+                "ack_deadline_seconds": 60,
+                "dead_letter_policy": {"dead_letter_topic": dead, "max_delivery_attempts": MAX_ATTEMPTS},
+            }
+        )
+        PubSubPublisher(trigger).publish(Message.tick())
+        deadline = time.monotonic() + 120
+        while env.query("SELECT status, pages FROM sync_runs") != [("success", 3)]:
+            assert time.monotonic() < deadline, "the run did not finish through Pub/Sub"
+            time.sleep(0.5)
+        before = (env.snapshot(), env.query("SELECT * FROM sync_runs"), env.query("SELECT * FROM sync_status"))
+
+        # The continuations the function really published, put back as dead letters.
+        published = deadletters.pull_all(subscriber, tap, 10)
+        continuations = [d.data for d in published if json.loads(d.data)["type"] == "continue"]
+        assert [json.loads(c)["page"] for c in sorted(continuations)] == [2, 3]
+        _published_straight(dead, continuations)
+
+        replay_env = {"SYNC_DEAD_LETTER_SUBSCRIPTION": inspect, "SYNC_TOPIC": trigger, "PUBSUB_EMULATOR_HOST": pubsub_host}
+        replayed = _cli(["--replay", "--type", "continue"], **replay_env)
+        assert replayed.stdout.strip() == f"replayed 2 message(s) to {trigger}", replayed.stderr
+        deadline = time.monotonic() + 60
+        while log_path.read_text().count('"message_dropped"') < 2:
+            assert time.monotonic() < deadline, "the replayed continuations never reached the function"
+            time.sleep(0.5)
+        dropped = [json.loads(line) for line in log_path.read_text().splitlines() if '"message_dropped"' in line]
+        assert all("stale continuation" in d["message"] for d in dropped)
+        after = (env.snapshot(), env.query("SELECT * FROM sync_runs"), env.query("SELECT * FROM sync_status"))
+        assert after == before, "no page applied twice: rows, run counts and cursor are as they were"
+    finally:
+        if server.poll() is None:
+            _stop(server, log)
