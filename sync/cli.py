@@ -1,4 +1,4 @@
-"""``python -m sync``: migrate, run, status, runs, rejections, publish.
+"""``python -m sync``: migrate, run, status, runs, rejections, publish, verify.
 
 Exit codes: 0 ok; 1 a sync failure; 2 bad usage or configuration. Failures print one line
 to stderr saying why. Human output passes every text through :func:`report.printable`, since
@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from sync import deadletters, logs, report
+from sync import deadletters, logs, report, verify
 from sync.config import Settings
 from sync.errors import ConfigurationError, classify
 from sync.messages import Message
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pub.add_argument("kind", choices=["tick", "full-resync"])
     deadletters.add_parser(sub)
+    verify.add_parser(sub)
     return parser
 
 
@@ -114,6 +115,8 @@ def _dispatch(args: argparse.Namespace, runtime: Runtime, out: TextIO) -> int:
         publisher.publish(Message.full_resync() if args.kind == "full-resync" else Message.tick())
         print(f"published {args.kind} to {runtime.settings.sync_topic}", file=out)
         return 0
+    if args.command == "verify":
+        return verify.command(args, runtime, out)
     conn = runtime.connect()
     try:
         if args.command == "preview":
