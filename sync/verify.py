@@ -228,12 +228,13 @@ def _stage_links(conn: Connection, rows: Sequence[dict[str, Any]], result: Verif
 
 
 def _compare(cur: Cursor, result: Verification, sample: int) -> None:
+    limit = max(sample, 1)  # the count rides on the first row, so at least one is fetched
     for name, sql in _OPPORTUNITY_DRIFT.items():
-        cur.execute(f"SELECT d.{_KEY}, count(*) OVER () FROM ({sql}) AS d ORDER BY 1 LIMIT %s", (sample,))
-        _take(result, name, cur.fetchall(), lambda r: str(r[0]))
+        cur.execute(f"SELECT d.{_KEY}, count(*) OVER () FROM ({sql}) AS d ORDER BY 1 LIMIT %s", (limit,))
+        _take(result, name, cur.fetchall(), sample, lambda r: str(r[0]))
     for name, sql in _LINK_DRIFT.items():
-        cur.execute(f"SELECT d.call_id, d.{_KEY}, count(*) OVER () FROM ({sql}) AS d ORDER BY 2, 1 LIMIT %s", (sample,))
-        _take(result, name, cur.fetchall(), lambda r: {"call_id": str(r[0]), "opportunity_id": str(r[1])})
+        cur.execute(f"SELECT d.call_id, d.{_KEY}, count(*) OVER () FROM ({sql}) AS d ORDER BY 2, 1 LIMIT %s", (limit,))
+        _take(result, name, cur.fetchall(), sample, lambda r: {"call_id": str(r[0]), "opportunity_id": str(r[1])})
     cur.execute(_TOTALS)
     totals = cur.fetchone()
     if totals is not None:
@@ -241,10 +242,12 @@ def _compare(cur: Cursor, result: Verification, sample: int) -> None:
         result.sync_in_flight = bool(totals[4])
 
 
-def _take(result: Verification, name: str, rows: Iterable[Sequence[Any]], label: Callable[[Sequence[Any]], Any]) -> None:
+def _take(
+    result: Verification, name: str, rows: Iterable[Sequence[Any]], sample: int, label: Callable[[Sequence[Any]], Any]
+) -> None:
     rows = list(rows)
     result.counts[name] = int(rows[0][-1]) if rows else 0
-    result.samples[name] = [label(r) for r in rows]
+    result.samples[name] = [label(r) for r in rows[:sample]]
 
 
 def log_finished(result: Verification) -> None:

@@ -135,6 +135,9 @@ def test_tampering_with_postgres_and_the_source_is_reported_exactly(env):
     }
     assert result.drift == 8
     assert _footprint(env) == before
+    counted_only = _verify(env, sample=0)
+    assert counted_only.counts == result.counts
+    assert all(sample == [] for sample in counted_only.samples.values())
 
     cli = _cli(env, "--json", "--sample", "1")
     assert cli.returncode == 1, cli.stderr
