@@ -10,8 +10,9 @@ Each measurement is a fresh interpreter under the RSS wrapper of ``bench/emulate
   side of verify (transform, recall, COPY into temp tables, the comparison) without the
   emulator, which cannot hold 1M joined rows here in reasonable time.
 - **full** (100k): the BigQuery emulator seeded with ``generate(N, metadata_bytes=500)``,
-  synced by ``python -m sync run --until-done``, then ``python -m sync verify --json``: the
-  whole path, one evaluation per stream, read through the real client.
+  synced by ``python -m sync run --until-done``, then ``python -m sync verify --json`` with
+  slices of 2,000 (the default) and 10,000 rows: the whole path, one evaluation per stream,
+  read through the real client.
 
 Postgres's own memory is not in these numbers (another process); the temp tables' size on
 disk is reported instead.
@@ -149,7 +150,7 @@ def synthetic(n: int) -> dict[str, Any]:
     return {"load_seconds": round(loaded, 1), **measured}
 
 
-def full(n: int) -> dict[str, Any]:
+def full(n: int, slices: tuple[int, ...] = (2000, SLICE)) -> dict[str, Any]:
     from standins import bigquery as sbq
 
     with tempfile.TemporaryDirectory(prefix="bench-verify-") as log_dir, sbq.running_emulator(Path(log_dir)) as emulator:
@@ -158,7 +159,11 @@ def full(n: int) -> dict[str, Any]:
         with fresh_database() as url:
             env = env_for(emulator.endpoint, sf, gong, url, SLICE)
             synced = whole_run_rss(env)
-            measured = _wrapped([sys.executable, "-m", "sync", "verify", "--json", "--slice-rows", str(SLICE)], env)
+            by_slice = {
+                size: _wrapped([sys.executable, "-m", "sync", "verify", "--json", "--slice-rows", str(size)], env)
+                for size in slices
+            }
+            measured = by_slice[slices[0]]  # verify's default slice
             conn = connect_url(url)
             cur = conn.cursor()
             cur.execute("SELECT count(*) FROM opportunities")
@@ -176,6 +181,7 @@ def full(n: int) -> dict[str, Any]:
         "rows_stored": stored[0] if stored else 0,
         "maxrss_mib": measured["maxrss_mib"],
         "wall_seconds": measured["wall_seconds"],
+        "by_slice_rows": {size: {k: m[k] for k in ("maxrss_mib", "wall_seconds")} for size, m in by_slice.items()},
         "result": summary,
     }
 

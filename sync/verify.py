@@ -158,7 +158,7 @@ def verify(
     conn: Connection,
     *,
     sample: int = 10,
-    slice_rows: int = 10_000,
+    slice_rows: int = 2000,
     deadline: float,
     progress: Callable[[StreamKind, int], None] | None = None,
 ) -> Verification:
@@ -274,7 +274,7 @@ def add_parser(sub: Any) -> None:
         " rows whose stored content differs, call links missing or extra. Exit 0 clean, 1 drift, 2 configuration.",
     )
     parser.add_argument("--sample", type=int, default=10, help="ids shown per kind of drift (default 10)")
-    parser.add_argument("--slice-rows", type=int, default=10_000, help="source rows read and staged at a time (default 10000)")
+    parser.add_argument("--slice-rows", type=int, default=2000, help="source rows read and staged at a time (default 2000)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds the source reads may take (default 3600)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
