@@ -1,4 +1,4 @@
-"""``python -m sync``: migrate, run, status, runs, rejections, preview, publish, dead-letters.
+"""``python -m sync``: migrate, run, status, runs, rejections, preview, publish, dead-letters, verify.
 
 Exit codes: 0 ok; 1 a sync failure; 2 bad usage or configuration. Failures print one line
 to stderr saying why. Human output passes every text through :func:`report.printable`, since
@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from sync import deadletters, logs, report, views
+from sync import deadletters, logs, report, verify, views
 from sync.config import Settings
 from sync.errors import ConfigurationError, classify
 from sync.messages import Message
@@ -40,8 +40,8 @@ class Needs:
     topic: bool = False
 
 
-#: Every command's needs. A command added later (``verify``, say) registers its parser in
-#: :func:`build_parser`, its needs here and its handler in ``_HANDLERS``.
+#: Every command's needs. A command registers its parser in :func:`build_parser`, its needs
+#: here and its handler in ``_HANDLERS``.
 NEEDS: dict[str, Needs] = {
     "migrate": Needs("writes the Postgres schema"),
     "run": Needs("reads BigQuery and writes Postgres", source=True),
@@ -50,6 +50,7 @@ NEEDS: dict[str, Needs] = {
     "runs": Needs("reads Postgres only"),
     "rejections": Needs("reads Postgres only"),
     "publish": Needs("publishes to Pub/Sub only", database=False, topic=True),
+    "verify": Needs("reads BigQuery and Postgres, writes nothing", source=True),
 }
 
 
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("kind", choices=["tick", "full-resync"])
     # A command with a module of its own registers its parser here, as dead-letters does.
     deadletters.add_parser(sub)
+    verify.add_parser(sub)
     return parser
 
 
@@ -271,6 +273,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace, Runtime, TextIO], int]] = {
     "status": _reading(_status),
     "runs": _reading(_runs),
     "rejections": _reading(_rejections),
+    "verify": verify.command,
 }
 
 

@@ -13,6 +13,7 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from google.cloud import bigquery
 
 log = logging.getLogger(__name__)
+
+# future_limit for a whole read: every future-stamped row (BigQuery INT64).
+_EVERY_ROW = 2**62
 
 
 @dataclass(frozen=True)
@@ -249,6 +253,29 @@ class BigQuerySource:
             cap=taken.cap,
             cost=cost,
         )
+
+    def whole(self, stream: StreamKind, *, slice_rows: int, deadline: float, cost: Cost) -> Iterator[list[dict[str, Any]]]:
+        """Every row of a stream's run query, evaluated once from the start with no bound, in slices.
+
+        ``python -m sync verify`` reads the source through this: the run's own SQL and
+        parameters, with no frozen bound and every future-stamped row, then slices of
+        ``slice_rows`` through :func:`results.read_slice`, so memory holds one slice at a
+        time. Yields nothing when the stream has no table.
+        """
+        tables = self.tables(cost)
+        if stream is StreamKind.CALL_LINKS and tables.links is None:
+            return
+        request = StreamRead(stream, Keyset.start(), None, None, _EVERY_ROW, deadline)
+        job = self._evaluate(self._sql(stream, tables), self._params(request), deadline, cost)
+        start = 0
+        while True:
+            rows = list(results.read_slice(self._client, job, start, slice_rows, deadline).rows)
+            gc.collect()  # the QueryJob cycle that holds the slice's raw JSON (see _page)
+            if rows:
+                yield rows
+            if len(rows) < slice_rows:
+                return
+            start += len(rows)
 
     def _sql(self, stream: StreamKind, tables: SourceTables) -> str:
         return opportunity_result_sql(tables) if stream is StreamKind.OPPORTUNITIES else link_result_sql(tables)
