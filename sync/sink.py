@@ -1,10 +1,15 @@
 """Postgres writes for one page: rows, links and rejections, inside the caller's transaction.
 
-Write path: COPY from a generator into a temp staging table, then one merge. The merge first
-drops rows whose stored content hash is unchanged, so an unchanged re-read writes no tuple,
-takes no row lock and burns no sequence value; ``ON CONFLICT ... DO UPDATE ... WHERE (...) IS
-DISTINCT FROM (...)`` is the backstop for a row that raced in. The staging table, the COPY
-column list and the merge are derived from the declaration in ``sync/stored.py``.
+Write path: one look-up of the page's stored content hashes sorts its rows three ways. A row
+whose hash is unchanged is not sent at all, so an unchanged re-read writes no tuple, takes no
+row lock and burns no sequence value. A live row Postgres does not hold is copied straight into
+``opportunities`` (COPY from a generator): a first load costs what COPY costs, not a staging
+copy and an ``INSERT ... SELECT`` on top. Only a row stored with other content goes through a
+temp staging table and the merge, whose ``ON CONFLICT ... DO UPDATE ... WHERE (...) IS DISTINCT
+FROM (...)`` stays the backstop; if a row raced in between the look-up and the copy (the lease
+fence makes that a foreign writer), the copy is rolled back to its savepoint and those rows are
+merged instead. The staging table, both COPY column lists and the merge are derived from the
+declaration in ``sync/stored.py``.
 
 Rows and links are written by :func:`write_rows` under ``sync/isolate.py``: when Postgres
 refuses a value, the page is bisected under savepoints and only the refused rows are left out
@@ -21,6 +26,7 @@ from typing import Any
 
 from sync import encoding, refused, stored
 from sync.db import Connection, Cursor
+from sync.errors import sqlstate_of
 from sync.isolate import write_isolating
 from sync.stored import Column, OpportunityRow, Role
 from sync.transform import Issue, LinkRow
@@ -37,6 +43,10 @@ _STAGE_DDL = (
     " PRIMARY KEY (gong_opportunity_id, call_id)) ON COMMIT DELETE ROWS"
 )
 _COPY_OPPORTUNITIES = f"COPY stage_opportunities ({', '.join(c.stage_name for c in stored.COPY_ORDER)}) FROM STDIN"
+_COPY_NEW = f"COPY opportunities ({', '.join(c.name for c in stored.INSERT_ORDER)}) FROM STDIN"
+_STORED_HASHES = f"SELECT {_KEY}, {_HASH} FROM opportunities WHERE {_KEY} = ANY(%s)"
+# A unique key already held: a row was stored between the look-up and the copy.
+_UNIQUE_VIOLATION = "23505"
 
 
 def _staged(c: Column) -> str:
@@ -95,7 +105,7 @@ WITH gone AS (
 DELETE FROM call_opportunities co
 USING opportunities o
 WHERE co.opportunity_id = o.id
-  AND ((o.deleted_at IS NOT NULL AND o.gong_opportunity_id IN (SELECT gong_opportunity_id FROM stage_opportunities))
+  AND ((o.deleted_at IS NOT NULL AND o.gong_opportunity_id = ANY(%s))
        OR (o.gong_opportunity_id, co.call_id) IN (
             SELECT gong_opportunity_id, call_id FROM stage_links WHERE deleted))
 """
@@ -113,7 +123,7 @@ INSERT INTO call_opportunities (call_id, opportunity_id)
 SELECT l.call_id, o.id
 FROM call_links l
 JOIN opportunities o ON o.gong_opportunity_id = l.gong_opportunity_id AND o.deleted_at IS NULL
-WHERE l.gong_opportunity_id IN (SELECT gong_opportunity_id FROM stage_opportunities)
+WHERE l.gong_opportunity_id = ANY(%s)
    OR (l.gong_opportunity_id, l.call_id) IN (SELECT gong_opportunity_id, call_id FROM stage_links WHERE NOT deleted)
 ON CONFLICT (call_id, opportunity_id) DO NOTHING
 """
@@ -195,14 +205,20 @@ class _RowWriter:
 
 
 def write_rows(conn: Connection, rows: Sequence[OpportunityRow], links: Sequence[LinkRow]) -> WriteCounts:
-    """Stage, merge and link ``rows`` and ``links``; the staging tables must exist and be empty."""
+    """Store, merge and link ``rows`` and ``links``; the staging tables must exist and be empty."""
     cur = conn.cursor()
     counts = WriteCounts()
+    # Every row of the page, changed or not: link and unlink follow what was read, as before.
+    keys = [row.source_id for row in rows]
     if rows:
-        cur.execute(_COPY_OPPORTUNITIES, stream=encoding.chunks(map(stored.copy_line, rows)))
-        cur.execute(_MERGE)
-        merged = _one(cur)
-        counts.inserted, counts.updated, counts.deleted = (int(v) for v in merged)
+        new, changed = _sort(cur, rows, keys)
+        if new and _copy_new(cur, new):
+            counts.inserted = len(new)
+        else:
+            changed = [*new, *changed]
+        if changed:
+            inserted, counts.updated, counts.deleted = _merge(cur, changed)
+            counts.inserted += inserted
         counts.unchanged = len(rows) - counts.inserted - counts.updated - counts.deleted
     if links:
         cur.execute(
@@ -213,11 +229,57 @@ def write_rows(conn: Connection, rows: Sequence[OpportunityRow], links: Sequence
         )
         cur.execute(_REMEMBER_LINKS)
     if rows or links:
-        cur.execute(_UNLINK)
+        cur.execute(_UNLINK, (keys,))
         counts.links_removed = cur.rowcount
-        cur.execute(_LINK)
+        cur.execute(_LINK, (keys,))
         counts.links_added = cur.rowcount
     return counts
+
+
+def _sort(cur: Cursor, rows: Sequence[OpportunityRow], keys: list[str]) -> tuple[list[OpportunityRow], list[OpportunityRow]]:
+    """The live rows Postgres does not hold, and the rows it holds with other content.
+
+    What is left out is what the merge would leave alone: an unchanged row, and a deleted row
+    that was never stored.
+    """
+    cur.execute(_STORED_HASHES, (keys,))
+    held = {key: bytes(digest) for key, digest in cur.fetchall()}
+    new: list[OpportunityRow] = []
+    changed: list[OpportunityRow] = []
+    for key, row in zip(keys, rows, strict=True):
+        digest = held.get(key)
+        if digest is None:
+            if not row.deleted:
+                new.append(row)
+        elif digest != row.content_hash:
+            changed.append(row)
+    return new, changed
+
+
+def _copy_new(cur: Cursor, rows: Sequence[OpportunityRow]) -> bool:
+    """COPY live rows no stored row has into ``opportunities``; False when one raced in meanwhile.
+
+    Any other error propagates unchanged: a refused value is ``sync/isolate.py``'s to find.
+    """
+    cur.execute("SAVEPOINT copy_new")
+    try:
+        cur.execute(_COPY_NEW, stream=encoding.chunks(map(stored.insert_line, rows)))
+    except Exception as err:
+        if sqlstate_of(err) != _UNIQUE_VIOLATION:
+            raise
+        cur.execute("ROLLBACK TO SAVEPOINT copy_new")
+        cur.execute("RELEASE SAVEPOINT copy_new")
+        return False
+    cur.execute("RELEASE SAVEPOINT copy_new")
+    return True
+
+
+def _merge(cur: Cursor, rows: Sequence[OpportunityRow]) -> tuple[int, int, int]:
+    """Stage ``rows`` and merge them: (inserted, updated, deleted)."""
+    cur.execute(_COPY_OPPORTUNITIES, stream=encoding.chunks(map(stored.copy_line, rows)))
+    cur.execute(_MERGE)
+    inserted, updated, deleted = (int(v) for v in _one(cur))
+    return inserted, updated, deleted
 
 
 def record_rejections(conn: Connection, issues: Sequence[Issue], run_id: str) -> None:
