@@ -38,13 +38,21 @@ _STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS stage_opportunities ("
     + ", ".join(f"{c.stage_name} {c.stage_type}" for c in stored.COPY_ORDER)
     + ") ON COMMIT DELETE ROWS;"
+    f"CREATE TEMP TABLE IF NOT EXISTS stage_keys ({_KEY} text, {_HASH} bytea) ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS stage_links ("
     " call_id text, gong_opportunity_id text, deleted boolean, synced_at timestamptz,"
     " PRIMARY KEY (gong_opportunity_id, call_id)) ON COMMIT DELETE ROWS"
 )
 _COPY_OPPORTUNITIES = f"COPY stage_opportunities ({', '.join(c.stage_name for c in stored.COPY_ORDER)}) FROM STDIN"
 _COPY_NEW = f"COPY opportunities ({', '.join(c.name for c in stored.INSERT_ORDER)}) FROM STDIN"
-_STORED_HASHES = f"SELECT {_KEY}, {_HASH} FROM opportunities WHERE {_KEY} = ANY(%s)"
+_COPY_KEYS = f"COPY stage_keys ({_KEY}, {_HASH}) FROM STDIN"
+# The page's rows Postgres does not hold with this content, and whether it holds them at all.
+_TO_WRITE = f"""
+SELECT k.{_KEY}, cur.id IS NOT NULL
+FROM stage_keys k
+LEFT JOIN opportunities cur ON cur.{_KEY} = k.{_KEY}
+WHERE cur.{_HASH} IS DISTINCT FROM k.{_HASH}
+"""
 # A unique key already held: a row was stored between the look-up and the copy.
 _UNIQUE_VIOLATION = "23505"
 
@@ -105,7 +113,7 @@ WITH gone AS (
 DELETE FROM call_opportunities co
 USING opportunities o
 WHERE co.opportunity_id = o.id
-  AND ((o.deleted_at IS NOT NULL AND o.gong_opportunity_id = ANY(%s))
+  AND ((o.deleted_at IS NOT NULL AND o.gong_opportunity_id IN (SELECT gong_opportunity_id FROM stage_keys))
        OR (o.gong_opportunity_id, co.call_id) IN (
             SELECT gong_opportunity_id, call_id FROM stage_links WHERE deleted))
 """
@@ -123,7 +131,7 @@ INSERT INTO call_opportunities (call_id, opportunity_id)
 SELECT l.call_id, o.id
 FROM call_links l
 JOIN opportunities o ON o.gong_opportunity_id = l.gong_opportunity_id AND o.deleted_at IS NULL
-WHERE l.gong_opportunity_id = ANY(%s)
+WHERE l.gong_opportunity_id IN (SELECT gong_opportunity_id FROM stage_keys)
    OR (l.gong_opportunity_id, l.call_id) IN (SELECT gong_opportunity_id, call_id FROM stage_links WHERE NOT deleted)
 ON CONFLICT (call_id, opportunity_id) DO NOTHING
 """
@@ -197,6 +205,7 @@ class _RowWriter:
             # An earlier attempt that wrote left its rows staged: each attempt merges its own.
             cur = self._conn.cursor()
             cur.execute("DELETE FROM stage_opportunities")
+            cur.execute("DELETE FROM stage_keys")
             cur.execute("DELETE FROM stage_links")
         self._calls += 1
         rows = [i for i in items if isinstance(i, OpportunityRow)]
@@ -208,10 +217,8 @@ def write_rows(conn: Connection, rows: Sequence[OpportunityRow], links: Sequence
     """Store, merge and link ``rows`` and ``links``; the staging tables must exist and be empty."""
     cur = conn.cursor()
     counts = WriteCounts()
-    # Every row of the page, changed or not: link and unlink follow what was read, as before.
-    keys = [row.source_id for row in rows]
     if rows:
-        new, changed = _sort(cur, rows, keys)
+        new, changed = _sort(cur, rows)
         if new and _copy_new(cur, new):
             counts.inserted = len(new)
         else:
@@ -229,30 +236,35 @@ def write_rows(conn: Connection, rows: Sequence[OpportunityRow], links: Sequence
         )
         cur.execute(_REMEMBER_LINKS)
     if rows or links:
-        cur.execute(_UNLINK, (keys,))
+        cur.execute(_UNLINK)
         counts.links_removed = cur.rowcount
-        cur.execute(_LINK, (keys,))
+        cur.execute(_LINK)
         counts.links_added = cur.rowcount
     return counts
 
 
-def _sort(cur: Cursor, rows: Sequence[OpportunityRow], keys: list[str]) -> tuple[list[OpportunityRow], list[OpportunityRow]]:
+def _sort(cur: Cursor, rows: Sequence[OpportunityRow]) -> tuple[list[OpportunityRow], list[OpportunityRow]]:
     """The live rows Postgres does not hold, and the rows it holds with other content.
 
+    Every row's key and digest are staged (``stage_keys``; link and unlink read the page's ids
+    from there too), and Postgres answers with the rows to write: on an unchanged page, none.
     What is left out is what the merge would leave alone: an unchanged row, and a deleted row
     that was never stored.
     """
-    cur.execute(_STORED_HASHES, (keys,))
-    held = {key: bytes(digest) for key, digest in cur.fetchall()}
+    lines = (f"{encoding.text(r.source_id)}\t\\\\x{r.content_hash.hex()}\n" for r in rows)
+    cur.execute(_COPY_KEYS, stream=encoding.chunks(lines))
+    cur.execute(_TO_WRITE)
+    held: dict[str, bool] = {str(key): bool(stored_before) for key, stored_before in cur.fetchall()}
     new: list[OpportunityRow] = []
     changed: list[OpportunityRow] = []
-    for key, row in zip(keys, rows, strict=True):
-        digest = held.get(key)
-        if digest is None:
-            if not row.deleted:
-                new.append(row)
-        elif digest != row.content_hash:
+    for row in rows:
+        stored_before = held.get(row.source_id)
+        if stored_before is None:
+            continue
+        if stored_before:
             changed.append(row)
+        elif not row.deleted:
+            new.append(row)
     return new, changed
 
 
