@@ -7,6 +7,7 @@ Benchmarks are not tests: nothing here fails on a slow number, it reports MET or
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -16,7 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,12 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--purge-sizes", default="100000,1000000", help="source ids for the purge-memory runs")
     p.add_argument("--only", choices=sorted(PARTS), action="append", help="run only these parts")
     p.add_argument("--no-dlt", action="store_true", help="skip the dlt comparison")
+    p.add_argument(
+        "--baseline",
+        default="c3d2d2c",
+        help="commit whose sync/ is measured side by side with today's (bench/baseline.py); 'none' to skip",
+    )
+    p.add_argument("--per-page", action="store_true", help="also run the old per-page read path (bench/legacy.py)")
     return p.parse_args()
 
 
@@ -78,7 +85,16 @@ def main() -> int:
         started = time.perf_counter()
         rows = make_rows(args.rows)
         print(f"generated {len(rows)} joined rows in {time.perf_counter() - started:.1f}s", file=sys.stderr)
-        results["write"] = write_path.run(rows, args.repeats, page_sizes, with_dlt=not args.no_dlt)
+        compare = None
+        if args.baseline != "none":
+            from bench import baseline
+
+            tree = baseline.export(args.baseline)
+
+            def compare() -> dict[str, Any]:
+                return baseline.child(tree, {"part": "write", "rows": args.rows, "page_sizes": page_sizes})
+
+        results["write"] = write_path.run(rows, args.repeats, page_sizes, with_dlt=not args.no_dlt, baseline=compare)
         del rows
     if "cold" in parts:
         results["cold"] = _cold(args.repeats)
@@ -89,7 +105,7 @@ def main() -> int:
             sizes = [int(s) for s in args.memory_sizes.split(",") if s]
             results["emulated"] = emulated.run(sizes, args.memory_page_size, args.source_pages, Path(log_dir))
     if "runs" in parts:
-        results["runs"] = _runs(args.run_rows)
+        results["runs"] = _runs(args)
     if "purge" in parts:
         from bench import purge_memory
 
@@ -131,23 +147,64 @@ def _cold(repeats: int) -> dict[str, Any]:
             return result
 
 
-def _runs(rows: int) -> dict[str, Any]:
-    """Whole runs through the emulator: jobs per run, the old and the new read path, the idle tick."""
-    from bench import emulated, runs
+def _runs(args: argparse.Namespace) -> dict[str, Any]:
+    """Whole runs through the emulator, today's package and the baseline's round by round; the idle tick."""
+    from bench import baseline, emulated, runs
     from standins import bigquery as sbq
 
     with tempfile.TemporaryDirectory(prefix="bench-runs-") as log_dir, sbq.running_emulator(Path(log_dir)) as emulator:
         bq = sbq.client(emulator.endpoint)
         tag = str(int(time.time()))
-        big_sf, big_gong, seeded = emulated.seed(bq, rows, f"runs_big_{tag}")
+        big_sf, big_gong, seeded = emulated.seed(bq, args.run_rows, f"runs_big_{tag}")
         small_sf, small_gong, _ = emulated.seed(bq, 1500, f"runs_small_{tag}")
-        result = runs.run(
-            bq,
-            lambda url: emulated.env_for(emulator.endpoint, big_sf, big_gong, url, 2000),
-            lambda url: emulated.env_for(emulator.endpoint, small_sf, small_gong, url, 2000),
-        )
-        result["rows"], result["seed_seconds"] = rows, seeded
+        with _pubsub_topic(Path(log_dir)) as topic:
+            publisher = None
+            if topic is not None:
+                from sync.publisher import PubSubPublisher
+
+                publisher = PubSubPublisher(topic)
+            compare = None
+            if args.baseline != "none":
+                tree = baseline.export(args.baseline)
+                endpoint = emulator.endpoint
+
+                def compare(env: dict[str, str]) -> dict[str, Any]:
+                    return baseline.child(tree, {"part": "run", "env": env, "endpoint": endpoint, "topic": topic})
+
+            result = runs.run(
+                bq,
+                lambda url: emulated.env_for(emulator.endpoint, big_sf, big_gong, url, 2000),
+                lambda url: emulated.env_for(emulator.endpoint, small_sf, small_gong, url, 2000),
+                rounds=args.repeats,
+                baseline=compare,
+                publisher=publisher,
+                per_page=args.per_page,
+            )
+        result["rows"], result["seed_seconds"] = args.run_rows, seeded
+        result["baseline_commit"] = None if args.baseline == "none" else args.baseline
+        result["published_to"] = "Pub/Sub emulator" if topic else "nowhere (no Pub/Sub emulator installed)"
         return result
+
+
+@contextlib.contextmanager
+def _pubsub_topic(log_dir: Path) -> Iterator[str | None]:
+    """A topic on the official Pub/Sub emulator, so continuations are really published; None without it."""
+    from standins import pubsub as spubsub
+
+    if spubsub.emulator_binary() is None:
+        yield None
+        return
+    emulator = spubsub.start(log_dir)
+    os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
+    try:
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+        topic = pubsub_v1.PublisherClient().topic_path("local-project", "bench-continuations")
+        pubsub_v1.PublisherClient().create_topic(name=topic)
+        yield topic
+    finally:
+        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        emulator.stop()
 
 
 def _rate(rows: int, seconds: float | None) -> float | None:
@@ -181,29 +238,32 @@ Add = Callable[..., None]
 
 def _summarize_write(w: dict[str, Any], page_sizes: list[int], add: Add) -> None:
     n, s = w["rows"], w["samples"]
+    b = (w.get("baseline") or {}).get("samples") or {}
     copy = _rate(n, _median(s["copy_limit"]))
     dlt = _rate(n, _median(s["dlt_merge"]))
     add("COPY limit (psycopg2 copy_expert, empty indexed table)", copy, "rows/s")
+    if b:
+        add("  (baseline lines: the pre-change sync/ in a child, same rounds)", "", "")
     for size in page_sizes:
         ours = _rate(n, _median(s[f"sync_pages_{size}"]))
         add(f"sync write path, pages of {size}", ours, "rows/s")
+        theirs = _rate(n, _median(b.get(f"sync_pages_{size}", [])))
+        if theirs:
+            add(f"  baseline, pages of {size}", theirs, "rows/s")
         if copy and ours:
-            add(f"  ratio to COPY limit (pages of {size})", ours / copy, "x", ">= 0.65", ours / copy >= 0.65)
+            before = f" (baseline {theirs / copy:.2f})" if theirs else ""
+            add(f"  ratio to COPY limit (pages of {size}){before}", ours / copy, "x", ">= 0.65", ours / copy >= 0.65)
         if dlt and ours:
-            add(f"  ratio to dlt merge (pages of {size})", ours / dlt, "x", ">= 4", ours / dlt >= 4)
-    sink = _rate(n, _median(s.get("sink_only", [])))
-    if sink:
-        add(f"  of which the sink alone (write_page + commit, pages of {page_sizes[0]})", sink, "rows/s")
-        if copy:
-            add("    sink alone, ratio to COPY limit", sink / copy, "x")
-    transform = _median(s.get("transform_only", []))
-    if transform:
-        add("  of which transform_page alone (validation, hashing)", transform / n * 1e6, "us/row")
+            before = f" (baseline {theirs / dlt:.2f})" if theirs else ""
+            add(f"  ratio to dlt merge (pages of {size}){before}", ours / dlt, "x", ">= 4", ours / dlt >= 4)
+    _per_row(n, s, b, add)
     add("dlt merge (postgres, delete-insert)", dlt, "rows/s")
     rerun = _rate(n, _median(s["unchanged_rerun"]))
     add(f"unchanged rerun, pages of {page_sizes[0]}", rerun, "rows/s")
     if copy and rerun:
-        add("  ratio to COPY limit (unchanged rerun)", rerun / copy, "x", ">= 0.9", rerun / copy >= 0.9)
+        theirs = _rate(n, _median(b.get("unchanged_rerun", [])))
+        before = f" (baseline {theirs / copy:.2f})" if theirs else ""
+        add(f"  ratio to COPY limit (unchanged rerun){before}", rerun / copy, "x", ">= 0.9", rerun / copy >= 0.9)
     fp = w["rerun_footprint"]
     zero = all(
         d["tuples_inserted"] == 0
@@ -217,6 +277,29 @@ def _summarize_write(w: dict[str, Any], page_sizes: list[int], add: Add) -> None
     worst = {k: max(d[k] for d in fp) for k in fp[0]} if fp else {}
     shown = "/".join(str(int(v)) for v in worst.values())
     add("  rerun writes: tuples ins/upd/del, seq, xmin, xmax changed", shown, "", "0/0/0/0/0/0", zero)
+
+
+def _per_row(n: int, s: dict[str, Any], b: dict[str, Any], add: Add) -> None:
+    """Where a row's time goes: transform, encoding, and the sink (the wire and Postgres' merge)."""
+
+    def us(samples: dict[str, Any], key: str) -> float | None:
+        value = _median(samples.get(key, []))
+        return value / n * 1e6 if value else None
+
+    for key, label in (
+        ("sync_pages_2000", "whole write path, pages of 2000"),
+        ("transform_only", "  transform_page (validation, hashing)"),
+        ("sink_only", "  sink (write_page + commit)"),
+        ("encode_only", "    of which COPY text encoding"),
+    ):
+        mine, theirs = us(s, key), us(b, key)
+        if mine is None:
+            continue
+        shown = f"{mine:.1f}" + (f" / {theirs:.1f}" if theirs else "")
+        add(f"per row: {label}{': today / baseline' if theirs else ''}", shown, "us/row")
+    sink, encode = us(s, "sink_only"), us(s, "encode_only")
+    if sink and encode:
+        add("    of which the wire and Postgres (sink - encoding), today", sink - encode, "us/row")
 
 
 def _summarize_cold(c: dict[str, Any], add: Add) -> None:
@@ -258,25 +341,54 @@ def _summarize_runs(r: dict[str, Any], add: Add) -> None:
         run = r[key]
         own = run["bigquery_jobs"] - run["schema_lookups"]
         add(f"BigQuery jobs, run of {label} (+{run['schema_lookups']} schema look-ups)", own, "jobs", "<= 4", own <= 4)
-    new, old = r["new"], r["old"]
-    add(f"full run of {r['rows']} rows, one evaluation per run", new["seconds"], "s")
-    add(
-        f"  BigQuery jobs at the client: new / old ({old['pages']} pages)",
-        f"{new['jobs_at_client']} / {old['jobs_at_client']}",
-        "",
-    )
-    add(f"full run of {r['rows']} rows, old per-page path", old["seconds"], "s")
-    ratio = old["seconds"] / new["seconds"]
-    add("  speed-up, old / new", ratio, "x", ">= 5", ratio >= 5)
-    add("  of it waiting for jobs to run: new / old", f"{new['job_seconds']:.1f} / {old['job_seconds']:.1f}", "s")
-    rest_new, rest_old = new["seconds"] - new["job_seconds"], old["seconds"] - old["job_seconds"]
-    add("  the rest (rows read, mapped, written): new / old", f"{rest_new:.1f} / {rest_old:.1f}", "s")
-    same = new["rows_stored"] == old["rows_stored"]
-    add("  rows stored: new / old", f"{new['rows_stored']} / {old['rows_stored']}", "", "equal", same)
+    new, base = r["new"], r.get("base")
+    rounds = len(r.get("new_rounds", [])) or 1
+    add(f"full run of {r['rows']} rows, today (median of {rounds})", new["seconds"], "s")
+    if base:
+        add(f"full run, baseline {r['baseline_commit']} (same bench run, interleaved)", base["seconds"], "s")
+        ratio = base["seconds"] / new["seconds"]
+        add("  speed-up, baseline / today", ratio, "x", ">= 2", ratio >= 2)
+        same = new["rows_stored"] == base["rows_stored"]
+        add("  rows stored: today / baseline", f"{new['rows_stored']} / {base['rows_stored']}", "", "equal", same)
+    _summarize_breakdown(new.get("breakdown"), base.get("breakdown") if base else None, new["pages"], add)
+    if r.get("old"):
+        old = r["old"]
+        add(f"full run, old per-page read path ({old['pages']} pages, bench/legacy.py)", old["seconds"], "s")
+        add(
+            f"  BigQuery jobs at the client: today / per-page ({old['pages']} pages)",
+            f"{new['jobs_at_client']} / {old['jobs_at_client']}",
+            "",
+        )
     idle = r["idle_tick"]
     add("idle tick: queries (the probe)", idle["queries"], "", "1", idle["queries"] == 1)
     add("  columns it read", ", ".join(idle["columns_read"]), "")
     add("  non-stamp columns read", ", ".join(idle["non_stamp_columns"]) or "none", "", "none", not idle["non_stamp_columns"])
+    add("  continuations published to", r.get("published_to", "nowhere"), "")
+
+
+def _summarize_breakdown(new: dict[str, Any] | None, base: dict[str, Any] | None, pages: int, add: Add) -> None:
+    """The run by phase, today and baseline side by side (bench/phases.py)."""
+    if not new:
+        return
+    from bench.phases import PHASES
+
+    wall = new["wall_seconds"]
+    for phase in PHASES:
+        mine = new["phases"].get(phase, 0.0)
+        theirs = f" / {base['phases'].get(phase, 0.0):.1f}" if base else ""
+        add(f"  {phase}: today{' / baseline' if base else ''} (today's share)", f"{mine:.1f}{theirs} ({mine / wall:.0%})", "s")
+    share = new["covered_share"]
+    add("  phases cover of the wall time", share, "", ">= 0.95", share >= 0.95)
+    fixed = new["bookkeeping_publish_share"]
+    add("  bookkeeping + publish, share of the run", fixed, "", "<= 0.10", fixed <= 0.10)
+    theirs = f" / {base['fixed_seconds_per_page'] * 1000:.0f}" if base else ""
+    add(
+        f"  fixed cost per page (bookkeeping + publish / {pages} pages): today{' / baseline' if base else ''}",
+        f"{new['fixed_seconds_per_page'] * 1000:.0f}{theirs}",
+        "ms",
+    )
+    parts = sorted(new["parts"].items(), key=lambda kv: -kv[1])
+    add("  parts, today (s)", ", ".join(f"{k} {v:.2f}" for k, v in parts if v >= 0.05), "")
 
 
 def _summarize_purge(p: dict[str, Any], add: Add) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
+from bench import phases
 from bench.legacy import PerPageSource
 from bench.pg import fresh_database, query
 from sync.config import Settings
@@ -29,6 +30,7 @@ STAMP_COLUMNS = frozenset({"_fivetran_synced", "_fivetran_start", "_fivetran_end
 
 
 def _drain(pipeline: Pipeline, first: Message) -> int:
+    """Page after page, as Pub/Sub would deliver the continuations (published by the pipeline)."""
     outcome = pipeline.handle(first)
     pages = 1
     while outcome.continuation is not None:
@@ -52,13 +54,17 @@ def _last_run(url: str) -> dict[str, Any]:
     return {**dict(zip(names, row, strict=True)), "rows_stored": int(stored)}
 
 
-def one_run(bq: Any, env: dict[str, str], *, legacy: bool = False, first: Message | None = None) -> dict[str, Any]:
-    """A run on a fresh source object (so its schema look-ups count), timed end to end."""
+def one_run(
+    bq: Any, env: dict[str, str], *, legacy: bool = False, first: Message | None = None, publisher: Any = None
+) -> dict[str, Any]:
+    """A run on a fresh source object (so its schema look-ups count), timed end to end and by phase."""
     settings = Settings.from_env(env)
     source = BigQuerySource(bq, settings)
     read: Any = PerPageSource(source) if legacy else source
-    pipeline = Pipeline(settings, read, lambda: connect_url(env["DATABASE_URL"]))
-    with mock.patch.object(bq, "query", wraps=bq.query) as spy:
+    clock = phases.Clock()
+    connect = phases.commit_timed(clock, lambda: connect_url(env["DATABASE_URL"]))
+    pipeline = Pipeline(settings, read, connect, publisher)
+    with mock.patch.object(bq, "query", wraps=bq.query) as spy, phases.measured(clock) as missing:
         started = time.perf_counter()
         invocations = _drain(pipeline, first or Message.full_resync(f"bench-{time.time_ns()}"))
         seconds = time.perf_counter() - started
@@ -69,6 +75,8 @@ def one_run(bq: Any, env: dict[str, str], *, legacy: bool = False, first: Messag
         "schema_lookups": source.stats.schema_lookups,
         # Waiting for BigQuery (the emulator) to run jobs; the rest is reading rows and writing them.
         "job_seconds": source.stats.job_seconds,
+        "breakdown": phases.breakdown(clock, seconds, invocations),
+        "seams_missing": missing,
         **_last_run(env["DATABASE_URL"]),
     }
 
@@ -91,17 +99,40 @@ def idle_tick(bq: Any, env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def run(bq: Any, big: Callable[[str], dict[str, str]], small: Callable[[str], dict[str, str]]) -> dict[str, Any]:
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median wall time (the lower middle of an even count)."""
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def run(
+    bq: Any,
+    big: Callable[[str], dict[str, str]],
+    small: Callable[[str], dict[str, str]],
+    *,
+    rounds: int = 1,
+    baseline: Callable[[dict[str, str]], dict[str, Any]] | None = None,
+    publisher: Any = None,
+    per_page: bool = False,
+) -> dict[str, Any]:
     """Every measurement; ``big(url)`` / ``small(url)`` give the environment for the seeded datasets.
 
-    The new and the old full run go back to back, so load from other processes hits both alike.
+    Each round runs today's package and then, in a child interpreter, the baseline's
+    (``bench/baseline.py``) on the same dataset, so load from other processes hits both alike.
     """
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"new_rounds": [], "base_rounds": []}
+    for _ in range(rounds):
+        with fresh_database() as url:
+            results["new_rounds"].append(one_run(bq, big(url), publisher=publisher))
+            results["idle_tick"] = idle_tick(bq, big(url))
+        if baseline is not None:
+            results["base_rounds"].append(baseline(big("")))
+    results["new"] = median_run(results["new_rounds"])
+    if results["base_rounds"]:
+        results["base"] = median_run(results["base_rounds"])
+    if per_page:
+        with fresh_database() as url:
+            results["old"] = one_run(bq, big(url), legacy=True, publisher=publisher)
     with fresh_database() as url:
-        results["new"] = one_run(bq, big(url))
-        results["idle_tick"] = idle_tick(bq, big(url))
-    with fresh_database() as url:
-        results["old"] = one_run(bq, big(url), legacy=True)
-    with fresh_database() as url:
-        results["one_page"] = one_run(bq, small(url))
+        results["one_page"] = one_run(bq, small(url), publisher=publisher)
     return results

@@ -119,41 +119,75 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def run(source_rows: Sequence[dict[str, Any]], repeats: int, page_sizes: Sequence[int], with_dlt: bool) -> dict[str, Any]:
-    """Every approach once per round, rounds interleaved so machine noise hits them alike."""
-    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
-    stored = transform_page(source_rows).rows
-    payload = copy_text([r for r in stored if not r.deleted])
-    samples: dict[str, list[float]] = {
-        "copy_limit": [],
-        "dlt_merge": [],
-        "unchanged_rerun": [],
-        "sink_only": [],
-        "transform_only": [],
-    }
+def run_ours(source_rows: Sequence[dict[str, Any]], page_sizes: Sequence[int]) -> dict[str, Any]:
+    """One round of this package's write path: pages, the unchanged rerun, the sink and the transform alone.
+
+    ``bench/baseline.py`` calls this against the pre-change package too, so it uses only what
+    both have: ``transform_page``, ``write_page`` and the stored-row declaration.
+    """
     first_size = page_sizes[0]
     pre_transformed = [transform_page(source_rows[i : i + first_size]).rows for i in range(0, len(source_rows), first_size)]
+    samples: dict[str, list[float]] = {f"sync_pages_{size}": [] for size in page_sizes}
+    counts: dict[str, Any] = {}
+    footprints: list[dict[str, Any]] = []
     for size in page_sizes:
-        samples[f"sync_pages_{size}"] = []
+        with fresh_database() as url:
+            seconds, counts[f"sync_pages_{size}"] = timed(lambda u=url, s=size: sync_write(u, source_rows, s))
+            samples[f"sync_pages_{size}"].append(seconds)
+            if size == first_size:
+                # The same rows again: nothing may be written, locked or numbered.
+                before = footprint(url)
+                seconds, counts["unchanged_rerun"] = timed(lambda u=url, s=size: sync_write(u, source_rows, s))
+                samples["unchanged_rerun"] = [seconds]
+                footprints.append(before.diff(footprint(url)))
+    with fresh_database() as url:
+        samples["sink_only"] = [timed(lambda u=url: sink_write(u, pre_transformed))[0]]
+    samples["transform_only"] = [timed(lambda: transform_page(source_rows))[0]]
+    live = [r for rows in pre_transformed for r in rows if not r.deleted]
+    render = getattr(stored, "insert_line", stored.copy_line)
+    samples["encode_only"] = [timed(lambda: sum(len(render(r)) for r in live))[0] * len(source_rows) / max(len(live), 1)]
+    return {"samples": samples, "counts": counts, "rerun_footprint": footprints}
+
+
+def run(
+    source_rows: Sequence[dict[str, Any]],
+    repeats: int,
+    page_sizes: Sequence[int],
+    with_dlt: bool,
+    baseline: Callable[[], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Every approach once per round, rounds interleaved so machine noise hits them alike.
+
+    ``baseline`` runs :func:`run_ours` with the pre-change package in a child interpreter.
+    """
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    stored_rows = transform_page(source_rows).rows
+    payload = copy_text([r for r in stored_rows if not r.deleted])
+    samples: dict[str, list[float]] = {"copy_limit": [], "dlt_merge": []}
+    base_samples: dict[str, list[float]] = {}
     counts: dict[str, Any] = {}
     rerun_diffs: list[dict[str, Any]] = []
+    base_diffs: list[dict[str, Any]] = []
     for _ in range(repeats):
         with fresh_database() as url:
             samples["copy_limit"].append(timed(lambda u=url: copy_limit(u, payload))[0])
-        for size in page_sizes:
-            with fresh_database() as url:
-                seconds, counts[f"sync_pages_{size}"] = timed(lambda u=url, s=size: sync_write(u, source_rows, s))
-                samples[f"sync_pages_{size}"].append(seconds)
-                if size == page_sizes[0]:
-                    # The same rows again: nothing may be written, locked or numbered.
-                    before = footprint(url)
-                    seconds, counts["unchanged_rerun"] = timed(lambda u=url, s=size: sync_write(u, source_rows, s))
-                    samples["unchanged_rerun"].append(seconds)
-                    rerun_diffs.append(before.diff(footprint(url)))
-        with fresh_database() as url:
-            samples["sink_only"].append(timed(lambda u=url: sink_write(u, pre_transformed))[0])
-        samples["transform_only"].append(timed(lambda: transform_page(source_rows))[0])
+        ours = run_ours(source_rows, page_sizes)
+        for key, values in ours["samples"].items():
+            samples.setdefault(key, []).extend(values)
+        counts = ours["counts"]
+        rerun_diffs += ours["rerun_footprint"]
+        if baseline is not None:
+            theirs = baseline()
+            for key, values in theirs["samples"].items():
+                base_samples.setdefault(key, []).extend(values)
+            base_diffs += theirs["rerun_footprint"]
         if with_dlt:
             with fresh_database(migrated=False) as url:
-                samples["dlt_merge"].append(timed(lambda u=url: dlt_merge(u, stored))[0])
-    return {"rows": len(source_rows), "samples": samples, "counts": counts, "rerun_footprint": rerun_diffs}
+                samples["dlt_merge"].append(timed(lambda u=url: dlt_merge(u, stored_rows))[0])
+    return {
+        "rows": len(source_rows),
+        "samples": samples,
+        "counts": counts,
+        "rerun_footprint": rerun_diffs,
+        "baseline": {"samples": base_samples, "rerun_footprint": base_diffs} if baseline is not None else None,
+    }

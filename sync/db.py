@@ -9,6 +9,7 @@ instance's TLS front; only the endpoints differ (``CloudSqlSettings``), never th
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Iterable, Sequence
@@ -93,6 +94,20 @@ def connect_database(url: DatabaseUrl, *, timeout: float = 30.0) -> Connection:
         ssl_context=_ssl_context(url),
         startup_params={"options": url.options} if url.options else None,
     )
+    return no_delay(conn)
+
+
+def no_delay(conn: Connection) -> Connection:
+    """Turn Nagle's algorithm off on the connection's socket.
+
+    pg8000 sends a COPY's last data message and CopyDone + Sync as separate small writes. With
+    Nagle on, the kernel holds the last one back until the server acknowledges the previous
+    segment, and the server delays that acknowledgement: about 40 ms per COPY statement, and a
+    page runs several (bench/README.md). libpq sets TCP_NODELAY for the same reason.
+    """
+    sock = getattr(conn, "_usock", None)  # pg8000 keeps the socket it was given or opened here
+    if isinstance(sock, socket.socket) and sock.family in {socket.AF_INET, socket.AF_INET6}:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return conn
 
 
@@ -181,7 +196,7 @@ def _open(connector: Connector, cfg: CloudSqlSettings, **kwargs: Any) -> Connect
             )
             raise ConfigurationError([msg]) from err
         raise
-    return conn
+    return no_delay(conn)
 
 
 def _get_connector(cfg: CloudSqlSettings) -> Connector:

@@ -107,11 +107,10 @@ def metadata_json(raw: Mapping[str, Any]) -> str:
     history = raw.get("stage_history")
     if isinstance(history, str) and history.startswith("["):
         parts.append(f'"stage_history":{history}')
-    parts.extend(
-        f'"{key}":{json.dumps(str(raw[key]), ensure_ascii=False)}'
-        for key in ("account_id", "owner_id")
-        if raw.get(key) is not None
-    )
+    for key in ("account_id", "owner_id"):
+        value = raw.get(key)
+        if value is not None:
+            parts.append(f'"{key}":{_json_string(str(value))}')
     if raw.get("owner_active") is not None:
         parts.append(f'"owner_active":{"true" if raw["owner_active"] else "false"}')
     rendered = "{" + ",".join(parts) + "}"
@@ -119,6 +118,12 @@ def metadata_json(raw: Mapping[str, Any]) -> str:
         # jsonb rejects the NUL escape: drop NULs from every string, the slow but exact way.
         rendered = json.dumps(_strip_nul(json.loads(rendered)), ensure_ascii=False, separators=(",", ":"))
     return rendered
+
+
+def _json_string(value: str) -> str:
+    """``json.dumps(value, ensure_ascii=False)``; an id of letters and digits needs no escaping."""
+    # isalnum() is False for '"', '\\' and every control character, the only ones JSON escapes.
+    return f'"{value}"' if value.isalnum() else json.dumps(value, ensure_ascii=False)
 
 
 def jsonable(value: Any) -> Any:

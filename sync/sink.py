@@ -1,10 +1,15 @@
 """Postgres writes for one page: rows, links and rejections, inside the caller's transaction.
 
-Write path: COPY from a generator into a temp staging table, then one merge. The merge first
-drops rows whose stored content hash is unchanged, so an unchanged re-read writes no tuple,
-takes no row lock and burns no sequence value; ``ON CONFLICT ... DO UPDATE ... WHERE (...) IS
-DISTINCT FROM (...)`` is the backstop for a row that raced in. The staging table, the COPY
-column list and the merge are derived from the declaration in ``sync/stored.py``.
+Write path: one look-up of the page's stored content hashes sorts its rows three ways. A row
+whose hash is unchanged is not sent at all, so an unchanged re-read writes no tuple, takes no
+row lock and burns no sequence value. A live row Postgres does not hold is copied straight into
+``opportunities`` (COPY from a generator): a first load costs what COPY costs, not a staging
+copy and an ``INSERT ... SELECT`` on top. Only a row stored with other content goes through a
+temp staging table and the merge, whose ``ON CONFLICT ... DO UPDATE ... WHERE (...) IS DISTINCT
+FROM (...)`` stays the backstop; if a row raced in between the look-up and the copy (the lease
+fence makes that a foreign writer), the copy is rolled back to its savepoint and those rows are
+merged instead. The staging table, both COPY column lists and the merge are derived from the
+declaration in ``sync/stored.py``.
 
 Rows and links are written by :func:`write_rows` under ``sync/isolate.py``: when Postgres
 refuses a value, the page is bisected under savepoints and only the refused rows are left out
@@ -21,6 +26,7 @@ from typing import Any
 
 from sync import encoding, refused, stored
 from sync.db import Connection, Cursor
+from sync.errors import sqlstate_of
 from sync.isolate import write_isolating
 from sync.stored import Column, OpportunityRow, Role
 from sync.transform import Issue, LinkRow
@@ -32,11 +38,23 @@ _STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS stage_opportunities ("
     + ", ".join(f"{c.stage_name} {c.stage_type}" for c in stored.COPY_ORDER)
     + ") ON COMMIT DELETE ROWS;"
+    f"CREATE TEMP TABLE IF NOT EXISTS stage_keys ({_KEY} text, {_HASH} bytea) ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS stage_links ("
     " call_id text, gong_opportunity_id text, deleted boolean, synced_at timestamptz,"
     " PRIMARY KEY (gong_opportunity_id, call_id)) ON COMMIT DELETE ROWS"
 )
 _COPY_OPPORTUNITIES = f"COPY stage_opportunities ({', '.join(c.stage_name for c in stored.COPY_ORDER)}) FROM STDIN"
+_COPY_NEW = f"COPY opportunities ({', '.join(c.name for c in stored.INSERT_ORDER)}) FROM STDIN"
+_COPY_KEYS = f"COPY stage_keys ({_KEY}, {_HASH}) FROM STDIN"
+# The page's rows Postgres does not hold with this content, and whether it holds them at all.
+_TO_WRITE = f"""
+SELECT k.{_KEY}, cur.id IS NOT NULL
+FROM stage_keys k
+LEFT JOIN opportunities cur ON cur.{_KEY} = k.{_KEY}
+WHERE cur.{_HASH} IS DISTINCT FROM k.{_HASH}
+"""
+# A unique key already held: a row was stored between the look-up and the copy.
+_UNIQUE_VIOLATION = "23505"
 
 
 def _staged(c: Column) -> str:
@@ -81,10 +99,7 @@ WITH merged AS (
 )
 SELECT count(*) FILTER (WHERE inserted),
        count(*) FILTER (WHERE NOT inserted AND newly_deleted IS NOT TRUE),
-       count(*) FILTER (WHERE NOT inserted AND newly_deleted),
-       -- Deleted in the source and never stored: nothing to write, and not "unchanged" either.
-       (SELECT count(*) FROM stage_opportunities s LEFT JOIN opportunities cur ON cur.{_KEY} = s.{_KEY}
-        WHERE cur.id IS NULL AND s.{stored.DELETED.stage_name})
+       count(*) FILTER (WHERE NOT inserted AND newly_deleted)
 FROM merged
 """
 
@@ -98,7 +113,7 @@ WITH gone AS (
 DELETE FROM call_opportunities co
 USING opportunities o
 WHERE co.opportunity_id = o.id
-  AND ((o.deleted_at IS NOT NULL AND o.gong_opportunity_id IN (SELECT gong_opportunity_id FROM stage_opportunities))
+  AND ((o.deleted_at IS NOT NULL AND o.gong_opportunity_id IN (SELECT gong_opportunity_id FROM stage_keys))
        OR (o.gong_opportunity_id, co.call_id) IN (
             SELECT gong_opportunity_id, call_id FROM stage_links WHERE deleted))
 """
@@ -116,7 +131,7 @@ INSERT INTO call_opportunities (call_id, opportunity_id)
 SELECT l.call_id, o.id
 FROM call_links l
 JOIN opportunities o ON o.gong_opportunity_id = l.gong_opportunity_id AND o.deleted_at IS NULL
-WHERE l.gong_opportunity_id IN (SELECT gong_opportunity_id FROM stage_opportunities)
+WHERE l.gong_opportunity_id IN (SELECT gong_opportunity_id FROM stage_keys)
    OR (l.gong_opportunity_id, l.call_id) IN (SELECT gong_opportunity_id, call_id FROM stage_links WHERE NOT deleted)
 ON CONFLICT (call_id, opportunity_id) DO NOTHING
 """
@@ -196,6 +211,7 @@ class _RowWriter:
             # An earlier attempt that wrote left its rows staged: each attempt merges its own.
             cur = self._conn.cursor()
             cur.execute("DELETE FROM stage_opportunities")
+            cur.execute("DELETE FROM stage_keys")
             cur.execute("DELETE FROM stage_links")
         self._calls += 1
         rows = [i for i in items if isinstance(i, OpportunityRow)]
@@ -204,14 +220,18 @@ class _RowWriter:
 
 
 def write_rows(conn: Connection, rows: Sequence[OpportunityRow], links: Sequence[LinkRow]) -> WriteCounts:
-    """Stage, merge and link ``rows`` and ``links``; the staging tables must exist and be empty."""
+    """Store, merge and link ``rows`` and ``links``; the staging tables must exist and be empty."""
     cur = conn.cursor()
     counts = WriteCounts()
     if rows:
-        cur.execute(_COPY_OPPORTUNITIES, stream=encoding.chunks(map(stored.copy_line, rows)))
-        cur.execute(_MERGE)
-        merged = _one(cur)
-        counts.inserted, counts.updated, counts.deleted, counts.not_stored = (int(v) for v in merged)
+        new, changed, counts.not_stored = _sort(cur, rows)
+        if new and _copy_new(cur, new):
+            counts.inserted = len(new)
+        else:
+            changed = [*new, *changed]
+        if changed:
+            inserted, counts.updated, counts.deleted = _merge(cur, changed)
+            counts.inserted += inserted
         counts.unchanged = len(rows) - counts.inserted - counts.updated - counts.deleted - counts.not_stored
     if links:
         cur.execute(
@@ -227,6 +247,61 @@ def write_rows(conn: Connection, rows: Sequence[OpportunityRow], links: Sequence
         cur.execute(_LINK)
         counts.links_added = cur.rowcount
     return counts
+
+
+def _sort(cur: Cursor, rows: Sequence[OpportunityRow]) -> tuple[list[OpportunityRow], list[OpportunityRow], int]:
+    """The live rows Postgres does not hold, the rows it holds with other content, and how many
+    rows were deleted in the source and never stored (nothing to write, and not "unchanged").
+
+    Every row's key and digest are staged (``stage_keys``; link and unlink read the page's ids
+    from there too), and Postgres answers with the rows to write: on an unchanged page, none.
+    What is left out is what the merge would leave alone: an unchanged row, and a deleted row
+    that was never stored.
+    """
+    lines = (f"{encoding.text(r.source_id)}\t\\\\x{r.content_hash.hex()}\n" for r in rows)
+    cur.execute(_COPY_KEYS, stream=encoding.chunks(lines))
+    cur.execute(_TO_WRITE)
+    held: dict[str, bool] = {str(key): bool(stored_before) for key, stored_before in cur.fetchall()}
+    new: list[OpportunityRow] = []
+    changed: list[OpportunityRow] = []
+    not_stored = 0
+    for row in rows:
+        stored_before = held.get(row.source_id)
+        if stored_before is None:
+            continue
+        if stored_before:
+            changed.append(row)
+        elif not row.deleted:
+            new.append(row)
+        else:
+            not_stored += 1
+    return new, changed, not_stored
+
+
+def _copy_new(cur: Cursor, rows: Sequence[OpportunityRow]) -> bool:
+    """COPY live rows no stored row has into ``opportunities``; False when one raced in meanwhile.
+
+    Any other error propagates unchanged: a refused value is ``sync/isolate.py``'s to find.
+    """
+    cur.execute("SAVEPOINT copy_new")
+    try:
+        cur.execute(_COPY_NEW, stream=encoding.chunks(map(stored.insert_line, rows)))
+    except Exception as err:
+        if sqlstate_of(err) != _UNIQUE_VIOLATION:
+            raise
+        cur.execute("ROLLBACK TO SAVEPOINT copy_new")
+        cur.execute("RELEASE SAVEPOINT copy_new")
+        return False
+    cur.execute("RELEASE SAVEPOINT copy_new")
+    return True
+
+
+def _merge(cur: Cursor, rows: Sequence[OpportunityRow]) -> tuple[int, int, int]:
+    """Stage ``rows`` and merge them: (inserted, updated, deleted)."""
+    cur.execute(_COPY_OPPORTUNITIES, stream=encoding.chunks(map(stored.copy_line, rows)))
+    cur.execute(_MERGE)
+    inserted, updated, deleted = (int(v) for v in _one(cur))
+    return inserted, updated, deleted
 
 
 def record_rejections(conn: Connection, issues: Sequence[Issue], run_id: str) -> None:

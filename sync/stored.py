@@ -119,6 +119,9 @@ KEY, DELETED, HASH = _only(Role.KEY), _only(Role.DELETED), _only(Role.HASH)
 PARSED = tuple(c for c in COLUMNS if c.role is not Role.HASH)
 # The staging table's and the COPY stream's order: the content text, the rest, the digest.
 COPY_ORDER = (*(c for c in PARSED if c.hashed), *(c for c in PARSED if not c.hashed), HASH)
+# A row no stored row holds is copied straight into ``opportunities`` (``sync/sink.py``), live
+# rows only, so without the soft-delete column: it stays NULL.
+INSERT_ORDER = tuple(c for c in COPY_ORDER if c.role is not Role.DELETED)
 # Data columns whose value may be stored as NULL to save a row Postgres refuses.
 NULLABLE = tuple(c for c in PARSED if c.role is Role.DATA and c.nullable and not c.required)
 _POSITION = {c.name: i for i, c in enumerate(PARSED)}
@@ -135,6 +138,11 @@ def _validate() -> None:
             raise ValueError(msg)
     if PARSED[0] is not KEY:
         msg = f"the key column must be declared first, got {PARSED[0].name!r}"
+        raise ValueError(msg)
+    hashed = [c for c in COPY_ORDER if c.hashed]
+    if hashed[-1] is not DELETED:
+        # insert_line reuses the content text up to the soft-delete flag, its last field.
+        msg = f"the soft-delete column must be the last hashed column, got {hashed[-1].name!r}"
         raise ValueError(msg)
 
 
@@ -224,3 +232,16 @@ copy_line: Callable[[OpportunityRow], str] = _compile(
     end="\\n",
 )
 """A row as one line of ``COPY stage_opportunities (COPY_ORDER) FROM STDIN``."""
+
+insert_line: Callable[[OpportunityRow], str] = _compile(
+    "insert_line",
+    "row",
+    [
+        # The content text without its last field, the soft-delete flag ("f": the row is live).
+        "row.content_text[:-2]",
+        *(_render(c, f"row.values[{_POSITION[c.name]}]") for c in INSERT_ORDER if not c.hashed and c is not HASH),
+        _render(HASH, "row.content_hash"),
+    ],
+    end="\\n",
+)
+"""A live row as one line of ``COPY opportunities (INSERT_ORDER) FROM STDIN``."""

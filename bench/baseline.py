@@ -1,0 +1,76 @@
+"""The pre-change package, for side-by-side numbers: ``sync/`` as a commit left it, driven by today's bench.
+
+``git archive`` writes that commit's ``sync/`` into a temporary directory, and a child
+interpreter puts it ahead of this checkout on ``sys.path``: the bench code (``bench/``) and the
+stand-ins are today's, the package under test is the old one. Nothing in the working tree
+changes, and no git worktree is registered. Each measurement is one child process, so the
+bench interleaves old and new round by round and machine load hits both alike.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# The commit issue 25 measured against (bench/README.md, 2026-11-28).
+DEFAULT_COMMIT = "c3d2d2c"
+
+# argv: old tree, this checkout, JSON arguments. Prints one JSON line last.
+_CHILD = """
+import json, logging, sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+logging.basicConfig(level=logging.CRITICAL)
+import sync
+assert sync.__file__.startswith(sys.argv[1]), sync.__file__
+args = json.loads(sys.argv[3])
+if args["part"] == "run":
+    from bench import runs
+    from bench.pg import fresh_database
+    from standins import bigquery as sbq
+    from sync.publisher import PubSubPublisher
+    publisher = PubSubPublisher(args["topic"]) if args.get("topic") else None
+    with fresh_database() as url:
+        env = {**args["env"], "DATABASE_URL": url}
+        result = runs.one_run(sbq.client(args["endpoint"]), env, publisher=publisher)
+else:
+    from bench import write_path
+    from bench.data import make_rows
+    result = write_path.run_ours(make_rows(args["rows"]), args["page_sizes"])
+print(json.dumps(result, default=str))
+"""
+
+
+def export(commit: str) -> Path:
+    """``sync/`` of ``commit`` in a new temporary directory (left for the OS to clean)."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", commit, "sync"], check=True, capture_output=True
+    ).stdout
+    tree = Path(tempfile.mkdtemp(prefix=f"bench-baseline-{commit}-"))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, filter="data")
+    return tree
+
+
+def child(tree: Path, args: dict[str, Any]) -> dict[str, Any]:
+    """One measurement by the package in ``tree``, in a fresh interpreter."""
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(tree), str(ROOT), json.dumps(args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=os.environ.copy(),
+    )
+    if out.returncode != 0:
+        msg = f"baseline child failed ({out.returncode}): {out.stderr[-2000:]}"
+        raise RuntimeError(msg)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result

@@ -1,0 +1,154 @@
+"""Where a whole run's wall time goes, phase by phase, measured inside the real pipeline.
+
+Functions at the module seams are wrapped (``mock.patch`` with ``wraps``: the real code runs)
+and each slice of wall time is charged to the innermost phase running, so nothing counts
+twice. ``Pipeline.handle`` itself is the outermost wrapper: what an invocation spends outside
+every named part is its bookkeeping's remainder (planning, logging, glue), and what the run
+spends outside every invocation is reported as unattributed.
+
+The same seams exist in the pre-change package (``bench/baseline.py`` runs this module against
+it), and a seam a package lacks is skipped, so old and new are measured alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+from unittest import mock
+
+PHASES = ("job wait", "result read", "transform", "COPY + merge", "bookkeeping", "publish")
+
+# (module, attribute path, phase/part): charged to the innermost one running.
+SEAMS: tuple[tuple[str, str, str], ...] = (
+    ("sync.pipeline", "Pipeline.handle", "bookkeeping/other"),
+    ("sync.results", "evaluate", "job wait/jobs"),
+    ("sync.source", "BigQuerySource._page", "result read/rows"),
+    ("sync.source", "BigQuerySource._all_rows", "result read/rows"),
+    ("sync.results", "read_slice", "result read/job look-up"),
+    ("gc", "collect", "result read/gc"),
+    ("sync.pipeline", "transform_page", "transform/rows"),
+    ("sync.pipeline", "transform_links", "transform/links"),
+    ("sync.sink", "write_rows", "COPY + merge/rows and links"),
+    ("sync.state", "acquire_lease", "bookkeeping/lease"),
+    ("sync.state", "resync_started", "bookkeeping/lease"),
+    ("sync.state", "fence", "bookkeeping/fence"),
+    ("sync.state", "record_page", "bookkeeping/state"),
+    ("sync.runlog", "record_page", "bookkeeping/run log"),
+    ("sync.runlog", "run_totals", "bookkeeping/run log"),
+    ("sync.runlog", "expire_rejections", "bookkeeping/run end"),
+    ("sync.refused", "expire", "bookkeeping/run end"),
+    ("sync.refused", "recall", "bookkeeping/refusals"),
+    ("sync.sink", "record_rejections", "bookkeeping/refusals"),
+    ("sync.purge", "record_page", "bookkeeping/purge ids"),
+    ("sync.purge", "finish", "bookkeeping/purge ids"),
+    ("sync.pipeline", "_publish", "publish/continuation"),
+)
+
+
+class Clock:
+    """Charges wall time to the innermost running part."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._stack: list[str] = []
+        self._since = time.perf_counter()
+
+    def _switch(self) -> float:
+        now = time.perf_counter()
+        if self._stack:
+            part = self._stack[-1]
+            self.totals[part] = self.totals.get(part, 0.0) + now - self._since
+        self._since = now
+        return now
+
+    def wrap(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._switch()
+            self._stack.append(part)
+            self.calls[part] = self.calls.get(part, 0) + 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._switch()
+                self._stack.pop()
+
+        return timed
+
+    def phases(self) -> dict[str, float]:
+        out = dict.fromkeys(PHASES, 0.0)
+        for part, seconds in self.totals.items():
+            phase = part.split("/")[0]
+            out[phase] = out.get(phase, 0.0) + seconds
+        return out
+
+
+def _resolve(module: str, path: str) -> tuple[Any, str] | None:
+    try:
+        owner: Any = importlib.import_module(module)
+    except ImportError:
+        return None
+    *parents, name = path.split(".")
+    for parent in parents:
+        owner = getattr(owner, parent, None)
+    if owner is None or not callable(getattr(owner, name, None)):
+        return None
+    return owner, name
+
+
+@contextlib.contextmanager
+def measured(clock: Clock) -> Iterator[list[str]]:
+    """Every seam this package has wrapped for the block; yields the seams that were missing."""
+    missing: list[str] = []
+    with contextlib.ExitStack() as stack:
+        for module, path, part in SEAMS:
+            if not part:
+                continue
+            found = _resolve(module, path)
+            if found is None:
+                missing.append(f"{module}.{path}")
+                continue
+            owner, name = found
+            original = getattr(owner, name)
+            wrapper = clock.wrap(part, original)
+            if isinstance(owner, type):
+                # A method: the wrapper must bind ``self`` as the original did.
+                def method(self: Any, *a: Any, _w: Callable[..., Any] = wrapper, **k: Any) -> Any:
+                    return _w(self, *a, **k)
+
+                stack.enter_context(mock.patch.object(owner, name, method))
+            else:
+                stack.enter_context(mock.patch.object(owner, name, wrapper))
+        yield missing
+
+
+def commit_timed(clock: Clock, connect: Callable[[], Any]) -> Callable[[], Any]:
+    """``connect`` with the connection time and every commit charged to bookkeeping."""
+
+    def timed_connect() -> Any:
+        conn = clock.wrap("bookkeeping/connect", connect)()
+        conn.commit = clock.wrap("bookkeeping/commit", conn.commit)
+        conn.close = clock.wrap("bookkeeping/connect", conn.close)
+        return conn
+
+    return timed_connect
+
+
+def breakdown(clock: Clock, wall: float, pages: int) -> dict[str, Any]:
+    """The phases, their parts, what they cover of the wall time, and the fixed cost per page."""
+    phases = clock.phases()
+    covered = sum(phases.values())
+    fixed = phases["bookkeeping"] + phases["publish"]
+    return {
+        "wall_seconds": wall,
+        "phases": phases,
+        "parts": dict(sorted(clock.totals.items())),
+        "calls": dict(sorted(clock.calls.items())),
+        "covered_seconds": covered,
+        "covered_share": covered / wall if wall else None,
+        "fixed_seconds_per_page": fixed / pages if pages else None,
+        "bookkeeping_publish_share": fixed / wall if wall else None,
+    }
