@@ -1,10 +1,12 @@
-"""Real parts for every test: a PostgreSQL database per test, the BigQuery emulator per session
-with fresh datasets per test, driven through the real ``google-cloud-bigquery`` client."""
+"""Real parts for every test: one PostgreSQL server per session with a migrated template database
+cloned per test, the BigQuery emulator per session with fresh datasets per test, driven through the
+real ``google-cloud-bigquery`` client."""
 
 from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,8 +32,26 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url() -> str:
-    return ensure_server()
+def pg_admin_url() -> Iterator[str]:
+    """One PostgreSQL server for the whole session, started here unless TEST_POSTGRES_URL names one.
+
+    A private cluster (fsync off) rather than the machine's shared server: on the shared one every
+    ``DROP DATABASE`` forces a checkpoint that flushes everyone's dirty pages, which measured ~3 s
+    per test while other suites ran, against ~50 ms here. Without server binaries, the machine's
+    server (or whatever ``ensure_server`` finds) is used as before.
+    """
+    if os.environ.get("TEST_POSTGRES_URL"):
+        yield ensure_server()
+        return
+    try:
+        cluster = Cluster.start()
+    except (RuntimeError, OSError, LookupError, subprocess.CalledProcessError):
+        yield ensure_server()
+        return
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
 
 
 def _with_db(admin_url: str, name: str) -> str:
@@ -39,19 +59,37 @@ def _with_db(admin_url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
-@pytest.fixture
-def database_url(pg_admin_url: str) -> Iterator[str]:
-    """A fresh, migrated database for this test, dropped afterwards."""
-    name = f"os_test_{uuid.uuid4().hex[:12]}"
+@pytest.fixture(scope="session")
+def migrated_template(pg_admin_url: str) -> Iterator[str]:
+    """A database migrated once per session, cloned by every ``database_url``.
+
+    Cloning (``CREATE DATABASE ... TEMPLATE``) copies the migrated tables and the ``sync_status``
+    row; it measured ~90 ms against ~600 ms for creating and migrating. Nothing connects to the
+    template after migrating it, as cloning requires.
+    """
+    name = f"os_template_{uuid.uuid4().hex[:12]}"
     admin = connect_url(pg_admin_url)
     admin.autocommit = True
     admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    url = _with_db(pg_admin_url, name)
-    conn = connect_url(url)
+    conn = connect_url(_with_db(pg_admin_url, name))
     migrate(conn)
     conn.close()
     try:
-        yield url
+        yield name
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str, migrated_template: str) -> Iterator[str]:
+    """A fresh, migrated database for this test (a clone of the session's template), dropped afterwards."""
+    name = f"os_test_{uuid.uuid4().hex[:12]}"
+    admin = connect_url(pg_admin_url)
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+    try:
+        yield _with_db(pg_admin_url, name)
     finally:
         admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
