@@ -177,6 +177,19 @@ def is_page_timeout(err: BaseException) -> bool:
     return False
 
 
+def is_write_timeout(err: BaseException) -> bool:
+    """Whether Postgres or the isolation of refused rows ran out of time, not the BigQuery read.
+
+    Only such a timeout on a one-row page counts against that row (``sync/pacing.py``).
+    """
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, TimeBudgetError) or sqlstate_of(seen) == "57014":
+            return True
+        seen = seen.__cause__
+    return False
+
+
 def scrub_postgres_error(err: BaseException) -> dict[str, str]:
     """Drop row contents from a pg8000 error, in place, and return the fields that are left.
 
