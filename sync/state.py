@@ -34,6 +34,8 @@ ENTITY = "opportunities"
 
 # lock_not_available: a lock wait ran past the transaction's lock_timeout (sync/transaction.py).
 _LOCK_TIMEOUT = "55P03"
+# Undoes only the lease UPDATE whose lock wait timed out, not the caller's transaction.
+_LEASE_SAVEPOINT = "acquire_lease"
 
 
 class StateRowMissingError(PermanentError):
@@ -156,10 +158,11 @@ def acquire_lease(conn: Connection, owner: uuid.UUID, seconds: int) -> SyncState
 
     The row lock is waited for only as long as the transaction's ``lock_timeout``: a session
     that still holds it (an invocation killed mid-write whose session the server has not ended
-    yet) makes this answer None, "busy", like a held lease. The transaction is then aborted, so
-    the caller must run nothing more in it.
+    yet) makes this answer None, "busy", like a held lease. The wait runs under a savepoint, so
+    the caller's transaction stays usable and commits as usual after a busy answer.
     """
     cur = conn.cursor()
+    cur.execute(f"SAVEPOINT {_LEASE_SAVEPOINT}")
     try:
         cur.execute(
             "UPDATE sync_status SET lease_owner = %s, lease_expires_at = clock_timestamp() + make_interval(secs => %s)"
@@ -169,9 +172,11 @@ def acquire_lease(conn: Connection, owner: uuid.UUID, seconds: int) -> SyncState
         )
     except DatabaseError as err:
         if sqlstate_of(err) == _LOCK_TIMEOUT:
+            cur.execute(f"ROLLBACK TO SAVEPOINT {_LEASE_SAVEPOINT}")
             return None
         raise
     row = cur.fetchone()
+    cur.execute(f"RELEASE SAVEPOINT {_LEASE_SAVEPOINT}")
     if row is not None:
         return SyncState.from_row(row)
     # No row updated: either the lease is held, or the row is gone and no lease ever will be.
