@@ -111,7 +111,7 @@ def classify(err: BaseException) -> SyncError:
     """Map any exception onto the retryable or permanent branch.
 
     Unknown errors default to retryable (:class:`UnknownError`): acking them would lose the
-    page silently, and Pub/Sub's bounded retry policy (dead-letter / 24 h expiry) ends the loop.
+    page silently, and the push subscription's dead-letter policy (``max_delivery_attempts``) ends the loop.
     A Postgres error is scrubbed in place (see :func:`scrub_postgres_error`), so the original
     kept as ``__cause__`` cannot leak row contents through a traceback either.
     """
