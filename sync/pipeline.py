@@ -134,13 +134,13 @@ class Pipeline:
             with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
                 state = st.acquire_lease(conn, invocation, self._settings.lease_seconds)
                 full = message.type is MessageType.FULL_RESYNC and state is not None
-                started = full and st.resync_started(conn, message.message_id)
+                resync_started = full and st.resync_started(conn, message.message_id)
             if state is None:
                 return _busy(message)
             self._checkpoint("leased")
             s = self._settings
             lookback = dt.timedelta(seconds=s.lookback_seconds)
-            decision = plan(message, state, lookback=lookback, max_pages=s.max_pages, resync_started=started)
+            decision = plan(message, state, lookback=lookback, max_pages=s.max_pages, resync_started=resync_started)
             if isinstance(decision, Drop):
                 return _drop(conn, invocation, decision, deadline)
             if isinstance(decision, StopRun):
