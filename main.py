@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 import functions_framework
@@ -54,13 +55,14 @@ def _get_runtime() -> Runtime:
 @functions_framework.cloud_event
 def sync_opportunities(cloud_event: CloudEvent) -> None:
     """Handle one Pub/Sub message: tick, full_resync or continue."""
+    started = time.monotonic()  # the platform's timeout runs from here, so does the deadline
     message: Message | None = None
     try:
         body, message_id = from_cloud_event_data(cloud_event.data)
         message = decode(body, message_id or str(cloud_event["id"]))
         runtime = _get_runtime()
         runtime.ensure_schema()
-        outcome = runtime.pipeline(runtime.publisher()).handle(message)
+        outcome = runtime.pipeline(runtime.publisher()).handle(message, started=started)
     except Exception as err:  # noqa: BLE001 - every failure is classified and answered below
         _answer_failure(classify(err), message)
         return

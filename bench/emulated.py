@@ -54,6 +54,8 @@ def env_for(endpoint: str, sf: str, gong: str, url: str, page_size: int) -> dict
         "DATABASE_URL": url,
         "SYNC_PAGE_SIZE": str(page_size),
         "SYNC_TIME_BUDGET_SECONDS": "600",
+        # Not a Cloud Function: a whole page must fit one invocation's deadline, never cut short.
+        "SYNC_FUNCTION_TIMEOUT_SECONDS": "660",
         "LOG_LEVEL": "WARNING",
     }
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sync.database_url import DatabaseUrl, parse_database_url
+from sync.deadline import RESERVE_SECONDS
 from sync.errors import ConfigurationError
 
 # BigQuery project ids: 6-30 chars, lowercase letters, digits, hyphens; a domain-scoped
@@ -41,6 +42,7 @@ KNOWN_ENV_VARS: frozenset[str] = frozenset(
         "SYNC_TOPIC",
         "SYNC_PAGE_SIZE",
         "SYNC_TIME_BUDGET_SECONDS",
+        "SYNC_FUNCTION_TIMEOUT_SECONDS",
         "SYNC_LOOKBACK_SECONDS",
         "SYNC_LEASE_SECONDS",
         "SYNC_MAX_PAGES",
@@ -97,6 +99,9 @@ class Settings:
     sync_topic: str | None = None
     page_size: int = 2000
     time_budget_seconds: float = 300.0
+    # The platform's timeout (the function's timeout_seconds); the budget plus the reserve for
+    # commit and publish must fit in it (sync/deadline.py). 540 s is the 2nd-gen event maximum.
+    function_timeout_seconds: int = 540
     lookback_seconds: int = 3600
     lease_seconds: int = 600
     max_pages: int = 10_000
@@ -156,6 +161,7 @@ class Settings:
             sync_topic=topic,
             page_size=r.integer("SYNC_PAGE_SIZE", 2000, 1, 50_000),
             time_budget_seconds=float(r.integer("SYNC_TIME_BUDGET_SECONDS", 300, 1, 3600)),
+            function_timeout_seconds=r.integer("SYNC_FUNCTION_TIMEOUT_SECONDS", 540, 1, 3600),
             lookback_seconds=r.integer("SYNC_LOOKBACK_SECONDS", 3600, 0, 30 * 86400),
             lease_seconds=r.integer("SYNC_LEASE_SECONDS", 600, 1, 7200),
             max_pages=r.integer("SYNC_MAX_PAGES", 10_000, 1, 1_000_000),
@@ -164,6 +170,7 @@ class Settings:
             rejection_retention_days=r.integer("SYNC_REJECTION_RETENTION_DAYS", 30, 1, 3650),
             log_level=log_level,
         )
+        r.problems += _budget_problems(settings)
         if r.problems:
             raise ConfigurationError(r.problems)
         return settings
@@ -228,6 +235,19 @@ class _EnvReader:
             return False
         self.problems.append(f"{name} must be true or false{_got(name, raw)}")
         return default
+
+
+def _budget_problems(s: Settings) -> list[str]:
+    """The work budget plus the commit-and-publish reserve must end before the platform's kill."""
+    room = s.function_timeout_seconds - RESERVE_SECONDS
+    if s.time_budget_seconds <= room:
+        return []
+    return [
+        f"SYNC_TIME_BUDGET_SECONDS={s.time_budget_seconds:.0f} plus the {RESERVE_SECONDS:.0f} s reserved for the commit"
+        f" and the continuation publish exceeds SYNC_FUNCTION_TIMEOUT_SECONDS={s.function_timeout_seconds}: lower"
+        f" SYNC_TIME_BUDGET_SECONDS to at most {max(room, 0):.0f} (Terraform: time_budget_seconds, or leave it null to"
+        " derive it) or raise SYNC_FUNCTION_TIMEOUT_SECONDS (Terraform: function_timeout_seconds)"
+    ]
 
 
 def _got(name: str, value: str) -> str:

@@ -1,5 +1,12 @@
 """Postgres connections: ``DATABASE_URL`` locally, the Cloud SQL connector in production.
 
+Every connection, on either path, is set up so that the server ends the session of a client
+that died (kill -9, out of memory, the platform's timeout) within seconds, and its locks with
+it: Postgres 14+ polls the client's socket while a statement runs
+(``client_connection_check_interval``), TCP keepalives find a peer that vanished without closing
+(on the server's side through ``tcp_keepalives_*``, on ours on the socket), and a transaction
+left idle is ended (``idle_in_transaction_session_timeout``). See :data:`SESSION_SETTINGS`.
+
 The connector and the Secret Manager client are created lazily and once per process, because a
 Cloud Function instance serves many invocations and cold-start time is billed latency. The
 tests drive this same code against local stand-ins of the Admin API, Secret Manager and the
@@ -60,6 +67,28 @@ class Connection(Protocol):
     def close(self) -> None: ...
 
 
+#: Session settings applied to every connection (values in milliseconds or seconds, as Postgres
+#: takes them). Each is settable by any role, so they work on Cloud SQL without a flag.
+SESSION_SETTINGS: dict[str, str] = {
+    # No transaction of ours waits on the client between statements for more than moments;
+    # the BigQuery read happens outside any transaction.
+    "idle_in_transaction_session_timeout": "30000",
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+}
+#: Postgres 14+ only; older servers do not know the setting and skip it.
+CLIENT_CHECK_INTERVAL_MS = "2000"
+# The client's side of the keepalive: a server (or the connector's proxy) that vanished is
+# noticed after about 5 + 3 * 2 s instead of the kernel's two hours.
+_KEEPALIVE_OPTIONS = (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 3))
+_SESSION_SQL = (
+    "SELECT "
+    + ", ".join(f"set_config('{name}', %s, false)" for name in SESSION_SETTINGS)
+    + ", CASE WHEN current_setting('server_version_num')::int >= 140000"
+    " THEN set_config('client_connection_check_interval', %s, false) END"
+)
+
 _lock = threading.Lock()
 _connector: Connector | None = None
 _secrets: SecretManagerServiceClient | None = None
@@ -73,7 +102,39 @@ def connect(settings: Settings) -> Connection:
     if settings.cloud_sql is None:  # Settings.from_env guarantees one of the two
         msg = "no database configured: set DATABASE_URL or INSTANCE_CONNECTION_NAME"
         raise ConfigurationError([msg])
-    return _connect_cloud_sql(settings.cloud_sql)
+    return _prepared(_connect_cloud_sql(settings.cloud_sql))
+
+
+def _prepared(conn: Connection) -> Connection:
+    """Apply :data:`SESSION_SETTINGS` and socket keepalives to a new connection."""
+    try:
+        _keepalive(conn)
+        cur = conn.cursor()
+        cur.execute(_SESSION_SQL, (*SESSION_SETTINGS.values(), CLIENT_CHECK_INTERVAL_MS))
+        conn.commit()  # set_config(..., false) lasts for the session once committed
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _keepalive(conn: Connection) -> None:
+    # pg8000 turns SO_KEEPALIVE on (with the kernel's 2 h idle) only on a socket it opens itself;
+    # the connector hands it an open TLS socket, on which it sets nothing. Its socket is private
+    # (``_usock``), so a driver without one is left as it is.
+    sock = getattr(conn, "_usock", None)
+    if not isinstance(sock, socket.socket) or sock.family not in {socket.AF_INET, socket.AF_INET6}:
+        return
+    # Nagle off as well: pg8000 sends a COPY's last data message and CopyDone + Sync as separate
+    # small writes, and with Nagle on the kernel holds the last one back until the server's
+    # delayed acknowledgement, about 40 ms per COPY, several per page (bench/README.md). libpq
+    # sets TCP_NODELAY for the same reason.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in _KEEPALIVE_OPTIONS:
+        option = getattr(socket, name, None)  # Linux names; other platforms may lack some
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def connect_url(url: str, *, timeout: float = 30.0) -> Connection:
@@ -93,22 +154,9 @@ def connect_database(url: DatabaseUrl, *, timeout: float = 30.0) -> Connection:
         application_name=url.application_name or APPLICATION_NAME,
         ssl_context=_ssl_context(url),
         startup_params={"options": url.options} if url.options else None,
+        tcp_keepalive=True,
     )
-    return no_delay(conn)
-
-
-def no_delay(conn: Connection) -> Connection:
-    """Turn Nagle's algorithm off on the connection's socket.
-
-    pg8000 sends a COPY's last data message and CopyDone + Sync as separate small writes. With
-    Nagle on, the kernel holds the last one back until the server acknowledges the previous
-    segment, and the server delays that acknowledgement: about 40 ms per COPY statement, and a
-    page runs several (bench/README.md). libpq sets TCP_NODELAY for the same reason.
-    """
-    sock = getattr(conn, "_usock", None)  # pg8000 keeps the socket it was given or opened here
-    if isinstance(sock, socket.socket) and sock.family in {socket.AF_INET, socket.AF_INET6}:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return conn
+    return _prepared(conn)
 
 
 def _ssl_context(url: DatabaseUrl) -> ssl.SSLContext | bool | None:
@@ -196,7 +244,7 @@ def _open(connector: Connector, cfg: CloudSqlSettings, **kwargs: Any) -> Connect
             )
             raise ConfigurationError([msg]) from err
         raise
-    return no_delay(conn)
+    return conn
 
 
 def _get_connector(cfg: CloudSqlSettings) -> Connector:

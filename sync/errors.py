@@ -111,7 +111,7 @@ def classify(err: BaseException) -> SyncError:
     """Map any exception onto the retryable or permanent branch.
 
     Unknown errors default to retryable (:class:`UnknownError`): acking them would lose the
-    page silently, and Pub/Sub's bounded retry policy (dead-letter / 24 h expiry) ends the loop.
+    page silently, and the push subscription's dead-letter policy (``max_delivery_attempts``) ends the loop.
     A Postgres error is scrubbed in place (see :func:`scrub_postgres_error`), so the original
     kept as ``__cause__`` cannot leak row contents through a traceback either.
     """
@@ -172,6 +172,19 @@ def is_page_timeout(err: BaseException) -> bool:
     seen: BaseException | None = err
     while seen is not None:
         if isinstance(seen, (TimeBudgetError, TimeoutError)) or sqlstate_of(seen) == "57014":
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def is_write_timeout(err: BaseException) -> bool:
+    """Whether Postgres or the isolation of refused rows ran out of time, not the BigQuery read.
+
+    Only such a timeout on a one-row page counts against that row (``sync/pacing.py``).
+    """
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, TimeBudgetError) or sqlstate_of(seen) == "57014":
             return True
         seen = seen.__cause__
     return False

@@ -3,6 +3,8 @@
 Steps and what a crash after each one leaves behind:
 
 1. lease     - nothing changed; the lease expires after ``SYNC_LEASE_SECONDS``.
+   attempt   - the attempt at the page is recorded (committed) before the read, so that a page
+               whose invocations keep dying is read smaller (``sync/pacing.py``).
 2. read      - nothing changed.
 3. write     - rolled back with the transaction.
 4. commit    - rows, links, cursor and counts are durable together; lease released.
@@ -14,14 +16,19 @@ dropped, so at-least-once delivery cannot double-apply or fork the chain.
 This module only orchestrates: SQL lives with the table it touches (``sync/state.py`` for
 ``sync_status``, ``sync/runlog.py`` for ``sync_runs``, ``sync/sink.py`` for the synced rows), and
 each unit of work is one ``transaction`` opened here.
+
+One :class:`~sync.deadline.Deadline` per invocation bounds every step: the read stops early, the
+isolation of refused rows stops, and each transaction tells Postgres what is left of it
+(``statement_timeout``, ``lock_timeout``). The ``sync_status`` row lock is waited for only briefly:
+a session a killed invocation left behind makes the next one answer "busy", never hang.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,11 +39,12 @@ from sync import state as st
 from sync.config import Settings
 from sync.cursor import next_watermark
 from sync.db import Connection
-from sync.errors import LeaseBusyError, PermanentError, SyncError, classify, is_page_timeout
+from sync.deadline import LEASE_LOCK_WAIT_SECONDS, Deadline
+from sync.errors import LeaseBusyError, PermanentError, SyncError, classify, is_page_timeout, is_write_timeout
 from sync.messages import Message, MessageType
 from sync.reader import PageRead, Reader, SourceReader
 from sync.runs import TRIGGER_FULL, Drop, PagePlan, StopRun, plan
-from sync.sink import PageWrite, WriteCounts, write_page
+from sync.sink import PageWrite, WriteCounts, refuse_page, write_page
 from sync.source import Source
 from sync.streams import StreamKind
 from sync.transaction import transaction
@@ -110,60 +118,101 @@ class Pipeline:
         self._checkpoint = checkpoint or (lambda _step: None)
         self._reader = reader or SourceReader(source, settings.page_size)
 
-    def handle(self, message: Message) -> Outcome:
-        """Process one message. Raises :class:`SyncError` (retryable or permanent) on failure."""
+    def handle(self, message: Message, *, started: float | None = None) -> Outcome:
+        """Process one message. Raises :class:`SyncError` (retryable or permanent) on failure.
+
+        Args:
+            message: the decoded Pub/Sub message.
+            started: ``time.monotonic()`` when the platform handed the invocation over; its
+                deadline counts from there (default: now).
+        """
         invocation = uuid.uuid4()
+        deadline = Deadline.starting(self._settings.time_budget_seconds, started=started)
         conn = self._connect()
         page_plan: PagePlan | None = None
         try:
-            with transaction(conn):
+            with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
                 state = st.acquire_lease(conn, invocation, self._settings.lease_seconds)
                 full = message.type is MessageType.FULL_RESYNC and state is not None
-                started = full and st.resync_started(conn, message.message_id)
+                resync_started = full and st.resync_started(conn, message.message_id)
             if state is None:
                 return _busy(message)
             self._checkpoint("leased")
             s = self._settings
             lookback = dt.timedelta(seconds=s.lookback_seconds)
-            decision = plan(message, state, lookback=lookback, max_pages=s.max_pages, resync_started=started)
+            decision = plan(message, state, lookback=lookback, max_pages=s.max_pages, resync_started=resync_started)
             if isinstance(decision, Drop):
-                return _drop(conn, invocation, decision)
+                return _drop(conn, invocation, decision, deadline)
             if isinstance(decision, StopRun):
-                return _stop(conn, invocation, decision)
-            page_plan = decision
-            return self._page(conn, invocation, decision, state)
+                return _stop(conn, invocation, decision, deadline)
+            attempt = self._begin_attempt(conn, invocation, decision, state, deadline)
+            page_plan = dataclasses.replace(decision, page_size_limit=attempt.limit)
+            return self._page(conn, invocation, page_plan, state, deadline, attempt)
         except BaseException as err:
             failure = classify(err) if isinstance(err, Exception) else None
-            self._after_failure(conn, invocation, failure, page_plan)
+            self._after_failure(conn, invocation, failure, page_plan, deadline)
             if failure is None or failure is err:
                 raise
             raise failure from err
         finally:
             _close(conn)
 
-    def _page(self, conn: Connection, invocation: uuid.UUID, p: PagePlan, state: st.SyncState) -> Outcome:
-        read = self._reader.read(p, time.monotonic() + self._settings.time_budget_seconds)
+    def _begin_attempt(
+        self, conn: Connection, invocation: uuid.UUID, p: PagePlan, state: st.SyncState, deadline: Deadline
+    ) -> pacing.Attempt:
+        """Record the attempt at the page before reading it, in its own committed transaction.
+
+        If this invocation is killed, the record stays, and counts as a death on the page.
+        """
+        s = self._settings
+        attempt = pacing.next_attempt(s.page_size, p.page_size_limit, state.page_attempts, state.page_attempt_size)
+        size = pacing.page_size(s.page_size, attempt.limit)
+        with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
+            st.record_attempt(conn, invocation, attempt.number, size, attempt.limit)
+        if state.page_attempts and (attempt.number == 1 or attempt.refuse):
+            runlog.log_page_died(p, state.page_attempts, state.page_attempt_size, size, refuse=attempt.refuse)
+        return attempt
+
+    def _page(
+        self,
+        conn: Connection,
+        invocation: uuid.UUID,
+        p: PagePlan,
+        state: st.SyncState,
+        deadline: Deadline,
+        attempt: pacing.Attempt,
+    ) -> Outcome:
+        read = self._reader.read(p, deadline.read_ends)
         self._checkpoint("read")
         page = _Page(p, read, transform_page(read.opportunity_rows), transform_links(read.link_rows))
-        written = self._write(conn, invocation, page, state)
+        written = self._write(conn, invocation, page, state, deadline, attempt)
         self._checkpoint("committed")
-        return self._finish(conn, page, written)
+        return self._finish(conn, page, written, deadline)
 
-    def _write(self, conn: Connection, invocation: uuid.UUID, page: _Page, state: st.SyncState) -> PageWrite:
+    def _write(
+        self,
+        conn: Connection,
+        invocation: uuid.UUID,
+        page: _Page,
+        state: st.SyncState,
+        deadline: Deadline,
+        attempt: pacing.Attempt,
+    ) -> PageWrite:
         """The write step: rows, links, rejections, purge ids, run counts and cursor in one transaction."""
         p, read, s = page.plan, page.read, self._settings
         full = p.trigger == TRIGGER_FULL
         ids_complete = full and (p.new_run or state.ids_complete) and read.ids_incomplete is None
         if full and read.ids_incomplete is not None and (p.new_run or state.ids_complete):
             purge.note_incomplete(p.run_id, read.ids_incomplete)
-        # Finding refused rows gets half the time budget again, on top of the read's: a page
-        # that needs longer is retried smaller (sync/pacing.py) rather than overrun the function.
-        deadline = time.monotonic() + s.time_budget_seconds / 2
-        with transaction(conn):
+        issues = [*page.issues, *read.future]
+        # Isolating refused rows shares the invocation's one deadline: a page that needs longer is
+        # retried smaller (sync/pacing.py) rather than overrun the function.
+        with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
             st.fence(conn, invocation)
-            written = write_page(
-                conn, page.rows.rows, page.links.links, [*page.issues, *read.future], str(p.run_id), deadline=deadline
-            )
+            if attempt.refuse:
+                written = refuse_page(conn, page.rows.rows, page.links.links, issues, str(p.run_id), attempt.number - 1)
+            else:
+                written = write_page(conn, page.rows.rows, page.links.links, issues, str(p.run_id), deadline=deadline.work_ends)
             c = written.counts
             if full:
                 purge.record_page(conn, p.run_id, read.opportunity_rows, first=p.new_run)
@@ -196,7 +245,7 @@ class Pipeline:
                 refused.expire(conn, s.rejection_retention_days)
         return written
 
-    def _finish(self, conn: Connection, page: _Page, written: PageWrite) -> Outcome:
+    def _finish(self, conn: Connection, page: _Page, written: PageWrite, deadline: Deadline) -> Outcome:
         """The finish step, after the commit: log the page, then end the run or continue it."""
         p, read = page.plan, page.read
         tally = _tally(page, written)
@@ -214,7 +263,7 @@ class Pipeline:
             counts=written.counts,
         )
         if read.run_done:
-            with transaction(conn):
+            with transaction(conn, within=deadline.left_after_work()):
                 totals = runlog.run_totals(conn, p.run_id)
             runlog.log_run_finished(p.run_id, totals)
             return outcome
@@ -224,19 +273,28 @@ class Pipeline:
         self._checkpoint("published")
         return outcome
 
-    def _after_failure(self, conn: Connection, invocation: uuid.UUID, failure: SyncError | None, p: PagePlan | None) -> None:
+    def _after_failure(
+        self, conn: Connection, invocation: uuid.UUID, failure: SyncError | None, p: PagePlan | None, deadline: Deadline
+    ) -> None:
         """Best effort: free the lease, and record a permanent failure; on a fresh connection if need be.
 
         A page that timed out is retried smaller: its size limit is halved before the lease is freed.
+        The attempt recorded before the read is cleared (this invocation lived to see its failure),
+        except when a one-row page's write timed out: that counts like a death, so a row that
+        times out every time is refused in the end (``sync/pacing.py``).
         """
         run_id = p.run_id if p is not None else None
         timed_out = p is not None and failure is not None and failure.retryable and is_page_timeout(failure)
         shrink = pacing.after_timeout(self._settings.page_size, p.page_size_limit) if p is not None and timed_out else None
+        one_row = p is not None and pacing.page_size(self._settings.page_size, p.page_size_limit) == 1
+        counts_as_death = one_row and failure is not None and is_write_timeout(failure)
         for attempt in (conn, None):
             try:
                 target = attempt if attempt is not None else self._connect()
                 try:
-                    with transaction(target):
+                    with transaction(target, within=deadline.left_after_work(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
+                        if p is not None and not counts_as_death:
+                            st.clear_attempt(target, invocation)
                         if isinstance(failure, PermanentError):
                             st.mark_failed(target, invocation, str(failure))
                             if run_id is not None:
@@ -258,15 +316,15 @@ class Pipeline:
             return
 
 
-def _drop(conn: Connection, invocation: uuid.UUID, decision: Drop) -> Outcome:
-    with transaction(conn):
+def _drop(conn: Connection, invocation: uuid.UUID, decision: Drop, deadline: Deadline) -> Outcome:
+    with transaction(conn, within=deadline.left_after_work(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
         st.release_lease(conn, invocation)
     log.warning("message dropped: %s", decision.reason, extra={"event": "message_dropped", "run_id": _s(decision.run_id)})
     return Outcome("dropped", decision.reason, decision.run_id)
 
 
-def _stop(conn: Connection, invocation: uuid.UUID, decision: StopRun) -> Outcome:
-    with transaction(conn):
+def _stop(conn: Connection, invocation: uuid.UUID, decision: StopRun, deadline: Deadline) -> Outcome:
+    with transaction(conn, within=deadline.left_after_work(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
         st.fence(conn, invocation)
         st.mark_failed(conn, invocation, decision.reason, abandon_run=True)
         runlog.fail_run(conn, decision.run_id, decision.reason)

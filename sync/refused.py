@@ -9,6 +9,8 @@
 - **record**: an :class:`~sync.transform.Issue` with reason ``refused_by_postgres``, the
   SQLSTATE, table, column and constraint, and a bounded excerpt of the nulled value; never the
   server's message or detail, which quote row contents.
+- **died**: a one-row page that kept timing out or killing its invocation (``sync/pacing.py``)
+  is refused without being written, with reason ``page_died``, and remembered the same way.
 - **remember**: the refusal is kept in ``sync_refused_rows`` under the digest of the row's
   content. When the same content is read again (the lookback, a full resync) it gets the same
   outcome without being sent to Postgres, so the next run does not trip on it. A degraded row
@@ -35,6 +37,8 @@ from sync.stored import OpportunityRow
 from sync.transform import Issue, LinkRow
 
 REASON = "refused_by_postgres"
+# A one-row page that timed out or killed its invocation too often (sync/pacing.py).
+DIED = "page_died"
 
 Item = OpportunityRow | LinkRow
 
@@ -65,10 +69,11 @@ def digest(item: Item) -> bytes:
 def issue(item: Item, error: dict[str, Any], nulled: str | None) -> Issue:
     """The rejection record of a refused row or link."""
     values: dict[str, Any] = dict(error)
+    reason = str(values.pop("reason", REASON))
     if isinstance(item, LinkRow):
-        return Issue(excerpt(item.gong_opportunity_id), "skipped", REASON, {**values, "call_id": excerpt(item.call_id)})
+        return Issue(excerpt(item.gong_opportunity_id), "skipped", reason, {**values, "call_id": excerpt(item.call_id)})
     if nulled is None:
-        return Issue(excerpt(item.source_id), "skipped", REASON, values)
+        return Issue(excerpt(item.source_id), "skipped", reason, values)
     refused_value = jsonable(item[nulled])
     values.update(nulled=nulled, **{nulled: excerpt(refused_value) if isinstance(refused_value, str) else refused_value})
     return Issue(excerpt(item.source_id), "degraded", REASON, values)
@@ -139,6 +144,23 @@ def remember(conn: Connection, refusals: Sequence[Refusal[Item]]) -> list[Issue]
             (digest(refusal.item), refusal.repair, json.dumps(fields)),
         )
     return records
+
+
+def refuse_unwritten(conn: Connection, items: Sequence[Item], attempts: int) -> list[Issue]:
+    """Refuse a one-row page that ended ``attempts`` invocations, without sending it to Postgres.
+
+    Remembered like any refusal, so the lookback or a full resync re-reading the same content
+    skips it at once instead of dying on it again; forgotten with the rejections.
+    """
+    error = {"reason": DIED, "attempts": attempts}
+    cur = conn.cursor()
+    for item in items:
+        cur.execute(
+            "INSERT INTO sync_refused_rows (content_hash, nulled_column, error) VALUES (%s, NULL, %s::jsonb)"
+            " ON CONFLICT (content_hash) DO UPDATE SET nulled_column = NULL, error = EXCLUDED.error, refused_at = now()",
+            (digest(item), json.dumps(error)),
+        )
+    return [issue(item, error, None) for item in items]
 
 
 def expire(conn: Connection, days: int) -> None:

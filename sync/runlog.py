@@ -221,6 +221,25 @@ def log_run_failed(run_id: uuid.UUID | None, error: str, *, stopped: bool = Fals
     )
 
 
+def log_page_died(plan: PagePlan, died: int, died_at: int | None, page_size: int, *, refuse: bool) -> None:
+    """Invocations died on this page before committing; it is read smaller or refused (``sync/pacing.py``)."""
+    log.warning(
+        "%d invocations died on page %s at %s rows before committing; %s",
+        died,
+        plan.page,
+        died_at,
+        "its one row is refused" if refuse else f"it is read at {page_size} rows",
+        extra={
+            "event": "page_died",
+            "run_id": str(plan.run_id),
+            "attempts": died,
+            "died_at_page_size": died_at,
+            "page_size": page_size,
+            "refused": refuse,
+        },
+    )
+
+
 def log_page_shrunk(plan: PagePlan | None, page_size: int, error: str) -> None:
     """A page timed out and will be retried smaller (``sync/pacing.py``)."""
     log.warning(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ from sync.db import Connection, Cursor
 from sync.errors import sqlstate_of
 from sync.isolate import write_isolating
 from sync.stored import Column, OpportunityRow, Role
+from sync.transaction import bound
 from sync.transform import Issue, LinkRow
 
 _KEY, _DELETED, _HASH = stored.KEY.name, stored.DELETED.name, stored.HASH.name
@@ -192,21 +194,40 @@ def write_page(
     cur.execute(_STAGE_DDL)
     page = refused.recall(conn, rows, links)
     items: list[refused.Item] = [*page.rows, *page.links]
-    written = write_isolating(conn, items, _RowWriter(conn), deadline=deadline, repairs=refused.repairs)
+    written = write_isolating(conn, items, _RowWriter(conn, deadline), deadline=deadline, repairs=refused.repairs)
     counts = sum(written.results, WriteCounts())
     rejected = [*page.issues, *refused.remember(conn, written.refused)]
     record_rejections(conn, [*issues, *rejected], run_id)
     return PageWrite(counts, rejected, written.attempts)
 
 
+def refuse_page(
+    conn: Connection,
+    rows: Sequence[OpportunityRow],
+    links: Sequence[LinkRow],
+    issues: Sequence[Issue],
+    run_id: str,
+    attempts: int,
+) -> PageWrite:
+    """Write nothing of a one-row page that ended ``attempts`` invocations: refuse and record it."""
+    rejected = refused.refuse_unwritten(conn, [*rows, *links], attempts)
+    record_rejections(conn, [*issues, *rejected], run_id)
+    return PageWrite(WriteCounts(), rejected, 0)
+
+
 class _RowWriter:
     """:func:`write_rows` for isolation: each call writes one subset of the page's rows and links."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, deadline: float) -> None:
         self._conn = conn
+        self._deadline = deadline
         self._calls = 0
 
     def __call__(self, items: Sequence[refused.Item]) -> WriteCounts:
+        if self._deadline != math.inf:
+            # statement_timeout counts per statement: each attempt gets what is left, not what
+            # was left when the transaction began.
+            bound(self._conn, self._deadline - time.monotonic())
         if self._calls:
             # An earlier attempt that wrote left its rows staged: each attempt merges its own.
             cur = self._conn.cursor()

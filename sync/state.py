@@ -18,9 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pg8000.exceptions import DatabaseError
+
 from sync.cursor import EPOCH, Keyset, Stream
 from sync.db import Connection
-from sync.errors import PermanentError, StaleLeaseError
+from sync.errors import LeaseBusyError, PermanentError, StaleLeaseError, sqlstate_of
 from sync.probe import Mark, marks_from_json, marks_json
 from sync.results import JobRef, ResultPosition
 from sync.streams import StreamKind
@@ -29,6 +31,11 @@ if TYPE_CHECKING:
     from sync.runs import PagePlan
 
 ENTITY = "opportunities"
+
+# lock_not_available: a lock wait ran past the transaction's lock_timeout (sync/transaction.py).
+_LOCK_TIMEOUT = "55P03"
+# Undoes only the lease UPDATE whose lock wait timed out, not the caller's transaction.
+_LEASE_SAVEPOINT = "acquire_lease"
 
 
 class StateRowMissingError(PermanentError):
@@ -90,6 +97,7 @@ _STATE_COLUMNS = ", ".join(
         *_LINKS.names(),
         "last_sync_timestamp, link_watermark, page_size_limit, status",
         "source_marks, run_source_marks, run_ids_complete",
+        "page_attempts, page_attempt_size",
     )
 )
 
@@ -113,6 +121,9 @@ class SyncState:
     run_source_marks: Mapping[str, Mark] | None = None
     # The full run in progress has recorded every id it read since its first page.
     ids_complete: bool = False
+    # Invocations that died on the next page since the last commit, and the size they read.
+    page_attempts: int = 0
+    page_attempt_size: int | None = None
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> SyncState:
@@ -131,6 +142,8 @@ class SyncState:
             source_marks=marks_from_json(rest[4]),
             run_source_marks=marks_from_json(rest[5]),
             ids_complete=bool(rest[6]),
+            page_attempts=int(rest[7] or 0),
+            page_attempt_size=rest[8],
         )
 
 
@@ -141,15 +154,29 @@ def _stream(values: Sequence[Any]) -> Stream:
 
 
 def acquire_lease(conn: Connection, owner: uuid.UUID, seconds: int) -> SyncState | None:
-    """Take the lease if it is free or expired; None when another invocation holds it."""
+    """Take the lease if it is free or expired; None when another invocation holds it.
+
+    The row lock is waited for only as long as the transaction's ``lock_timeout``: a session
+    that still holds it (an invocation killed mid-write whose session the server has not ended
+    yet) makes this answer None, "busy", like a held lease. The wait runs under a savepoint, so
+    the caller's transaction stays usable and commits as usual after a busy answer.
+    """
     cur = conn.cursor()
-    cur.execute(
-        "UPDATE sync_status SET lease_owner = %s, lease_expires_at = clock_timestamp() + make_interval(secs => %s)"
-        " WHERE entity_type = %s AND (lease_owner IS NULL OR lease_expires_at < clock_timestamp())"
-        f" RETURNING {_STATE_COLUMNS}",
-        (str(owner), seconds, ENTITY),
-    )
+    cur.execute(f"SAVEPOINT {_LEASE_SAVEPOINT}")
+    try:
+        cur.execute(
+            "UPDATE sync_status SET lease_owner = %s, lease_expires_at = clock_timestamp() + make_interval(secs => %s)"
+            " WHERE entity_type = %s AND (lease_owner IS NULL OR lease_expires_at < clock_timestamp())"
+            f" RETURNING {_STATE_COLUMNS}",
+            (str(owner), seconds, ENTITY),
+        )
+    except DatabaseError as err:
+        if sqlstate_of(err) == _LOCK_TIMEOUT:
+            cur.execute(f"ROLLBACK TO SAVEPOINT {_LEASE_SAVEPOINT}")
+            return None
+        raise
     row = cur.fetchone()
+    cur.execute(f"RELEASE SAVEPOINT {_LEASE_SAVEPOINT}")
     if row is not None:
         return SyncState.from_row(row)
     # No row updated: either the lease is held, or the row is gone and no lease ever will be.
@@ -171,7 +198,13 @@ def release_lease(conn: Connection, owner: uuid.UUID) -> None:
 def fence(conn: Connection, owner: uuid.UUID) -> None:
     """Lock the state row and prove we still hold the lease, before writing anything."""
     cur = conn.cursor()
-    cur.execute("SELECT lease_owner FROM sync_status WHERE entity_type = %s FOR UPDATE", (ENTITY,))
+    try:
+        cur.execute("SELECT lease_owner FROM sync_status WHERE entity_type = %s FOR UPDATE", (ENTITY,))
+    except DatabaseError as err:
+        if sqlstate_of(err) == _LOCK_TIMEOUT:
+            msg = "another session holds the sync_status row lock past lock_timeout; the message will be redelivered"
+            raise LeaseBusyError(msg) from err
+        raise
     row = cur.fetchone()
     if row is None or row[0] is None or str(row[0]) != str(owner):
         msg = f"lease lost before commit (held by {row[0] if row else None}); another invocation took over"
@@ -242,7 +275,7 @@ def record_page(conn: Connection, progress: PageProgress) -> None:
     assignments, params = _page_assignments(progress)
     cur = conn.cursor()
     cur.execute(
-        f"UPDATE sync_status SET {', '.join(assignments)}, last_error = NULL,"
+        f"UPDATE sync_status SET {', '.join(assignments)}, last_error = NULL, page_attempts = 0, page_attempt_size = NULL,"
         " lease_owner = NULL, lease_expires_at = NULL, updated_at = now() WHERE entity_type = %s",
         (*params, ENTITY),
     )
@@ -283,6 +316,32 @@ def limit_page_size(conn: Connection, size: int) -> None:
     """After a page timed out: read at most ``size`` rows per page until pages commit again."""
     cur = conn.cursor()
     cur.execute("UPDATE sync_status SET page_size_limit = %s WHERE entity_type = %s", (size, ENTITY))
+
+
+def record_attempt(conn: Connection, owner: uuid.UUID, number: int, size: int, limit: int | None) -> None:
+    """Before the read: this is attempt ``number`` at the next page, read at ``size`` rows.
+
+    Committed on its own, so it stays if the invocation is killed; the page's commit and a
+    handled failure clear it (:func:`record_page`, :func:`clear_attempt`).
+    """
+    cur = conn.cursor()
+    cur.execute(
+        "UPDATE sync_status SET page_attempts = %s, page_attempt_size = %s, page_size_limit = %s"
+        " WHERE entity_type = %s AND lease_owner = %s",
+        (number, size, limit, ENTITY, str(owner)),
+    )
+
+
+def clear_attempt(conn: Connection, owner: uuid.UUID) -> None:
+    """The invocation lived to handle its failure: its attempt was not a death.
+
+    Only while it still holds the lease: a successor's record is not this invocation's to clear.
+    """
+    cur = conn.cursor()
+    cur.execute(
+        "UPDATE sync_status SET page_attempts = 0, page_attempt_size = NULL WHERE entity_type = %s AND lease_owner = %s",
+        (ENTITY, str(owner)),
+    )
 
 
 def _page_assignments(p: PageProgress) -> tuple[list[str], list[Any]]:

@@ -101,6 +101,7 @@ locals {
     SYNC_TOPIC                    = google_pubsub_topic.sync.id
     SYNC_PAGE_SIZE                = tostring(var.page_size)
     SYNC_TIME_BUDGET_SECONDS      = tostring(local.time_budget_seconds)
+    SYNC_FUNCTION_TIMEOUT_SECONDS = tostring(var.function_timeout_seconds)
     SYNC_LOOKBACK_SECONDS         = tostring(var.lookback_seconds)
     SYNC_LEASE_SECONDS            = tostring(local.lease_seconds)
     SYNC_MAX_PAGES                = tostring(var.max_pages)

@@ -269,11 +269,12 @@ variable "page_size" {
 
 variable "time_budget_seconds" {
   type        = number
-  description = "Seconds one invocation may spend before it stops and publishes a continuation (SYNC_TIME_BUDGET_SECONDS). Null means function_timeout_seconds - 120."
+  description = "Seconds one invocation may spend on its page (lease, read, isolation of refused rows, write) before it commits and publishes a continuation (SYNC_TIME_BUDGET_SECONDS). 60 s more are reserved for the commit and the publish, all inside function_timeout_seconds. Null means function_timeout_seconds - 120 (the reserve and a minute for a cold start)."
   default     = null
 
   validation {
-    # Leave at least 60 s for the last page's commit and the continuation publish.
+    # The reserve for the commit and the continuation publish (sync/deadline.py RESERVE_SECONDS);
+    # sync/config.py refuses the same budget at start-up.
     condition     = var.time_budget_seconds == null || try(var.time_budget_seconds >= 30 && var.time_budget_seconds <= var.function_timeout_seconds - 60, false)
     error_message = "time_budget_seconds must be between 30 and function_timeout_seconds - 60."
   }

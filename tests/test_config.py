@@ -153,3 +153,33 @@ def test_test_only_endpoints_are_refused_without_cloud_sql():
     # Set with DATABASE_URL they would do nothing: say so instead of ignoring them.
     with pytest.raises(ConfigurationError, match="CLOUD_SQL_ADMIN_API_ENDPOINT is only used with INSTANCE_CONNECTION_NAME"):
         Settings.from_env({**BASE, "CLOUD_SQL_ADMIN_API_ENDPOINT": "http://127.0.0.1:9001"})
+
+
+@pytest.mark.parametrize(
+    ("timeout", "budget", "fits"),
+    [
+        (None, None, True),  # defaults: 300 s of work and the 60 s reserve inside 540 s
+        ("540", "480", True),  # exactly fits: budget + reserve == timeout
+        ("540", "481", False),  # one second too many
+        ("540", "600", False),  # the budget alone passes the timeout
+        (None, "500", False),  # the timeout defaults to 540, the 2nd-gen event-driven maximum
+        ("180", "120", True),  # Terraform's smallest timeout with its largest allowed budget
+        ("30", "10", False),  # a timeout shorter than the reserve leaves no budget at all
+    ],
+)
+def test_a_budget_that_does_not_fit_the_timeout_is_refused_naming_the_variables(timeout, budget, fits):
+    env = dict(BASE)
+    if timeout is not None:
+        env["SYNC_FUNCTION_TIMEOUT_SECONDS"] = timeout
+    if budget is not None:
+        env["SYNC_TIME_BUDGET_SECONDS"] = budget
+    if fits:
+        s = Settings.from_env(env)
+        assert s.time_budget_seconds + 60 <= s.function_timeout_seconds
+        return
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(env)
+    text = str(info.value)
+    assert "SYNC_TIME_BUDGET_SECONDS" in text
+    assert "SYNC_FUNCTION_TIMEOUT_SECONDS" in text
+    assert "lower SYNC_TIME_BUDGET_SECONDS to at most" in text

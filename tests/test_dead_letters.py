@@ -237,9 +237,7 @@ def test_bad_configuration_exits_2_naming_the_variable(args, env_vars, expected)
 def _published_straight(dead, bodies):
     """Letters as the dead-letter policy leaves them, published straight to the dead-letter topic."""
     publisher, _ = _clients()
-    return [
-        publisher.publish(dead, body, CloudPubSubDeadLetterSourceDeliveryCount="5").result() for body in bodies
-    ]
+    return [publisher.publish(dead, body, CloudPubSubDeadLetterSourceDeliveryCount="5").result() for body in bodies]
 
 
 @pytest.mark.pubsub

@@ -333,6 +333,26 @@ def test_function_env_is_built_from_the_env_maps_only(cfg: Config) -> None:
         assert isinstance(cfg.locals[local], dict), f"local.{local} must be a literal map"
 
 
+def test_budget_is_derived_from_the_timeout_and_fits_it(cfg: Config) -> None:
+    from sync.config import Settings
+    from sync.deadline import RESERVE_SECONDS
+
+    common = cfg.locals["function_env_common"]
+    assert common["SYNC_FUNCTION_TIMEOUT_SECONDS"] == "${tostring(var.function_timeout_seconds)}"
+    assert common["SYNC_TIME_BUDGET_SECONDS"] == "${tostring(local.time_budget_seconds)}"
+    assert cfg.locals["commit_reserve_seconds"] == RESERVE_SECONDS  # one reserve, in Terraform and the code
+    derived = "${coalesce(var.time_budget_seconds, var.function_timeout_seconds - local.commit_reserve_seconds - 60)}"
+    assert cfg.locals["time_budget_seconds"] == derived
+    low, high = _timeout_bounds(cfg)
+    base = {"BIGQUERY_PROJECT": "my-project-1", "DATABASE_URL": "postgresql://u@h/d"}
+    for timeout in range(low, high + 1):
+        # The default budget, and the largest one the variable's validation lets through, both
+        # start: sync/config.py refuses exactly what would not fit.
+        for budget in (timeout - RESERVE_SECONDS - 60, timeout - RESERVE_SECONDS):
+            env = {**base, "SYNC_FUNCTION_TIMEOUT_SECONDS": str(timeout), "SYNC_TIME_BUDGET_SECONDS": str(int(budget))}
+            assert Settings.from_env(env).time_budget_seconds + RESERVE_SECONDS <= timeout
+
+
 def test_env_names_are_known_to_the_code(cfg: Config) -> None:
     names = _env_names(cfg)
     unknown = names - KNOWN_ENV_VARS
