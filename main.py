@@ -28,11 +28,11 @@ import functions_framework
 from cloudevents.http.event import CloudEvent
 from werkzeug.exceptions import InternalServerError, ServiceUnavailable, TooManyRequests
 
-from sync import logs
-from sync.config import Settings
-from sync.errors import ConfigurationError, LeaseBusyError, PermanentError, SyncError, UnknownError, classify
-from sync.messages import Message, decode, from_cloud_event_data
-from sync.runtime import Runtime
+from sync.core import logs
+from sync.core.config import Settings
+from sync.core.errors import ConfigurationError, LeaseBusyError, PermanentError, SyncError, UnknownError, classify
+from sync.core.messages import Message, decode, from_cloud_event_data
+from sync.run.runtime import Runtime
 
 log = logging.getLogger("sync.main")
 # Log as JSON from the first line, even if the configuration turns out to be invalid.

@@ -128,7 +128,7 @@ def _cold(repeats: int) -> dict[str, Any]:
     from bench import coldstart, emulated
     from bench.pg import fresh_database, query
     from standins import bigquery as sbq
-    from sync.db import connect_url
+    from sync.postgres.db import connect_url
 
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as log_dir, sbq.running_emulator(Path(log_dir)) as emulator:
         bq = sbq.client(emulator.endpoint)
@@ -160,7 +160,7 @@ def _runs(args: argparse.Namespace) -> dict[str, Any]:
         with _pubsub_topic(Path(log_dir)) as topic:
             publisher = None
             if topic is not None:
-                from sync.publisher import PubSubPublisher
+                from sync.run.publisher import PubSubPublisher
 
                 publisher = PubSubPublisher(topic)
             compare = None

@@ -35,7 +35,7 @@ if args["part"] == "run":
     from bench import runs
     from bench.pg import fresh_database
     from standins import bigquery as sbq
-    from sync.publisher import PubSubPublisher
+    from sync.run.publisher import PubSubPublisher
     publisher = PubSubPublisher(args["topic"]) if args.get("topic") else None
     with fresh_database() as url:
         env = {**args["env"], "DATABASE_URL": url}

@@ -1,6 +1,6 @@
 """Joined source rows built in memory from the shared generator, without BigQuery.
 
-The shape is what ``sync/source_sql.py`` returns for one opportunity (one row per id, the
+The shape is what ``sync/bigquery/source_sql.py`` returns for one opportunity (one row per id, the
 account, owner, stage history and Gong health score already joined), with the Python types
 the BigQuery client hands back: NUMERIC as Decimal, DATE as date, TIMESTAMP as aware datetime.
 """

@@ -19,11 +19,11 @@ from typing import Any
 from bench.pg import fresh_database
 from standins import bigquery as sbq
 from standins.generator import generate
-from sync.config import Settings
-from sync.db import connect_url
-from sync.messages import Message
-from sync.pipeline import Pipeline
-from sync.source import BigQuerySource
+from sync.bigquery.source import BigQuerySource
+from sync.core.config import Settings
+from sync.core.messages import Message
+from sync.postgres.db import connect_url
+from sync.run.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 

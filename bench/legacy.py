@@ -1,6 +1,6 @@
 """The read path before one-evaluation-per-run, kept for the bench only: every page re-runs the join.
 
-Plugged into the real pipeline in place of :class:`sync.source.BigQuerySource`, so the
+Plugged into the real pipeline in place of :class:`sync.bigquery.source.BigQuerySource`, so the
 comparison differs in the read path and nothing else. The SQL is the per-page query as it
 was: the joined CTEs, the keyset condition, the frozen bound computed on the first page,
 ``LIMIT`` one page. There is no probe and no stored result.
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sync import results
-from sync.cursor import page_is_last
-from sync.results import Cost
-from sync.source import BigQuerySource, SourcePage, StreamRead
-from sync.source_sql import SourceTables, joined_opportunities_sql, link_groups_sql
-from sync.streams import SHAPES, StreamKind, split_link_key
+from sync.bigquery import results
+from sync.bigquery.cursor import page_is_last
+from sync.bigquery.results import Cost
+from sync.bigquery.source import BigQuerySource, SourcePage, StreamRead
+from sync.bigquery.source_sql import SourceTables, joined_opportunities_sql, link_groups_sql
+from sync.bigquery.streams import SHAPES, StreamKind, split_link_key
 
 
 def opportunity_page_sql(t: SourceTables, *, bound_known: bool) -> str:
@@ -43,7 +43,7 @@ def link_page_sql(t: SourceTables, *, bound_known: bool) -> str:
 
 
 class PerPageSource:
-    """A :class:`sync.source.Source` that evaluates the join once per page, as before."""
+    """A :class:`sync.bigquery.source.Source` that evaluates the join once per page, as before."""
 
     def __init__(self, source: BigQuerySource) -> None:
         self._source = source

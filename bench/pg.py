@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from standins.postgres import ensure_server
-from sync.db import Connection, connect_url
-from sync.schema import migrate
+from sync.postgres.db import Connection, connect_url
+from sync.postgres.schema import migrate
 
 WATCHED_TABLES = ("opportunities", "call_opportunities", "call_links")
 

@@ -24,15 +24,15 @@ from typing import Any
 
 from bench.emulated import RSS_WRAPPER
 from bench.pg import fresh_database
-from sync.db import connect_url
+from sync.postgres.db import connect_url
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = "00000000-0000-0000-0000-0000000000b1"
 
 _CHILD = r"""
 import json, sys, time, uuid
-from sync import purge
-from sync.db import connect_url
+from sync.postgres import purge
+from sync.postgres.db import connect_url
 mode, url, n, page = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 run = uuid.UUID(sys.argv[5])
 
@@ -57,7 +57,7 @@ elif mode == "purge":
     result = purge.purge(conn, run)
     conn.commit()
 elif mode == "purge_list":
-    from sync import encoding
+    from sync.rows import encoding
     every = list(ids())
     cur = conn.cursor()
     cur.execute("CREATE TEMP TABLE stage_source_ids (gong_opportunity_id text PRIMARY KEY) ON COMMIT DELETE ROWS")

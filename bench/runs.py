@@ -1,6 +1,6 @@
 """Whole runs through the BigQuery emulator: BigQuery jobs per run, full-run speed old vs new, the idle tick.
 
-Runs go through the real :class:`sync.pipeline.Pipeline`, in process, page after page as
+Runs go through the real :class:`sync.run.pipeline.Pipeline`, in process, page after page as
 ``python -m sync run --until-done`` drains them. The old read path is the bench-only
 :class:`bench.legacy.PerPageSource` plugged into the same pipeline, so the two differ in how
 pages are read and in nothing else. Jobs are counted twice: by the run itself (``sync_runs``)
@@ -18,11 +18,11 @@ from unittest import mock
 from bench import phases
 from bench.legacy import PerPageSource
 from bench.pg import fresh_database, query
-from sync.config import Settings
-from sync.db import connect_url
-from sync.messages import Message
-from sync.pipeline import Pipeline
-from sync.source import BigQuerySource
+from sync.bigquery.source import BigQuerySource
+from sync.core.config import Settings
+from sync.core.messages import Message
+from sync.postgres.db import connect_url
+from sync.run.pipeline import Pipeline
 
 # Columns a query may read and still be "stamp columns only": Fivetran's write stamps and the
 # source's own last-modified times.

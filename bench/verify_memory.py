@@ -4,7 +4,7 @@ Each measurement is a fresh interpreter under the RSS wrapper of ``bench/emulate
 (``RUSAGE_CHILDREN`` carries ``ru_maxrss`` across fork/exec, so the wrapper must be small):
 
 - **synthetic** (100k and 1M): a database loaded through the sync's own transform and sink
-  with N opportunities (every third with a call link), then ``sync.verify.verify`` in a child
+  with N opportunities (every third with a call link), then ``sync.ops.verify.verify`` in a child
   whose source is a synthetic stream of the same N joined rows, generated slice by slice, with
   one row in 1,000 renamed so the comparison has drift to find (checked). This measures our
   side of verify (transform, recall, COPY into temp tables, the comparison) without the
@@ -33,12 +33,12 @@ from typing import Any
 
 from bench.emulated import RSS_WRAPPER, env_for, seed, whole_run_rss
 from bench.pg import fresh_database
-from sync.db import connect_url
+from sync.postgres.db import connect_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SLICE = 10_000
 
-# Joined rows in the shape sync/source_sql.py returns, built one at a time from their index.
+# Joined rows in the shape sync/bigquery/source_sql.py returns, built one at a time from their index.
 _ROWS = r"""
 import datetime as dt
 from decimal import Decimal
@@ -68,9 +68,9 @@ _LOAD = (
     _ROWS
     + r"""
 import sys
-from sync.db import connect_url
-from sync.sink import write_page
-from sync.transform import transform_links, transform_page
+from sync.postgres.db import connect_url
+from sync.postgres.sink import write_page
+from sync.rows.transform import transform_links, transform_page
 url, n = sys.argv[1], int(sys.argv[2])
 conn = connect_url(url)
 for start in range(0, n, 10000):
@@ -87,9 +87,9 @@ _VERIFY = (
     _ROWS
     + r"""
 import json, sys, time
-from sync.db import connect_url
-from sync.streams import StreamKind
-from sync.verify import verify
+from sync.postgres.db import connect_url
+from sync.bigquery.streams import StreamKind
+from sync.ops.verify import verify
 url, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 
 class Synthetic:

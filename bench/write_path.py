@@ -16,11 +16,11 @@ from dataclasses import asdict
 from typing import Any
 
 from bench.pg import footprint, fresh_database
-from sync import encoding, stored
-from sync.db import connect_url
-from sync.sink import write_page
-from sync.stored import OpportunityRow, Role
-from sync.transform import transform_page
+from sync.postgres.db import connect_url
+from sync.postgres.sink import write_page
+from sync.rows import encoding, stored
+from sync.rows.stored import OpportunityRow, Role
+from sync.rows.transform import transform_page
 
 RUN_ID = "00000000-0000-0000-0000-000000000001"
 

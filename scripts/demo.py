@@ -28,7 +28,7 @@ from standins import bigquery as sbq  # noqa: E402
 from standins.cloudsql import SECRET, CloudSql  # noqa: E402
 from standins.generator import BASE_TIME, generate  # noqa: E402
 from standins.postgres import Cluster, ensure_server  # noqa: E402
-from sync.db import connect_url  # noqa: E402
+from sync.postgres.db import connect_url  # noqa: E402
 
 DEMO_DB = "opportunity_sync_demo"
 ROWS = int(os.environ.get("DEMO_ROWS", "5000"))

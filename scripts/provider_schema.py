@@ -50,7 +50,7 @@ class Package:
 
 
 # The lowest release of each provider that versions.tf allows, and the newest google 7.x
-# (cdktn-provider-google 21.x is google 8.x, outside the pin). tests/test_provider_schema.py
+# (cdktn-provider-google 21.x is google 8.x, outside the pin). tests/system/test_provider_schema.py
 # checks that the "lowest" set matches the floors in terraform/versions.tf.
 SETS: dict[str, tuple[Package, ...]] = {
     "lowest": (

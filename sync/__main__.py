@@ -1,5 +1,5 @@
-"""``python -m sync``: see :mod:`sync.cli`."""
+"""``python -m sync``: see :mod:`sync.ops.cli`."""
 
-from sync.cli import main
+from sync.ops.cli import main
 
 raise SystemExit(main())

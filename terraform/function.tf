@@ -6,7 +6,7 @@ locals {
   # An allowlist, not an exclude list: the zip holds exactly the entry point, its
   # requirements and the sync package (code + migrations). Anything else in the
   # repo (tests, bench, terraform, virtualenvs, __pycache__, .git) cannot leak in.
-  # tests/test_terraform.py evaluates these same patterns against the repo.
+  # tests/system/test_terraform.py evaluates these same patterns against the repo.
   function_source_patterns = ["main.py", "requirements.txt", "sync/**/*.py", "sync/**/*.sql"]
 
   function_source_files = sort(distinct(flatten([
@@ -88,8 +88,8 @@ resource "google_artifact_registry_repository" "images" {
 # --- Function -------------------------------------------------------------------
 
 locals {
-  # Exactly the variables sync/config.py reads (KNOWN_ENV_VARS); checked by
-  # tests/test_terraform.py. DATABASE_URL and BIGQUERY_API_ENDPOINT are local-only
+  # Exactly the variables sync/core/config.py reads (KNOWN_ENV_VARS); checked by
+  # tests/system/test_terraform.py. DATABASE_URL and BIGQUERY_API_ENDPOINT are local-only
   # and must never be set here.
   function_env_common = {
     BIGQUERY_PROJECT              = local.bigquery_project
@@ -116,7 +116,7 @@ locals {
     BIGQUERY_LOCATION = var.bigquery_location
   }
 
-  # The two auth modes are mutually exclusive in sync/config.py.
+  # The two auth modes are mutually exclusive in sync/core/config.py.
   function_env_iam = {
     DB_IAM_AUTH = "true"
   }

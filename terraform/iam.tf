@@ -3,7 +3,7 @@
 #   invoker : whose OIDC token the push subscription presents to the function
 #   build   : what Cloud Build uses to turn the source zip into a container
 # plus the grants the Pub/Sub service agent needs for push and dead-lettering.
-# tests/test_terraform.py pins the runtime, invoker and build accounts' complete role sets.
+# tests/system/test_terraform.py pins the runtime, invoker and build accounts' complete role sets.
 
 resource "google_service_account" "runtime" {
   account_id   = var.name

@@ -11,10 +11,10 @@ locals {
   iam_auth         = var.db_auth_mode == "iam"
   scheduler_region = coalesce(var.scheduler_region, var.region)
 
-  # One deadline per invocation (sync/deadline.py): the work budget, then a fixed reserve for
+  # One deadline per invocation (sync/core/deadline.py): the work budget, then a fixed reserve for
   # the commit and the continuation publish, all inside the function timeout. The default also
   # keeps a minute of margin for what the platform does before the code runs (a cold start).
-  commit_reserve_seconds = 60 # sync/deadline.py RESERVE_SECONDS
+  commit_reserve_seconds = 60 # sync/core/deadline.py RESERVE_SECONDS
   time_budget_seconds    = coalesce(var.time_budget_seconds, var.function_timeout_seconds - local.commit_reserve_seconds - 60)
   lease_seconds          = coalesce(var.lease_seconds, var.function_timeout_seconds + 60)
 

@@ -31,7 +31,7 @@ locals {
   config_errors_filter = "${local.function_log_filter} AND severity=CRITICAL"
 
   # Metrics GCP itself writes, in the filter form and in PromQL (dots and slashes become
-  # underscores, the first slash a colon). tests/test_terraform.py pins these names.
+  # underscores, the first slash a colon). tests/system/test_terraform.py pins these names.
   dead_letter_series  = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.dead_letter_inspect.name}\""
   push_failure_series = "metric.type=\"pubsub.googleapis.com/subscription/push_request_count\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.push.name}\" AND metric.label.response_class!=\"ack\""
   memory_series       = "metric.type=\"run.googleapis.com/container/memory/utilizations\" AND resource.type=\"cloud_run_revision\" AND resource.label.service_name=\"${google_cloudfunctions2_function.sync.name}\""

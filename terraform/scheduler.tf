@@ -6,7 +6,7 @@ resource "google_cloud_scheduler_job" "tick" {
   time_zone   = var.schedule_time_zone
 
   pubsub_target {
-    # Must be the topic the push subscription delivers from (tests/test_terraform.py checks it).
+    # Must be the topic the push subscription delivers from (tests/system/test_terraform.py checks it).
     topic_name = google_pubsub_topic.sync.id
     data       = base64encode(jsonencode(local.tick_message))
   }

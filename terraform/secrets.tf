@@ -17,7 +17,7 @@
 # version follows the user: it takes its version key from the user and is replaced
 # whenever the user is updated or replaced, which writes the same apply's value to
 # both. Rotation is one bump of var.db_password_version (README: "Rotate the database
-# password"); sync/db.py re-reads the secret once when Postgres rejects the cached one.
+# password"); sync/postgres/db.py re-reads the secret once when Postgres rejects the cached one.
 #
 # The function reads the secret itself at runtime (DB_PASSWORD_SECRET names the
 # version), rather than through secret_environment_variables, so the value never

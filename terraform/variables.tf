@@ -263,7 +263,7 @@ variable "page_size" {
 
   validation {
     condition     = var.page_size >= 1 && var.page_size <= 50000 && floor(var.page_size) == var.page_size
-    error_message = "page_size must be an integer between 1 and 50000 (the range sync/config.py accepts)."
+    error_message = "page_size must be an integer between 1 and 50000 (the range sync/core/config.py accepts)."
   }
 }
 
@@ -273,8 +273,8 @@ variable "time_budget_seconds" {
   default     = null
 
   validation {
-    # The reserve for the commit and the continuation publish (sync/deadline.py RESERVE_SECONDS);
-    # sync/config.py refuses the same budget at start-up.
+    # The reserve for the commit and the continuation publish (sync/core/deadline.py RESERVE_SECONDS);
+    # sync/core/config.py refuses the same budget at start-up.
     condition     = var.time_budget_seconds == null || try(var.time_budget_seconds >= 30 && var.time_budget_seconds <= var.function_timeout_seconds - 60, false)
     error_message = "time_budget_seconds must be between 30 and function_timeout_seconds - 60."
   }

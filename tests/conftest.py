@@ -21,12 +21,12 @@ from standins import bigquery as sbq
 from standins.certs import CertificateAuthority
 from standins.generator import FivetranData
 from standins.postgres import Cluster, ensure_server
-from sync.config import Settings
-from sync.db import Connection, connect_url
-from sync.messages import Message
-from sync.pipeline import Checkpoint, Outcome, Pipeline, Publisher
-from sync.schema import migrate
-from sync.source import BigQuerySource
+from sync.bigquery.source import BigQuerySource
+from sync.core.config import Settings
+from sync.core.messages import Message
+from sync.postgres.db import Connection, connect_url
+from sync.postgres.schema import migrate
+from sync.run.pipeline import Checkpoint, Outcome, Pipeline, Publisher
 
 _counter = itertools.count()
 
@@ -423,7 +423,7 @@ def pubsub_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def migrate_below(url: str, version: int) -> None:
     """Apply the shipped migrations older than ``version``, as an earlier release deployed them."""
-    from sync.schema import available
+    from sync.postgres.schema import available
 
     conn = connect_url(url)
     try:

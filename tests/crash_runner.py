@@ -12,10 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sync.config import Settings
-from sync.messages import decode
-from sync.pipeline import Checkpoint, Pipeline
-from sync.runtime import Runtime
+from sync.core.config import Settings
+from sync.core.messages import decode
+from sync.run.pipeline import Checkpoint, Pipeline
+from sync.run.runtime import Runtime
 
 KILLED_EXIT_CODE = 86
 

@@ -11,8 +11,8 @@ from typing import Any
 import functions_framework
 
 import main as entry
-from sync import db
-from sync.logs import JsonFormatter
+from sync.core.logs import JsonFormatter
+from sync.postgres import db
 
 TOPIC = "projects/local-project/topics/sync"
 

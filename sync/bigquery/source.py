@@ -1,0 +1,327 @@
+"""Reads from BigQuery through the real client (or the emulator behind the same API).
+
+A run costs at most three jobs however many pages it has: the probe (stamp columns only), and
+one evaluation per stream whose result every page then reads a slice of (:mod:`sync.bigquery.results`).
+The schema is discovered once per process from ``INFORMATION_SCHEMA.COLUMNS`` and cached: a
+Cloud Function instance serves many invocations, and each look-up is a billed query.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sync.bigquery import discovery, results, slices
+from sync.bigquery.cursor import Keyset, page_is_last
+from sync.bigquery.probe import CLOCK_SKEW, Mark, Probe
+from sync.bigquery.results import Cost, JobRef, ResultGone, ResultPosition
+from sync.bigquery.source_sql import SourceTables, link_result_sql, opportunity_result_sql, probe_sql
+from sync.bigquery.streams import SHAPES, StreamKind, split_link_key
+from sync.core.config import Settings
+from sync.core.errors import SourceSchemaError
+from sync.rows.columns import Table, quote, quote_project, tables_from_information_schema
+
+if TYPE_CHECKING:
+    from google.cloud import bigquery
+
+log = logging.getLogger(__name__)
+
+# future_limit for a whole read: every future-stamped row (BigQuery INT64).
+_EVERY_ROW = 2**62
+
+
+@dataclass(frozen=True)
+class StreamRead:
+    """Read the next page of a stream: after ``after``, within the run's bound, from ``position``."""
+
+    stream: StreamKind
+    after: Keyset
+    upper_bound: dt.datetime | None
+    position: ResultPosition | None
+    limit: int
+    deadline: float
+
+
+@dataclass
+class SourcePage:
+    """One page of a stream.
+
+    ``rows`` are every result row the page took, future-stamped ones included, in cursor order;
+    ``last`` is the last row within the bound, where the cursor moves. ``position`` is where the
+    next page starts (None once ``exhausted``).
+    """
+
+    rows: list[dict[str, Any]]
+    upper_bound: dt.datetime | None
+    last: Keyset | None = None
+    exhausted: bool = True
+    truncated: bool = False
+    position: ResultPosition | None = None
+    future: list[dict[str, Any]] = field(default_factory=list)
+    future_starts: bool = False
+    future_total: int = 0
+    cap: dt.datetime | None = None
+    reevaluated: bool = False
+    cost: Cost = field(default_factory=Cost)
+
+
+@dataclass
+class SourceStats:
+    """Totals for this process: what benchmarks and operators compare."""
+
+    jobs: int = 0
+    schema_lookups: int = 0
+    # Seconds waiting for jobs to run, and reading result rows (slices).
+    job_seconds: float = 0.0
+    rows: int = 0
+    seconds: float = 0.0
+
+
+class Source(Protocol):
+    """Where opportunities and links come from; BigQuery in production and in tests."""
+
+    def probe(self) -> Probe | None: ...
+
+    def read(self, request: StreamRead) -> SourcePage | None: ...
+
+
+def make_client(settings: Settings) -> bigquery.Client:
+    """A BigQuery client; anonymous against ``BIGQUERY_API_ENDPOINT`` (the local emulator)."""
+    from google.cloud import bigquery
+
+    if settings.bigquery_api_endpoint:
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+
+        return bigquery.Client(
+            project=settings.bigquery_project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options=ClientOptions(api_endpoint=settings.bigquery_api_endpoint),
+            location=settings.bigquery_location,
+        )
+    return bigquery.Client(project=settings.bigquery_project, location=settings.bigquery_location)
+
+
+def _collect_cycles() -> None:
+    """A full collection, cheap after the first: what survives it is frozen out of later ones.
+
+    A full collection walks every tracked object, and the imported client libraries alone are
+    ~70k of them (~30 ms a slice here). After the first, the survivors (modules, clients,
+    caches) move to the permanent generation, so each later collection walks only what the
+    process allocated since, and the slice's garbage is found just the same.
+    """
+    gc.collect()
+    if not gc.get_freeze_count():
+        gc.freeze()
+
+
+class BigQuerySource:
+    """:class:`Source` over Fivetran's Salesforce and Gong datasets."""
+
+    def __init__(self, client: bigquery.Client, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+        self._tables: SourceTables | None = None
+        self._lock = threading.Lock()
+        self.stats = SourceStats()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def tables(self, cost: Cost | None = None) -> SourceTables:
+        """Resolved source tables, discovered once; the look-ups count in ``cost``."""
+        with self._lock:
+            if self._tables is None:
+                spent = cost if cost is not None else Cost()
+                self._tables = discovery.resolve(self._settings, lambda dataset: self._dataset_tables(dataset, spent))
+            return self._tables
+
+    def _dataset_tables(self, dataset: str, cost: Cost) -> dict[str, Table]:
+        from google.api_core import exceptions as gexc
+
+        sql = (
+            "SELECT table_name, column_name, data_type FROM "
+            f"{quote_project(self._settings.bigquery_project)}.{quote(dataset)}.INFORMATION_SCHEMA.COLUMNS "
+            "ORDER BY table_name, ordinal_position"
+        )
+        self.stats.schema_lookups += 1
+        try:
+            rows = self._all_rows(sql, [], time.monotonic() + 60, cost)
+        except gexc.NotFound:
+            log.warning("dataset %s not found in project %s", dataset, self._settings.bigquery_project)
+            return {}
+        return tables_from_information_schema(dataset, ((r["table_name"], r["column_name"], r["data_type"]) for r in rows))
+
+    # -- the probe ------------------------------------------------------------------------
+
+    def probe(self) -> Probe:
+        """Marks of every table of the streams a probe can judge, and the source's capped clock.
+
+        A stream can be judged when every table it reads carries ``_fivetran_synced``
+        (:mod:`sync.bigquery.probe`); the others are read by every run, so their tables are not probed.
+        """
+        from google.cloud import bigquery
+
+        cost = Cost()
+        tables = self.tables(cost)
+        judged = {
+            stream: pairs
+            for stream, pairs in tables.stream_tables().items()
+            if pairs and all(t.find("_fivetran_synced") for _, t in pairs)
+        }
+        named = [pair for pairs in judged.values() for pair in pairs]
+        params = [bigquery.ScalarQueryParameter("skew_seconds", "INT64", int(CLOCK_SKEW.total_seconds()))]
+        rows = self._all_rows(probe_sql([t for _, t in named], tables.project), params, time.monotonic() + 60, cost)
+        clock = next((r for r in rows if r["part"] == -1), None)
+        if clock is None:
+            msg = "the probe query returned no clock row; the source could not be read"
+            raise SourceSchemaError(msg)
+        return Probe(
+            cap=clock["cap"],
+            marks={
+                named[int(r["part"])][0]: Mark(r["latest"], int(r["row_count"]), int(r["active_count"]), int(r["future_count"]))
+                for r in rows
+                if r["part"] >= 0
+            },
+            tables={stream: tuple(name for name, _ in pairs) for stream, pairs in judged.items()},
+            eligible=frozenset(judged),
+            cost=cost,
+        )
+
+    # -- pages ----------------------------------------------------------------------------
+
+    def read(self, request: StreamRead) -> SourcePage | None:
+        """The next page of a stream, from the run's result; None when the stream has no table.
+
+        The run's first page evaluates the stream's query; later pages read slices of that
+        result. A result that is gone or does not line up with the cursor is evaluated again
+        from the stored cursor with the run's frozen bound.
+        """
+        cost = Cost()
+        tables = self.tables(cost)
+        if request.stream is StreamKind.CALL_LINKS and tables.links is None:
+            return None
+        if request.position is not None:
+            try:
+                return self._page(request, request.position, cost, starts_result=False)
+            except ResultGone as gone:
+                log.warning(
+                    "evaluating the run's %s query again from the stored cursor: %s",
+                    request.stream.value,
+                    gone,
+                    extra={"event": "result_gone", "stream": request.stream.value, "job_id": request.position.job.job_id},
+                )
+        job = self._evaluate(self._sql(request.stream, tables), self._params(request), request.deadline, cost)
+        page = self._page(request, ResultPosition(job, 0), cost, starts_result=True)
+        page.reevaluated = request.position is not None
+        return page
+
+    def _page(self, request: StreamRead, position: ResultPosition, cost: Cost, *, starts_result: bool) -> SourcePage:
+        """Read the page at ``position``.
+
+        Raises:
+            ResultGone: the result is gone, or the row before the slice shows the stored offset
+                does not line up with the cursor.
+        """
+        with_predecessor = position.offset > 0
+        start = position.offset - 1 if with_predecessor else position.offset
+        started = time.monotonic()
+        piece = results.read_slice(self._client, position.job, start, request.limit + int(with_predecessor), request.deadline)
+        taken = slices.take(
+            piece.rows,
+            SHAPES[request.stream],
+            after=request.after,
+            upper_bound=request.upper_bound,
+            starts_result=starts_result,
+            with_predecessor=with_predecessor,
+            stop=lambda: time.monotonic() > request.deadline,
+        )
+        self.stats.rows += taken.consumed
+        self.stats.seconds += time.monotonic() - started
+        # The client's QueryJob sits in a reference cycle that holds the slice's raw JSON, about
+        # twice the page's own rows. Collect it now: left to the next full collection, it added
+        # ~50 MB to the peak of a run with pages of 10,000 rows (bench/README.md).
+        _collect_cycles()
+        if taken.misaligned:
+            msg = f"row {start} of job {position.job.job_id} lies after the cursor {request.after}: the offset is misaligned"
+            raise ResultGone(msg)
+        offset = position.offset + taken.consumed
+        # As with a keyset page: a short slice not cut by the budget proves the result is read.
+        exhausted = page_is_last(taken.consumed, request.limit, truncated=taken.truncated)
+        return SourcePage(
+            rows=taken.rows,
+            upper_bound=taken.upper_bound,
+            last=taken.last,
+            exhausted=exhausted,
+            truncated=taken.truncated,
+            position=None if exhausted else ResultPosition(position.job, offset),
+            future=taken.future,
+            future_starts=taken.future_starts,
+            future_total=taken.future_total or 0,
+            cap=taken.cap,
+            cost=cost,
+        )
+
+    def whole(self, stream: StreamKind, *, slice_rows: int, deadline: float, cost: Cost) -> Iterator[list[dict[str, Any]]]:
+        """Every row of a stream's run query, evaluated once from the start with no bound, in slices.
+
+        ``python -m sync verify`` reads the source through this: the run's own SQL and
+        parameters, with no frozen bound and every future-stamped row, then slices of
+        ``slice_rows`` through :func:`results.read_slice`, so memory holds one slice at a
+        time. Yields nothing when the stream has no table.
+        """
+        tables = self.tables(cost)
+        if stream is StreamKind.CALL_LINKS and tables.links is None:
+            return
+        request = StreamRead(stream, Keyset.start(), None, None, _EVERY_ROW, deadline)
+        job = self._evaluate(self._sql(stream, tables), self._params(request), deadline, cost)
+        start = 0
+        while True:
+            rows = list(results.read_slice(self._client, job, start, slice_rows, deadline).rows)
+            gc.collect()  # the QueryJob cycle that holds the slice's raw JSON (see _page)
+            if rows:
+                yield rows
+            if len(rows) < slice_rows:
+                return
+            start += len(rows)
+
+    def _sql(self, stream: StreamKind, tables: SourceTables) -> str:
+        return opportunity_result_sql(tables) if stream is StreamKind.OPPORTUNITIES else link_result_sql(tables)
+
+    def _params(self, request: StreamRead) -> list[Any]:
+        from google.cloud import bigquery
+
+        p = bigquery.ScalarQueryParameter
+        params = [
+            p("after_stamp", "TIMESTAMP", request.after.stamp),
+            p("upper_bound", "TIMESTAMP", request.upper_bound),
+            p("skew_seconds", "INT64", int(CLOCK_SKEW.total_seconds())),
+        ]
+        if request.stream is StreamKind.OPPORTUNITIES:
+            return [*params, p("after_id", "STRING", request.after.key)]
+        call_id, object_id = split_link_key(request.after.key)
+        return [
+            *params,
+            p("after_call", "STRING", call_id),
+            p("after_object", "STRING", object_id),
+            p("object_type", "STRING", "opportunity"),
+        ]
+
+    def _all_rows(self, sql: str, params: list[Any], deadline: float, cost: Cost) -> list[dict[str, Any]]:
+        """A small query read whole (schema look-ups, the probe)."""
+        job = self._evaluate(sql, params, deadline, cost)
+        return list(results.read_slice(self._client, job, 0, None, deadline).rows)
+
+    def _evaluate(self, sql: str, params: list[Any], deadline: float, cost: Cost) -> JobRef:
+        jobs, started = cost.jobs, time.monotonic()
+        try:
+            location = self._settings.bigquery_location
+            return results.evaluate(self._client, sql, params, location=location, deadline=deadline, cost=cost)
+        finally:
+            self.stats.jobs += cost.jobs - jobs
+            self.stats.job_seconds += time.monotonic() - started

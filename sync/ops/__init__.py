@@ -1,0 +1,1 @@
+"""Operator tools: the CLI, reports, preview, dead letters, verification."""

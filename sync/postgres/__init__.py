@@ -1,0 +1,1 @@
+"""The sink side: connections, transactions, writes, rejections, purge, migrations."""

@@ -1,0 +1,1 @@
+"""The row model: declared columns, parsing, transform, stored shape, storage limits, encoding."""

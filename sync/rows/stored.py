@@ -1,0 +1,247 @@
+"""The stored opportunity row, declared once. Pure.
+
+:data:`COLUMNS` lists every column of ``opportunities`` that the sync writes: its Postgres type,
+what the merge does with it, and the parse rule that fills it from a joined source row. The
+transform, the staging table, the COPY stream, the merge and the content hash all follow from
+it, so adding a synced column is a migration, the source select, and one entry here.
+
+The content text (every hashed value in COPY text form, which is both streamed to Postgres
+and digested for change detection) is rendered by a function generated from the declaration
+at import: the write path renders it once per row, and a loop over per-column renderers
+measured about 25 % slower than the single f-string the generator writes.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sync.rows import encoding, limits, parse
+from sync.rows.parse import as_is
+
+
+class Role(enum.Enum):
+    """What the merge does with a column."""
+
+    KEY = "key"  # the source id: conflict target, hashed, never updated
+    DATA = "data"  # a synced value: hashed, compared and updated
+    DELETED = "deleted"  # soft delete: staged as a flag, stored as the time it was first seen
+    STAMP = "stamp"  # the source's own change stamp: stored and updated, neither hashed nor compared
+    HASH = "hash"  # the digest of the content text: compared and updated
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of ``opportunities`` that the sync writes.
+
+    Attributes:
+        name: the column in ``opportunities``.
+        pg_type: its type as Postgres's ``format_type`` spells it (a schema test compares them).
+        role: how the merge treats it.
+        source: the joined source row's key that ``parse`` reads; None hands it the whole row.
+        parse: source value to stored value; None stores NULL.
+        invalid: the reason recorded when a present source value parses to None.
+        required: a row whose value parses to None is skipped (reason ``missing_<source>``).
+        staged_as: ``(name, type)`` in the staging table, where they differ from the stored column.
+        check: what Postgres can hold (``sync/rows/limits.py``): called with a parsed, non-NULL
+            value, returns the reason it cannot be stored, or None. A refused value is stored
+            as NULL, or skips the row when the column is required.
+        nullable: a data column the sync may store as NULL when Postgres refuses its value for
+            a reason no check foresaw (``sync/postgres/isolate.py``); the schema test pins it to the table.
+    """
+
+    name: str
+    pg_type: str
+    role: Role = Role.DATA
+    source: str | None = None
+    parse: Callable[[Any], Any] = as_is
+    invalid: str | None = None
+    required: bool = False
+    staged_as: tuple[str, str] | None = None
+    check: Callable[[Any], str | None] | None = None
+    nullable: bool = True
+
+    @property
+    def hashed(self) -> bool:
+        return self.role in {Role.KEY, Role.DATA, Role.DELETED}
+
+    @property
+    def compared(self) -> bool:
+        return self.role in {Role.DATA, Role.DELETED, Role.HASH}
+
+    @property
+    def stage_name(self) -> str:
+        return self.staged_as[0] if self.staged_as else self.name
+
+    @property
+    def stage_type(self) -> str:
+        return self.staged_as[1] if self.staged_as else self.pg_type
+
+
+_TIMESTAMP = "timestamp with time zone"
+
+COLUMNS: tuple[Column, ...] = (
+    # Taken exactly as the source holds it (parse.source_id), so it must be storable exactly.
+    Column("gong_opportunity_id", "text", Role.KEY, "id", parse.source_id, required=True, check=limits.SOURCE_ID, nullable=False),
+    Column("name", "text", Role.DATA, "name", parse.text, required=True, nullable=False),
+    Column("account_name", "text", Role.DATA, "account_name", parse.text),
+    # owner_email and stage lead a btree key: limited to what fits the index entry.
+    Column("owner_email", "text", Role.DATA, "owner_email", parse.text, check=limits.OWNER_EMAIL),
+    Column("stage", "text", Role.DATA, "stage_name", parse.text, check=limits.STAGE),
+    Column("close_date", "date", Role.DATA, "close_date", parse.close_date, "invalid_close_date"),
+    Column("amount", "numeric(18,2)", Role.DATA, "amount", parse.amount, "invalid_amount", check=limits.AMOUNT),
+    Column("health_score", "numeric(5,2)", Role.DATA, "health_score", parse.health_score, "invalid_health_score"),
+    # Staged as text: only rows that really changed pay for the jsonb parse, in the merge.
+    Column("metadata", "jsonb", Role.DATA, None, parse.metadata_json, staged_as=("metadata", "text"), nullable=False),
+    Column("deleted_at", _TIMESTAMP, Role.DELETED, "is_deleted", parse.flag, staged_as=("deleted", "boolean")),
+    Column("source_modified_at", _TIMESTAMP, Role.STAMP, "last_modified"),
+    Column("content_hash", "bytea", Role.HASH),
+)
+
+# Filled by Postgres itself, never by the sync.
+DATABASE_OWNED = ("id", "created_at", "updated_at")
+
+
+def _only(role: Role) -> Column:
+    found = [c for c in COLUMNS if c.role is role]
+    if len(found) != 1:
+        msg = f"stored.COLUMNS must declare exactly one {role.name} column, found {[c.name for c in found]}"
+        raise ValueError(msg)
+    return found[0]
+
+
+KEY, DELETED, HASH = _only(Role.KEY), _only(Role.DELETED), _only(Role.HASH)
+# What the transform fills, in declaration order; the key comes first, so it is known for
+# every issue recorded after it.
+PARSED = tuple(c for c in COLUMNS if c.role is not Role.HASH)
+# The staging table's and the COPY stream's order: the content text, the rest, the digest.
+COPY_ORDER = (*(c for c in PARSED if c.hashed), *(c for c in PARSED if not c.hashed), HASH)
+# A row no stored row holds is copied straight into ``opportunities`` (``sync/postgres/sink.py``), live
+# rows only, so without the soft-delete column: it stays NULL.
+INSERT_ORDER = tuple(c for c in COPY_ORDER if c.role is not Role.DELETED)
+# Data columns whose value may be stored as NULL to save a row Postgres refuses.
+NULLABLE = tuple(c for c in PARSED if c.role is Role.DATA and c.nullable and not c.required)
+_POSITION = {c.name: i for i, c in enumerate(PARSED)}
+
+_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def _validate() -> None:
+    """Refuse a declaration the derived SQL and transform could not serve, at import."""
+    for column in COLUMNS:
+        # Names go into SQL text unquoted.
+        if not _NAME_RE.match(column.name) or not _NAME_RE.match(column.stage_name):
+            msg = f"stored column names must be lower-case SQL identifiers, got {column.name!r}"
+            raise ValueError(msg)
+    if PARSED[0] is not KEY:
+        msg = f"the key column must be declared first, got {PARSED[0].name!r}"
+        raise ValueError(msg)
+    hashed = [c for c in COPY_ORDER if c.hashed]
+    if hashed[-1] is not DELETED:
+        # insert_line reuses the content text up to the soft-delete flag, its last field.
+        msg = f"the soft-delete column must be the last hashed column, got {hashed[-1].name!r}"
+        raise ValueError(msg)
+
+
+_validate()
+
+
+@dataclass(frozen=True, slots=True)
+class OpportunityRow:
+    """One row of ``opportunities`` as the sync writes it.
+
+    ``values`` holds the parsed columns in :data:`PARSED` order; ``content_text`` is the hashed
+    ones in COPY text form and ``content_hash`` digests exactly that text.
+    """
+
+    values: tuple[Any, ...]
+    content_text: str
+    content_hash: bytes
+
+    def __getitem__(self, column: str) -> Any:
+        return self.values[_POSITION[column]]
+
+    @property
+    def source_id(self) -> str:
+        return str(self.values[0])
+
+    @property
+    def deleted(self) -> bool:
+        return bool(self[DELETED.name])
+
+    def with_null(self, column: str) -> OpportunityRow:
+        """This row with ``column`` stored as NULL, keeping the digest of what the source holds.
+
+        The kept digest makes a re-read of the same source row "unchanged", so the value
+        Postgres refused is not sent to it again.
+        """
+        values = list(self.values)
+        values[_POSITION[column]] = None
+        return OpportunityRow(tuple(values), content_text(values), self.content_hash)
+
+
+# Python expressions rendering one value in COPY text form, by staged type. Only these fixed
+# templates and integer positions reach the generated source: no name from the declaration.
+_RENDER = {
+    "text": "text({v})",
+    "boolean": "('t' if {v} else 'f')",
+    "bytea": "(BYTEA_HEX + {v}.hex())",
+}
+_ISO = "(NULL if {v} is None else {v}.isoformat())"
+_STR = "(NULL if {v} is None else {v})"
+
+
+def _render(column: Column, value: str) -> str:
+    kind = column.stage_type
+    if kind in _RENDER:
+        return _RENDER[kind].format(v=value)
+    if kind in {"date", _TIMESTAMP}:
+        return _ISO.format(v=value)
+    if kind.startswith("numeric"):
+        return _STR.format(v=value)
+    msg = f"no COPY text rendering for {column.name} of type {kind!r}"
+    raise ValueError(msg)
+
+
+def _compile(name: str, parameter: str, fields: Sequence[str], end: str = "") -> Callable[[Any], str]:
+    """``def name(parameter): return f"field\\tfield...end"``, compiled once."""
+    body = "\\t".join("{" + f + "}" for f in fields)
+    source = f'def {name}({parameter}):\n    return f"{body}{end}"\n'
+    namespace: dict[str, Any] = {"text": encoding.text, "NULL": encoding.NULL, "BYTEA_HEX": "\\\\x"}
+    # The source is built from the fixed templates above and integer positions only.
+    exec(source, namespace)  # noqa: S102
+    function: Callable[[Any], str] = namespace[name]
+    function.__doc__ = source  # help() shows what was generated
+    return function
+
+
+content_text = _compile("content_text", "values", [_render(c, f"values[{_POSITION[c.name]}]") for c in COPY_ORDER if c.hashed])
+"""Every hashed value of a row's ``values`` in COPY text form, tab-separated, in COPY order."""
+
+copy_line: Callable[[OpportunityRow], str] = _compile(
+    "copy_line",
+    "row",
+    [
+        "row.content_text",
+        *(_render(c, f"row.values[{_POSITION[c.name]}]") for c in COPY_ORDER if not c.hashed and c is not HASH),
+        _render(HASH, "row.content_hash"),
+    ],
+    end="\\n",
+)
+"""A row as one line of ``COPY stage_opportunities (COPY_ORDER) FROM STDIN``."""
+
+insert_line: Callable[[OpportunityRow], str] = _compile(
+    "insert_line",
+    "row",
+    [
+        # The content text without its last field, the soft-delete flag ("f": the row is live).
+        "row.content_text[:-2]",
+        *(_render(c, f"row.values[{_POSITION[c.name]}]") for c in INSERT_ORDER if not c.hashed and c is not HASH),
+        _render(HASH, "row.content_hash"),
+    ],
+    end="\\n",
+)
+"""A live row as one line of ``COPY opportunities (INSERT_ORDER) FROM STDIN``."""

@@ -1,0 +1,381 @@
+"""One invocation: lease, plan, read one page, write it with the cursor, publish what is next.
+
+Steps and what a crash after each one leaves behind:
+
+1. lease     - nothing changed; the lease expires after ``SYNC_LEASE_SECONDS``.
+   attempt   - the attempt at the page is recorded (committed) before the read, so that a page
+               whose invocations keep dying is read smaller (``sync/run/pacing.py``).
+2. read      - nothing changed.
+3. write     - rolled back with the transaction.
+4. commit    - rows, links, cursor and counts are durable together; lease released.
+5. publish   - if lost, the next tick continues the run from the stored cursor.
+
+A redelivered message after step 4 is stale (its page is no longer the expected one) and is
+dropped, so at-least-once delivery cannot double-apply or fork the chain.
+
+This module only orchestrates: SQL lives with the table it touches (``sync/run/state.py`` for
+``sync_status``, ``sync/run/runlog.py`` for ``sync_runs``, ``sync/postgres/sink.py`` for the synced rows), and
+each unit of work is one ``transaction`` opened here.
+
+One :class:`~sync.core.deadline.Deadline` per invocation bounds every step: the read stops early, the
+isolation of refused rows stops, and each transaction tells Postgres what is left of it
+(``statement_timeout``, ``lock_timeout``). The ``sync_status`` row lock is waited for only briefly:
+a session a killed invocation left behind makes the next one answer "busy", never hang.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from sync.bigquery.cursor import next_watermark
+from sync.bigquery.source import Source
+from sync.bigquery.streams import StreamKind
+from sync.core.config import Settings
+from sync.core.deadline import LEASE_LOCK_WAIT_SECONDS, Deadline
+from sync.core.errors import LeaseBusyError, PermanentError, SyncError, classify, is_page_timeout, is_write_timeout
+from sync.core.messages import Message, MessageType
+from sync.postgres import purge, refused
+from sync.postgres.db import Connection
+from sync.postgres.sink import PageWrite, WriteCounts, refuse_page, write_page
+from sync.postgres.transaction import transaction
+from sync.rows.transform import Issue, LinkResult, PageResult, transform_links, transform_page
+from sync.run import pacing, runlog
+from sync.run import state as st
+from sync.run.reader import PageRead, Reader, SourceReader
+from sync.run.runs import TRIGGER_FULL, Drop, PagePlan, StopRun, plan
+
+log = logging.getLogger(__name__)
+
+Checkpoint = Literal["leased", "read", "written", "committed", "published"]
+
+
+class Publisher(Protocol):
+    """Sends the next message of a run."""
+
+    def publish(self, message: Message) -> None: ...
+
+
+@dataclass
+class Outcome:
+    """What one invocation did."""
+
+    action: Literal["page", "busy", "dropped", "stopped"]
+    reason: str = ""
+    run_id: uuid.UUID | None = None
+    page: int | None = None
+    run_done: bool = False
+    continuation: Message | None = None
+    rows_read: int = 0
+    skipped: int = 0
+    degraded: int = 0
+    counts: WriteCounts = field(default_factory=WriteCounts)
+
+
+@dataclass(frozen=True)
+class _Page:
+    """One page between the read and the write: what was read and what it maps to."""
+
+    plan: PagePlan
+    read: PageRead
+    rows: PageResult
+    links: LinkResult
+
+    @property
+    def issues(self) -> list[Issue]:
+        return [*self.rows.issues, *self.links.issues]
+
+
+class Pipeline:
+    """Runs one page per call to :meth:`handle`.
+
+    Args:
+        settings: validated configuration.
+        source: where rows come from (BigQuery or the emulator behind the same client).
+        connect: opens a new Postgres connection.
+        publisher: sends continuations; None when the caller drains pages itself.
+        checkpoint: called after each step; tests use it to inject crashes.
+        reader: the read step; by default one keyset query per stream on ``source``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        source: Source,
+        connect: Callable[[], Connection],
+        publisher: Publisher | None = None,
+        checkpoint: Callable[[Checkpoint], None] | None = None,
+        reader: Reader | None = None,
+    ) -> None:
+        self._settings = settings
+        self._connect = connect
+        self._publisher = publisher
+        self._checkpoint = checkpoint or (lambda _step: None)
+        self._reader = reader or SourceReader(source, settings.page_size)
+
+    def handle(self, message: Message, *, started: float | None = None) -> Outcome:
+        """Process one message. Raises :class:`SyncError` (retryable or permanent) on failure.
+
+        Args:
+            message: the decoded Pub/Sub message.
+            started: ``time.monotonic()`` when the platform handed the invocation over; its
+                deadline counts from there (default: now).
+        """
+        invocation = uuid.uuid4()
+        deadline = Deadline.starting(self._settings.time_budget_seconds, started=started)
+        conn = self._connect()
+        page_plan: PagePlan | None = None
+        try:
+            with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
+                state = st.acquire_lease(conn, invocation, self._settings.lease_seconds)
+                full = message.type is MessageType.FULL_RESYNC and state is not None
+                resync_started = full and st.resync_started(conn, message.message_id)
+            if state is None:
+                return _busy(message)
+            self._checkpoint("leased")
+            s = self._settings
+            lookback = dt.timedelta(seconds=s.lookback_seconds)
+            decision = plan(message, state, lookback=lookback, max_pages=s.max_pages, resync_started=resync_started)
+            if isinstance(decision, Drop):
+                return _drop(conn, invocation, decision, deadline)
+            if isinstance(decision, StopRun):
+                return _stop(conn, invocation, decision, deadline)
+            attempt = self._begin_attempt(conn, invocation, decision, state, deadline)
+            page_plan = dataclasses.replace(decision, page_size_limit=attempt.limit)
+            return self._page(conn, invocation, page_plan, state, deadline, attempt)
+        except BaseException as err:
+            failure = classify(err) if isinstance(err, Exception) else None
+            self._after_failure(conn, invocation, failure, page_plan, deadline)
+            if failure is None or failure is err:
+                raise
+            raise failure from err
+        finally:
+            _close(conn)
+
+    def _begin_attempt(
+        self, conn: Connection, invocation: uuid.UUID, p: PagePlan, state: st.SyncState, deadline: Deadline
+    ) -> pacing.Attempt:
+        """Record the attempt at the page before reading it, in its own committed transaction.
+
+        If this invocation is killed, the record stays, and counts as a death on the page.
+        """
+        s = self._settings
+        attempt = pacing.next_attempt(s.page_size, p.page_size_limit, state.page_attempts, state.page_attempt_size)
+        size = pacing.page_size(s.page_size, attempt.limit)
+        with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
+            st.record_attempt(conn, invocation, attempt.number, size, attempt.limit)
+        if state.page_attempts and (attempt.number == 1 or attempt.refuse):
+            runlog.log_page_died(p, state.page_attempts, state.page_attempt_size, size, refuse=attempt.refuse)
+        return attempt
+
+    def _page(
+        self,
+        conn: Connection,
+        invocation: uuid.UUID,
+        p: PagePlan,
+        state: st.SyncState,
+        deadline: Deadline,
+        attempt: pacing.Attempt,
+    ) -> Outcome:
+        read = self._reader.read(p, deadline.read_ends)
+        self._checkpoint("read")
+        page = _Page(p, read, transform_page(read.opportunity_rows), transform_links(read.link_rows))
+        written = self._write(conn, invocation, page, state, deadline, attempt)
+        self._checkpoint("committed")
+        return self._finish(conn, page, written, deadline)
+
+    def _write(
+        self,
+        conn: Connection,
+        invocation: uuid.UUID,
+        page: _Page,
+        state: st.SyncState,
+        deadline: Deadline,
+        attempt: pacing.Attempt,
+    ) -> PageWrite:
+        """The write step: rows, links, rejections, purge ids, run counts and cursor in one transaction."""
+        p, read, s = page.plan, page.read, self._settings
+        full = p.trigger == TRIGGER_FULL
+        ids_complete = full and (p.new_run or state.ids_complete) and read.ids_incomplete is None
+        if full and read.ids_incomplete is not None and (p.new_run or state.ids_complete):
+            purge.note_incomplete(p.run_id, read.ids_incomplete)
+        issues = [*page.issues, *read.future]
+        # Isolating refused rows shares the invocation's one deadline: a page that needs longer is
+        # retried smaller (sync/run/pacing.py) rather than overrun the function.
+        with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
+            st.fence(conn, invocation)
+            if attempt.refuse:
+                written = refuse_page(conn, page.rows.rows, page.links.links, issues, str(p.run_id), attempt.number - 1)
+            else:
+                written = write_page(conn, page.rows.rows, page.links.links, issues, str(p.run_id), deadline=deadline.work_ends)
+            c = written.counts
+            if full:
+                purge.record_page(conn, p.run_id, read.opportunity_rows, first=p.new_run)
+                if read.run_done:
+                    _count_purge(c, purge.finish(conn, p.run_id, complete=ids_complete))
+            self._checkpoint("written")
+            tally = _tally(page, written)
+            runlog.record_page(conn, p, tally, run_done=read.run_done, shrunk_to=pacing.shrunk(s.page_size, p.page_size_limit))
+            repaired = read.start.repair
+            progress = st.PageProgress(
+                plan=p,
+                opportunities=read.opportunities,
+                links=read.links,
+                watermark=next_watermark(
+                    None if StreamKind.OPPORTUNITIES in repaired else state.watermark, read.opportunities.read_up_to
+                ),
+                link_watermark=next_watermark(
+                    None if StreamKind.CALL_LINKS in repaired else state.link_watermark, read.links.read_up_to
+                ),
+                written=c.inserted + c.updated + c.deleted,
+                skipped=tally.rows_skipped,
+                page_size_limit=pacing.after_commit(s.page_size, p.page_size_limit),
+                run_marks=(read.probe.marks if read.probe else None) if p.new_run else state.run_source_marks,
+                ids_complete=ids_complete,
+                repaired=repaired,
+            )
+            st.record_page(conn, progress)
+            if read.run_done:
+                runlog.expire_rejections(conn, s.rejection_retention_days)
+                refused.expire(conn, s.rejection_retention_days)
+        return written
+
+    def _finish(self, conn: Connection, page: _Page, written: PageWrite, deadline: Deadline) -> Outcome:
+        """The finish step, after the commit: log the page, then end the run or continue it."""
+        p, read = page.plan, page.read
+        tally = _tally(page, written)
+        runlog.log_page(p, tally, read.opportunities.cursor, [*page.issues, *written.refused], run_done=read.run_done)
+        if read.future_starts:
+            runlog.log_future_stamped(p, read.future, read.future_total)
+        outcome = Outcome(
+            "page",
+            run_id=p.run_id,
+            page=p.page,
+            run_done=read.run_done,
+            rows_read=len(read.opportunity_rows),
+            skipped=tally.rows_skipped,
+            degraded=tally.rows_degraded,
+            counts=written.counts,
+        )
+        if read.run_done:
+            with transaction(conn, within=deadline.left_after_work()):
+                totals = runlog.run_totals(conn, p.run_id)
+            runlog.log_run_finished(p.run_id, totals)
+            return outcome
+        outcome.continuation = Message.continuation(p.run_id, p.page + 1, read.opportunities.upper_bound)
+        if self._publisher is not None:
+            _publish(self._publisher, outcome.continuation)
+        self._checkpoint("published")
+        return outcome
+
+    def _after_failure(
+        self, conn: Connection, invocation: uuid.UUID, failure: SyncError | None, p: PagePlan | None, deadline: Deadline
+    ) -> None:
+        """Best effort: free the lease, and record a permanent failure; on a fresh connection if need be.
+
+        A page that timed out is retried smaller: its size limit is halved before the lease is freed.
+        The attempt recorded before the read is cleared (this invocation lived to see its failure),
+        except when a one-row page's write timed out: that counts like a death, so a row that
+        times out every time is refused in the end (``sync/run/pacing.py``).
+        """
+        run_id = p.run_id if p is not None else None
+        timed_out = p is not None and failure is not None and failure.retryable and is_page_timeout(failure)
+        shrink = pacing.after_timeout(self._settings.page_size, p.page_size_limit) if p is not None and timed_out else None
+        one_row = p is not None and pacing.page_size(self._settings.page_size, p.page_size_limit) == 1
+        counts_as_death = one_row and failure is not None and is_write_timeout(failure)
+        for attempt in (conn, None):
+            try:
+                target = attempt if attempt is not None else self._connect()
+                try:
+                    with transaction(target, within=deadline.left_after_work(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
+                        if p is not None and not counts_as_death:
+                            st.clear_attempt(target, invocation)
+                        if isinstance(failure, PermanentError):
+                            st.mark_failed(target, invocation, str(failure))
+                            if run_id is not None:
+                                runlog.fail_run(target, run_id, str(failure))
+                        elif shrink is not None:
+                            st.limit_page_size(target, shrink)
+                            st.release_lease(target, invocation)
+                        else:
+                            st.release_lease(target, invocation)
+                finally:
+                    if attempt is None:
+                        _close(target)
+            except Exception:  # noqa: BLE001, S112 - the lease expires on its own
+                continue
+            if isinstance(failure, PermanentError):
+                runlog.log_run_failed(run_id, str(failure))
+            if shrink is not None:
+                runlog.log_page_shrunk(p, shrink, str(failure))
+            return
+
+
+def _drop(conn: Connection, invocation: uuid.UUID, decision: Drop, deadline: Deadline) -> Outcome:
+    with transaction(conn, within=deadline.left_after_work(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
+        st.release_lease(conn, invocation)
+    log.warning("message dropped: %s", decision.reason, extra={"event": "message_dropped", "run_id": _s(decision.run_id)})
+    return Outcome("dropped", decision.reason, decision.run_id)
+
+
+def _stop(conn: Connection, invocation: uuid.UUID, decision: StopRun, deadline: Deadline) -> Outcome:
+    with transaction(conn, within=deadline.left_after_work(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
+        st.fence(conn, invocation)
+        st.mark_failed(conn, invocation, decision.reason, abandon_run=True)
+        runlog.fail_run(conn, decision.run_id, decision.reason)
+    runlog.log_run_failed(decision.run_id, decision.reason, stopped=True)
+    return Outcome("stopped", decision.reason, decision.run_id)
+
+
+def _busy(message: Message) -> Outcome:
+    if message.type is MessageType.TICK:
+        log.info("a sync run is in flight; this tick has nothing to do", extra={"event": "run_busy"})
+        return Outcome("busy", "lease held by another invocation")
+    msg = f"another invocation holds the sync lease; {message.type.value} will be redelivered"
+    raise LeaseBusyError(msg)
+
+
+def _publish(publisher: Publisher, message: Message) -> None:
+    try:
+        publisher.publish(message)
+    except Exception as err:  # noqa: BLE001 - any publish failure is handled the same way
+        # The page is committed; raising would only get this message redelivered, and it
+        # is stale now. The next tick resumes the run from the stored cursor instead.
+        log.error(  # noqa: TRY400 - the traceback adds nothing to the classified reason
+            "continuation publish failed; the next tick resumes from the stored cursor: %s",
+            classify(err),
+            extra={"event": "publish_failed", "run_id": _s(message.run_id), "page": message.page},
+        )
+
+
+def _tally(page: _Page, written: PageWrite) -> runlog.PageTally:
+    """Rows and links skipped or degraded by the transform, those Postgres refused, and future stamps."""
+    read = page.read
+    issues = [*page.issues, *written.refused]
+    skipped = sum(1 for i in issues if i.kind == "skipped")
+    future = len(read.future)
+    degraded = len(issues) - skipped + future
+    return runlog.PageTally(len(read.opportunity_rows), skipped, degraded, written.counts, future, read.cost)
+
+
+def _count_purge(counts: WriteCounts, purged: purge.Purged | None) -> None:
+    if purged is not None:
+        counts.purged = purged.rows
+        counts.deleted += purged.rows
+        counts.links_removed += purged.links
+
+
+def _close(conn: Connection) -> None:
+    # Closing a broken connection has nothing to report.
+    with contextlib.suppress(Exception):
+        conn.close()
+
+
+def _s(value: uuid.UUID | None) -> str | None:
+    return str(value) if value is not None else None

@@ -1,0 +1,36 @@
+"""Publishes continuation messages to ``SYNC_TOPIC`` through the real Pub/Sub client."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from sync.core.messages import Message, encode
+
+if TYPE_CHECKING:
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+PUBLISH_TIMEOUT_SECONDS = 30.0
+
+
+class PubSubPublisher:
+    """A :class:`sync.run.pipeline.Publisher`; the client is created on first use (cold start)."""
+
+    def __init__(self, topic: str) -> None:
+        self._topic = topic
+        self._client: pubsub_v1.PublisherClient | None = None
+        self._lock = threading.Lock()
+
+    def publish(self, message: Message) -> None:
+        """Publish and wait for the server's ack, so a failure is seen before we return."""
+        future = self._get_client().publish(self._topic, encode(message), origin="opportunity-sync")
+        future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
+
+    def _get_client(self) -> pubsub_v1.PublisherClient:
+        with self._lock:
+            if self._client is None:
+                from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+                # PUBSUB_EMULATOR_HOST, when set, is honoured by the client itself.
+                self._client = pubsub_v1.PublisherClient()
+            return self._client

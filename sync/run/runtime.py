@@ -1,0 +1,77 @@
+"""Wires settings to real parts, once per process, lazily.
+
+Cold start matters for a Cloud Function, so nothing here imports a Google client or opens a
+connection until the first message needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sync.core.config import Settings
+from sync.postgres import db
+from sync.postgres.schema import give_up_privileges, upgrade
+from sync.run.pipeline import Pipeline, Publisher
+from sync.run.publisher import PubSubPublisher
+
+if TYPE_CHECKING:
+    from sync.bigquery.source import BigQuerySource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The process-wide parts built from one :class:`Settings`."""
+
+    settings: Settings
+    _source: BigQuerySource | None = None
+    _publisher: PubSubPublisher | None = None
+    _migrated: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def connect(self) -> db.Connection:
+        return db.connect(self.settings)
+
+    def source(self) -> BigQuerySource:
+        with self._lock:
+            if self._source is None:
+                from sync.bigquery.source import BigQuerySource, make_client
+
+                self._source = BigQuerySource(make_client(self.settings), self.settings)
+            return self._source
+
+    def ensure_schema(self) -> None:
+        """Apply pending migrations once per process (under the migration lock), then shed
+        the login's cluster-wide powers when ``SYNC_SHED_PRIVILEGES`` asks for it."""
+        settings = self.settings
+        with self._lock:
+            if self._migrated or not (settings.auto_migrate or settings.shed_privileges):
+                return
+            conn = self.connect()
+            try:
+                if settings.auto_migrate:
+                    applied = upgrade(conn, shed_privileges=settings.shed_privileges).applied
+                else:
+                    give_up_privileges(conn)
+                    applied = []
+            finally:
+                conn.close()
+            if applied:
+                log.info("schema migrated at start-up", extra={"event": "migrated", "versions": applied})
+            self._migrated = True
+
+    def pipeline(self, publisher: Publisher | None) -> Pipeline:
+        return Pipeline(self.settings, self.source(), self.connect, publisher)
+
+    def publisher(self) -> PubSubPublisher | None:
+        """The continuation publisher, built once: its client holds channels and batch threads."""
+        if not self.settings.sync_topic:
+            return None
+        with self._lock:
+            if self._publisher is None:
+                self._publisher = PubSubPublisher(self.settings.sync_topic)
+            return self._publisher

@@ -1,0 +1,185 @@
+"""Settings.from_env: defaults, every failure named at once, secrets never echoed."""
+
+from __future__ import annotations
+
+import pytest
+
+from sync.core.config import KNOWN_ENV_VARS, Settings
+from sync.core.errors import ConfigurationError
+
+BASE = {"BIGQUERY_PROJECT": "acme-data", "DATABASE_URL": "postgresql://u:pw@db/app"}
+
+
+def test_defaults():
+    s = Settings.from_env(BASE)
+    assert (s.salesforce_dataset, s.gong_dataset, s.page_size) == ("salesforce", "gongio_ft", 2000)
+    assert s.cloud_sql is None
+    assert s.auto_migrate
+
+
+def test_cloud_sql_password_mode():
+    s = Settings.from_env(
+        {
+            "BIGQUERY_PROJECT": "acme-data",
+            "INSTANCE_CONNECTION_NAME": "acme-data:europe-west1:crm",
+            "DB_USER": "sync",
+            "DB_NAME": "app",
+            "DB_PASSWORD_SECRET": "projects/acme-data/secrets/db-password/versions/latest",
+        }
+    )
+    assert s.cloud_sql is not None
+    assert s.cloud_sql.password_secret.endswith("/versions/latest")
+    assert not s.cloud_sql.iam_auth
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        # nothing at all: both required groups are named
+        ({}, ["BIGQUERY_PROJECT is required", "DATABASE_URL or INSTANCE_CONNECTION_NAME"]),
+        # identifiers are validated, not just passed into SQL
+        ({**BASE, "SALESFORCE_DATASET": "sf`; DROP"}, ["SALESFORCE_DATASET must be a BigQuery dataset name"]),
+        ({**BASE, "BIGQUERY_PROJECT": "Bad_Project"}, ["BIGQUERY_PROJECT must be a GCP project id"]),
+        # numbers are parsed and range-checked
+        ({**BASE, "SYNC_PAGE_SIZE": "lots"}, ["SYNC_PAGE_SIZE must be an integer"]),
+        ({**BASE, "SYNC_PAGE_SIZE": "0"}, ["SYNC_PAGE_SIZE must be between 1 and 50000"]),
+        (
+            {**BASE, "DB_IAM_AUTH": "maybe", "INSTANCE_CONNECTION_NAME": "p:r:i", "DB_USER": "u", "DB_NAME": "d"},
+            ["DB_IAM_AUTH must be true or false", "DATABASE_URL and INSTANCE_CONNECTION_NAME are mutually exclusive"],
+        ),
+        # Cloud SQL needs its companions, and exactly one auth mode
+        (
+            {"BIGQUERY_PROJECT": "acme-data", "INSTANCE_CONNECTION_NAME": "acme-data:eu:crm"},
+            ["DB_USER is required", "DB_NAME is required", "DB_PASSWORD_SECRET or DB_IAM_AUTH=true is required"],
+        ),
+        ({**BASE, "SYNC_TOPIC": "sync-topic"}, ["SYNC_TOPIC must be projects/PROJECT/topics/TOPIC"]),
+        ({**BASE, "LOG_LEVEL": "chatty"}, ["LOG_LEVEL must be one of"]),
+    ],
+)
+def test_every_problem_is_named_in_one_error(variables, named):
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(variables)
+    for fragment in named:
+        assert fragment in str(info.value)
+
+
+def test_topic_required_for_the_function():
+    with pytest.raises(ConfigurationError, match="SYNC_TOPIC is required"):
+        Settings.from_env(BASE, require_topic=True)
+
+
+def test_database_url_password_never_in_the_error():
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({**BASE, "DATABASE_URL": "mysql://user:s3cret@db/app"})
+    assert "s3cret" not in str(info.value)
+
+
+def test_known_env_vars_cover_everything_read():
+    import re
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[2] / "sync" / "core" / "config.py").read_text()
+    read = set(re.findall(r'"([A-Z][A-Z0-9_]+)"', source)) - {"INFO", "DEBUG", "WARNING", "ERROR"}
+    assert read <= KNOWN_ENV_VARS
+
+
+CLOUD_SQL = {
+    "BIGQUERY_PROJECT": "acme-data",
+    "INSTANCE_CONNECTION_NAME": "acme-data:europe-west1:crm",
+    "DB_USER": "sync",
+    "DB_NAME": "app",
+    "DB_PASSWORD_SECRET": "projects/acme-data/secrets/db-password/versions/latest",
+}
+
+
+def test_database_url_is_parsed_when_settings_are_read():
+    s = Settings.from_env({**BASE, "DATABASE_URL": "postgresql://u:p%2Fw@db:6543/app?sslmode=require"})
+    assert s.database_url is not None
+    assert (s.database_url.host, s.database_url.port, s.database_url.password) == ("db", 6543, "p/w")
+    assert "p/w" not in repr(s)  # a logged settings object cannot leak it
+
+
+def test_a_malformed_database_url_is_one_of_the_named_problems():
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(
+            {**BASE, "DATABASE_URL": "postgresql://postgres:Pw-LEAK-9f3e/x@127.0.0.1:5432/db", "SYNC_PAGE_SIZE": "0"}
+        )
+    text = str(info.value)
+    assert "DATABASE_URL has a port that is not a number" in text
+    assert "SYNC_PAGE_SIZE" in text  # still every problem at once
+    assert "Pw-LEAK" not in text
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        # a password pasted where the secret's resource name belongs
+        ("DB_PASSWORD_SECRET", "Pw-LEAK-9f3e"),
+        # endpoint URLs can carry user:password@
+        ("SECRET_MANAGER_API_ENDPOINT", "ftp://user:Pw-LEAK-9f3e@host"),
+        ("CLOUD_SQL_ADMIN_API_ENDPOINT", "user:Pw-LEAK-9f3e@host"),
+        ("BIGQUERY_API_ENDPOINT", "user:Pw-LEAK-9f3e@host"),
+    ],
+)
+def test_values_that_can_carry_credentials_are_never_echoed(name, value):
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({**CLOUD_SQL, name: value})
+    assert name in str(info.value)
+    assert "Pw-LEAK" not in str(info.value)
+
+
+def test_ordinary_values_are_still_echoed():
+    # Echo stays where it helps and cannot leak: a page size is not a credential.
+    with pytest.raises(ConfigurationError, match="got 'lots'"):
+        Settings.from_env({**BASE, "SYNC_PAGE_SIZE": "lots"})
+
+
+def test_test_only_endpoints_default_to_google_and_are_carried():
+    assert Settings.from_env(CLOUD_SQL).cloud_sql.admin_api_endpoint is None  # the connector's default: Google
+    s = Settings.from_env(
+        {
+            **CLOUD_SQL,
+            "CLOUD_SQL_ADMIN_API_ENDPOINT": "http://127.0.0.1:9001",
+            "SECRET_MANAGER_API_ENDPOINT": "http://127.0.0.1:9002",
+        }
+    )
+    assert (s.cloud_sql.admin_api_endpoint, s.cloud_sql.secret_manager_endpoint) == (
+        "http://127.0.0.1:9001",
+        "http://127.0.0.1:9002",
+    )
+
+
+def test_test_only_endpoints_are_refused_without_cloud_sql():
+    # Set with DATABASE_URL they would do nothing: say so instead of ignoring them.
+    with pytest.raises(ConfigurationError, match="CLOUD_SQL_ADMIN_API_ENDPOINT is only used with INSTANCE_CONNECTION_NAME"):
+        Settings.from_env({**BASE, "CLOUD_SQL_ADMIN_API_ENDPOINT": "http://127.0.0.1:9001"})
+
+
+@pytest.mark.parametrize(
+    ("timeout", "budget", "fits"),
+    [
+        (None, None, True),  # defaults: 300 s of work and the 60 s reserve inside 540 s
+        ("540", "480", True),  # exactly fits: budget + reserve == timeout
+        ("540", "481", False),  # one second too many
+        ("540", "600", False),  # the budget alone passes the timeout
+        (None, "500", False),  # the timeout defaults to 540, the 2nd-gen event-driven maximum
+        ("180", "120", True),  # Terraform's smallest timeout with its largest allowed budget
+        ("30", "10", False),  # a timeout shorter than the reserve leaves no budget at all
+    ],
+)
+def test_a_budget_that_does_not_fit_the_timeout_is_refused_naming_the_variables(timeout, budget, fits):
+    env = dict(BASE)
+    if timeout is not None:
+        env["SYNC_FUNCTION_TIMEOUT_SECONDS"] = timeout
+    if budget is not None:
+        env["SYNC_TIME_BUDGET_SECONDS"] = budget
+    if fits:
+        s = Settings.from_env(env)
+        assert s.time_budget_seconds + 60 <= s.function_timeout_seconds
+        return
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(env)
+    text = str(info.value)
+    assert "SYNC_TIME_BUDGET_SECONDS" in text
+    assert "SYNC_FUNCTION_TIMEOUT_SECONDS" in text
+    assert "lower SYNC_TIME_BUDGET_SECONDS to at most" in text
