@@ -19,8 +19,9 @@ from sync.postgres.db import Connection
 from sync.postgres.sink import write_page
 from sync.postgres.transaction import rolled_back, transaction
 from sync.rows.transform import Issue, transform_links, transform_page
+from sync.run.page_plan import PagePlan
 from sync.run.reader import Reader, SourceReader
-from sync.run.runs import PagePlan, plan
+from sync.run.runs import plan
 from sync.run.state import read_state
 
 

@@ -34,9 +34,11 @@ from pg8000.exceptions import DatabaseError, InterfaceError
 from sync.core.errors import PermanentError
 from sync.postgres import privileges
 from sync.postgres.db import Connection, Cursor
-from sync.run.state import ENTITY
 
 log = logging.getLogger(__name__)
+
+# The one sync_status row this program keeps (its key); seeded here, read and written by sync/run/state.py.
+ENTITY = "opportunities"
 
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Any constant works; it only has to be the same for every instance of this program.

@@ -48,8 +48,9 @@ from sync.postgres.transaction import transaction
 from sync.rows.transform import Issue, LinkResult, PageResult, transform_links, transform_page
 from sync.run import pacing, runlog
 from sync.run import state as st
+from sync.run.page_plan import PagePlan
 from sync.run.reader import PageRead, Reader, SourceReader
-from sync.run.runs import TRIGGER_FULL, Drop, PagePlan, StopRun, plan
+from sync.run.runs import TRIGGER_FULL, Drop, StopRun, plan
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ from sync.bigquery.source import Source, SourcePage, StreamRead
 from sync.bigquery.streams import StreamKind
 from sync.rows.transform import Issue
 from sync.run.pacing import page_size
-from sync.run.runs import TRIGGER_FULL, PagePlan
+from sync.run.page_plan import PagePlan
+from sync.run.runs import TRIGGER_FULL
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from sync.bigquery.results import Cost
 from sync.postgres.db import Connection
+from sync.postgres.schema import ENTITY
 from sync.postgres.sink import WriteCounts
-from sync.run.state import ENTITY
 
 if TYPE_CHECKING:
     from sync.bigquery.cursor import Keyset
     from sync.rows.transform import Issue
-    from sync.run.runs import PagePlan
+    from sync.run.page_plan import PagePlan
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pg8000.exceptions import DatabaseError
 
@@ -26,11 +26,8 @@ from sync.bigquery.results import JobRef, ResultPosition
 from sync.bigquery.streams import StreamKind
 from sync.core.errors import LeaseBusyError, PermanentError, StaleLeaseError, sqlstate_of
 from sync.postgres.db import Connection
-
-if TYPE_CHECKING:
-    from sync.run.runs import PagePlan
-
-ENTITY = "opportunities"
+from sync.postgres.schema import ENTITY
+from sync.run.page_plan import PagePlan
 
 # lock_not_available: a lock wait ran past the transaction's lock_timeout (sync/postgres/transaction.py).
 _LOCK_TIMEOUT = "55P03"
