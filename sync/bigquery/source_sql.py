@@ -14,7 +14,7 @@ stamp still counts, so its deletion reaches the opportunities that showed it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sync.bigquery.streams import StreamKind
 from sync.bigquery.versions import active, col, current_versions, history_mode, id_expr, ref, row_live, row_stamp, timestamp
@@ -103,104 +103,135 @@ def _if_live(cte: str, expr: str, alias: str) -> str:
     return f"CASE WHEN {cte}.live THEN {expr} END AS {alias}"
 
 
+@dataclass
+class _Joined:
+    """One table's share of the ``joined`` CTE: the CTEs it needs, its join, its columns, its stamps."""
+
+    ctes: list[str] = field(default_factory=list)
+    joins: list[str] = field(default_factory=list)
+    select: list[str] = field(default_factory=list)
+    stamps: list[str] = field(default_factory=list)
+
+
 def joined_opportunities_sql(t: SourceTables) -> str:
-    """A CTE list ending in ``joined``: one row per opportunity with its change stamp."""
+    """A CTE list ending in ``joined``: one row per opportunity with its change stamp.
+
+    Each table contributes its own part (:class:`_Joined`); a missing optional table contributes
+    typed NULLs, so the columns of ``joined`` never depend on which tables exist.
+    """
+    parts = [_opportunity(t), _account(t), _owner(t), _stage_history(t), _health(t)]
+    ctes = [cte for part in parts for cte in part.ctes]
+    joins = [join for part in parts for join in part.joins]
+    select = [item for part in parts for item in part.select]
+    stamps = [stamp for part in parts for stamp in part.stamps]
+    greatest = "GREATEST(" + ", ".join(f"COALESCE({s}, opp.stamp)" for s in stamps) + ")"
+    select.append(f"{greatest} AS change_stamp")
+    ctes.append(f"joined AS (SELECT {', '.join(select)} FROM opp {' '.join(joins)})")
+    return "WITH " + ",\n".join(ctes)
+
+
+def _opportunity(t: SourceTables) -> _Joined:
     o = t.opportunity
-    health = t._health_table()
-    ctes = [
-        _cte(
-            "opp",
-            o,
-            "o",
-            ", ".join(
-                [
-                    f"{id_expr('o', o)} AS id",
-                    f"{col('o', o.require('name'))} AS name",
-                    f"CAST({_optional('o', o, 'account_id')} AS STRING) AS account_id",
-                    f"CAST({_optional('o', o, 'owner_id')} AS STRING) AS owner_id",
-                    f"{col('o', o.require('stage_name'))} AS stage_name",
-                    f"{col('o', o.require('amount'))} AS amount",
-                    f"{col('o', o.require('close_date'))} AS close_date",
-                    f"{timestamp('o', o.find('last_modified_date') or o.find('system_modstamp'))} AS last_modified",
-                    f"{_optional('o', o, 'health_score')} AS own_health_score",
-                ]
-            ),
-            t.project,
-        )
+    columns = [
+        f"{id_expr('o', o)} AS id",
+        f"{col('o', o.require('name'))} AS name",
+        f"CAST({_optional('o', o, 'account_id')} AS STRING) AS account_id",
+        f"CAST({_optional('o', o, 'owner_id')} AS STRING) AS owner_id",
+        f"{col('o', o.require('stage_name'))} AS stage_name",
+        f"{col('o', o.require('amount'))} AS amount",
+        f"{col('o', o.require('close_date'))} AS close_date",
+        f"{timestamp('o', o.find('last_modified_date') or o.find('system_modstamp'))} AS last_modified",
+        f"{_optional('o', o, 'health_score')} AS own_health_score",
     ]
-    select = [
-        "opp.id",
-        "opp.name",
-        "opp.account_id",
-        "opp.owner_id",
-        "opp.stage_name",
-        "opp.amount",
-        "opp.close_date",
-        "NOT opp.live AS is_deleted",
-        "opp.last_modified",
-    ]
-    stamps = ["opp.stamp"]
-    joins = []
-    if t.account is not None:
-        a = t.account
-        details = f"{id_expr('a', a)} AS id, {col('a', a.require('name'))} AS name, {_account_json('a', a)} AS details"
-        ctes.append(_cte("acct", a, "a", details, t.project))
-        joins.append("LEFT JOIN acct ON acct.id = opp.account_id")
-        select += [
+    return _Joined(
+        ctes=[_cte("opp", o, "o", ", ".join(columns), t.project)],
+        select=[
+            "opp.id",
+            "opp.name",
+            "opp.account_id",
+            "opp.owner_id",
+            "opp.stage_name",
+            "opp.amount",
+            "opp.close_date",
+            "NOT opp.live AS is_deleted",
+            "opp.last_modified",
+        ],
+        stamps=["opp.stamp"],
+    )
+
+
+def _account(t: SourceTables) -> _Joined:
+    if t.account is None:
+        nulls = ["CAST(NULL AS STRING) AS account_name", "CAST(NULL AS STRING) AS account_details", "FALSE AS account_found"]
+        return _Joined(select=nulls)
+    a = t.account
+    details = f"{id_expr('a', a)} AS id, {col('a', a.require('name'))} AS name, {_account_json('a', a)} AS details"
+    return _Joined(
+        ctes=[_cte("acct", a, "a", details, t.project)],
+        joins=["LEFT JOIN acct ON acct.id = opp.account_id"],
+        select=[
             _if_live("acct", "acct.name", "account_name"),
             _if_live("acct", "acct.details", "account_details"),
             "COALESCE(acct.live, FALSE) AS account_found",
-        ]
-        stamps.append("acct.stamp")
-    else:
-        select += ["CAST(NULL AS STRING) AS account_name", "CAST(NULL AS STRING) AS account_details", "FALSE AS account_found"]
-    if t.user is not None:
-        u = t.user
-        owner = f"{id_expr('u', u)} AS id, {col('u', u.require('email'))} AS email, {_optional('u', u, 'is_active')} AS is_active"
-        ctes.append(_cte("usr", u, "u", owner, t.project))
-        joins.append("LEFT JOIN usr ON usr.id = opp.owner_id")
-        select += [
+        ],
+        stamps=["acct.stamp"],
+    )
+
+
+def _owner(t: SourceTables) -> _Joined:
+    if t.user is None:
+        nulls = ["CAST(NULL AS STRING) AS owner_email", "FALSE AS owner_found", "CAST(NULL AS BOOL) AS owner_active"]
+        return _Joined(select=nulls)
+    u = t.user
+    owner = f"{id_expr('u', u)} AS id, {col('u', u.require('email'))} AS email, {_optional('u', u, 'is_active')} AS is_active"
+    return _Joined(
+        ctes=[_cte("usr", u, "u", owner, t.project)],
+        joins=["LEFT JOIN usr ON usr.id = opp.owner_id"],
+        select=[
             _if_live("usr", "usr.email", "owner_email"),
             "COALESCE(usr.live, FALSE) AS owner_found",
             _if_live("usr", "usr.is_active", "owner_active"),
-        ]
-        stamps.append("usr.stamp")
-    else:
-        select += ["CAST(NULL AS STRING) AS owner_email", "FALSE AS owner_found", "CAST(NULL AS BOOL) AS owner_active"]
-    if t.history is not None:
-        h = t.history
-        table_ref = ref(t.project, h)
-        opp_id = id_expr("h", h, "opportunity_id")
-        created = timestamp("h", h.require("created_date"))
-        # Aggregate live history rows, but take the stamp over all rows so that deleting a
-        # history row also counts as a change.
-        ctes.append(
+        ],
+        stamps=["usr.stamp"],
+    )
+
+
+def _stage_history(t: SourceTables) -> _Joined:
+    if t.history is None:
+        return _Joined(select=["CAST(NULL AS STRING) AS stage_history"])
+    h = t.history
+    table_ref = ref(t.project, h)
+    opp_id = id_expr("h", h, "opportunity_id")
+    created = timestamp("h", h.require("created_date"))
+    # Aggregate live history rows, but take the stamp over all rows so that deleting a
+    # history row also counts as a change.
+    return _Joined(
+        ctes=[
             f"hist AS (SELECT {opp_id} AS opportunity_id, "
             f"TO_JSON_STRING(ARRAY_AGG(STRUCT({col('h', h.require('stage_name'))} AS stage, {created} AS changed_at) "
             f"ORDER BY {created}, {id_expr('h', h)})) AS stages "
             f"FROM {table_ref} AS h WHERE {row_live('h', h)} GROUP BY opportunity_id), "
             f"hist_stamp AS (SELECT {opp_id} AS opportunity_id, MAX({row_stamp('h', h)}) AS stamp "
             f"FROM {table_ref} AS h GROUP BY opportunity_id)"
-        )
-        joins.append("LEFT JOIN hist ON hist.opportunity_id = opp.id")
-        joins.append("LEFT JOIN hist_stamp ON hist_stamp.opportunity_id = opp.id")
-        select.append("hist.stages AS stage_history")
-        stamps.append("hist_stamp.stamp")
-    else:
-        select.append("CAST(NULL AS STRING) AS stage_history")
-    if health is not None and health is not o:
-        g = health
-        score = f"{id_expr('g', g)} AS id, {col('g', g.require('health_score'))} AS health_score"
-        ctes.append(_cte("gong", g, "g", score, t.project))
-        joins.append("LEFT JOIN gong ON gong.id = opp.id")
-        select.append(_if_live("gong", "gong.health_score", "health_score"))
-        stamps.append("gong.stamp")
-    else:
-        select.append("opp.own_health_score AS health_score")
-    greatest = "GREATEST(" + ", ".join(f"COALESCE({s}, opp.stamp)" for s in stamps) + ")"
-    select.append(f"{greatest} AS change_stamp")
-    ctes.append(f"joined AS (SELECT {', '.join(select)} FROM opp {' '.join(joins)})")
-    return "WITH " + ",\n".join(ctes)
+        ],
+        joins=["LEFT JOIN hist ON hist.opportunity_id = opp.id", "LEFT JOIN hist_stamp ON hist_stamp.opportunity_id = opp.id"],
+        select=["hist.stages AS stage_history"],
+        stamps=["hist_stamp.stamp"],
+    )
+
+
+def _health(t: SourceTables) -> _Joined:
+    g = t._health_table()
+    if g is None or g is t.opportunity:
+        # No Gong table, or the score lives on the opportunity itself: nothing to join.
+        return _Joined(select=["opp.own_health_score AS health_score"])
+    score = f"{id_expr('g', g)} AS id, {col('g', g.require('health_score'))} AS health_score"
+    return _Joined(
+        ctes=[_cte("gong", g, "g", score, t.project)],
+        joins=["LEFT JOIN gong ON gong.id = opp.id"],
+        select=[_if_live("gong", "gong.health_score", "health_score")],
+        stamps=["gong.stamp"],
+    )
 
 
 def opportunity_result_sql(t: SourceTables) -> str:
