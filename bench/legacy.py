@@ -77,8 +77,8 @@ class PerPageSource:
                 p("after_object", "STRING", object_id),
                 p("object_type", "STRING", "opportunity"),
             ]
-        job = self._source._evaluate(sql, params, request.deadline, cost)
-        rows = list(results.read_slice(self._source._client, job, 0, None, request.deadline).rows)
+        job = self._source.jobs.evaluate(sql, params, request.deadline, cost)
+        rows = list(results.read_slice(self._source.jobs.client, job, 0, None, request.deadline).rows)
         bound = request.upper_bound if known else (rows[0]["run_upper_bound"] if rows else None)
         return SourcePage(
             rows=rows,

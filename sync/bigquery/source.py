@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# future_limit for a whole read: every future-stamped row (BigQuery INT64).
+# The page limit of a whole read: it never ends a slice early (BigQuery INT64).
 _EVERY_ROW = 2**62
 
 
@@ -122,16 +122,68 @@ def _collect_cycles() -> None:
 
 
 class BigQuerySource:
-    """:class:`Source` over Fivetran's Salesforce and Gong datasets."""
+    """:class:`Source` over Fivetran's Salesforce and Gong datasets.
+
+    A façade over three collaborators, one per job: :class:`QueryJobs` runs and counts every
+    query, :class:`SchemaCache` discovers the tables once per process, :class:`PageReads` reads
+    a stream's pages from the run's result. The probe is :func:`read_probe`.
+    """
 
     def __init__(self, client: bigquery.Client, settings: Settings) -> None:
-        self._client = client
+        self.stats = SourceStats()
+        self.jobs = QueryJobs(client, settings.bigquery_location, self.stats)
+        self._schema = SchemaCache(self.jobs, settings)
+        self._pages = PageReads(self.jobs)
+
+    def tables(self, cost: Cost | None = None) -> SourceTables:
+        """Resolved source tables, discovered once; the look-ups count in ``cost``."""
+        return self._schema.tables(cost)
+
+    def probe(self) -> Probe:
+        """The run-start probe (:func:`read_probe`); its jobs count in the probe's own cost."""
+        cost = Cost()
+        return read_probe(self.jobs, self.tables(cost), cost)
+
+    def read(self, request: StreamRead) -> SourcePage | None:
+        """The next page of a stream (:meth:`PageReads.read`); None when the stream has no table."""
+        cost = Cost()
+        return self._pages.read(request, self.tables(cost), cost)
+
+    def whole(self, stream: StreamKind, *, slice_rows: int, deadline: float, cost: Cost) -> Iterator[list[dict[str, Any]]]:
+        """Every row of a stream's run query, in slices (:meth:`PageReads.whole`); for ``verify``."""
+        return self._pages.whole(stream, self.tables(cost), slice_rows=slice_rows, deadline=deadline, cost=cost)
+
+
+class QueryJobs:
+    """Every BigQuery job of this process goes through here, so each is counted once."""
+
+    def __init__(self, client: bigquery.Client, location: str | None, stats: SourceStats) -> None:
+        self.client = client
+        self._location = location
+        self.stats = stats
+
+    def evaluate(self, sql: str, params: list[Any], deadline: float, cost: Cost) -> JobRef:
+        jobs, started = cost.jobs, time.monotonic()
+        try:
+            return results.evaluate(self.client, sql, params, location=self._location, deadline=deadline, cost=cost)
+        finally:
+            self.stats.jobs += cost.jobs - jobs
+            self.stats.job_seconds += time.monotonic() - started
+
+    def all_rows(self, sql: str, params: list[Any], deadline: float, cost: Cost) -> list[dict[str, Any]]:
+        """A small query read whole (schema look-ups, the probe)."""
+        job = self.evaluate(sql, params, deadline, cost)
+        return list(results.read_slice(self.client, job, 0, None, deadline).rows)
+
+
+class SchemaCache:
+    """The source tables, discovered once per process from ``INFORMATION_SCHEMA.COLUMNS``."""
+
+    def __init__(self, jobs: QueryJobs, settings: Settings) -> None:
+        self._jobs = jobs
         self._settings = settings
         self._tables: SourceTables | None = None
         self._lock = threading.Lock()
-        self.stats = SourceStats()
-
-    # -- schema ---------------------------------------------------------------------------
 
     def tables(self, cost: Cost | None = None) -> SourceTables:
         """Resolved source tables, discovered once; the look-ups count in ``cost``."""
@@ -149,61 +201,62 @@ class BigQuerySource:
             f"{quote_project(self._settings.bigquery_project)}.{quote(dataset)}.INFORMATION_SCHEMA.COLUMNS "
             "ORDER BY table_name, ordinal_position"
         )
-        self.stats.schema_lookups += 1
+        self._jobs.stats.schema_lookups += 1
         try:
-            rows = self._all_rows(sql, [], time.monotonic() + 60, cost)
+            rows = self._jobs.all_rows(sql, [], time.monotonic() + 60, cost)
         except gexc.NotFound:
             log.warning("dataset %s not found in project %s", dataset, self._settings.bigquery_project)
             return {}
         return tables_from_information_schema(dataset, ((r["table_name"], r["column_name"], r["data_type"]) for r in rows))
 
-    # -- the probe ------------------------------------------------------------------------
 
-    def probe(self) -> Probe:
-        """Marks of every table of the streams a probe can judge, and the source's capped clock.
+def read_probe(jobs: QueryJobs, tables: SourceTables, cost: Cost) -> Probe:
+    """Marks of every table of the streams a probe can judge, and the source's capped clock.
 
-        A stream can be judged when every table it reads carries ``_fivetran_synced``
-        (:mod:`sync.bigquery.probe`); the others are read by every run, so their tables are not probed.
-        """
-        from google.cloud import bigquery
+    A stream can be judged when every table it reads carries ``_fivetran_synced``
+    (:mod:`sync.bigquery.probe`); the others are read by every run, so their tables are not probed.
+    """
+    from google.cloud import bigquery
 
-        cost = Cost()
-        tables = self.tables(cost)
-        judged = {
-            stream: pairs
-            for stream, pairs in tables.stream_tables().items()
-            if pairs and all(t.find("_fivetran_synced") for _, t in pairs)
-        }
-        named = [pair for pairs in judged.values() for pair in pairs]
-        params = [bigquery.ScalarQueryParameter("skew_seconds", "INT64", int(CLOCK_SKEW.total_seconds()))]
-        rows = self._all_rows(probe_sql([t for _, t in named], tables.project), params, time.monotonic() + 60, cost)
-        clock = next((r for r in rows if r["part"] == -1), None)
-        if clock is None:
-            msg = "the probe query returned no clock row; the source could not be read"
-            raise SourceSchemaError(msg)
-        return Probe(
-            cap=clock["cap"],
-            marks={
-                named[int(r["part"])][0]: Mark(r["latest"], int(r["row_count"]), int(r["active_count"]), int(r["future_count"]))
-                for r in rows
-                if r["part"] >= 0
-            },
-            tables={stream: tuple(name for name, _ in pairs) for stream, pairs in judged.items()},
-            eligible=frozenset(judged),
-            cost=cost,
-        )
+    judged = {
+        stream: pairs
+        for stream, pairs in tables.stream_tables().items()
+        if pairs and all(t.find("_fivetran_synced") for _, t in pairs)
+    }
+    named = [pair for pairs in judged.values() for pair in pairs]
+    params = [bigquery.ScalarQueryParameter("skew_seconds", "INT64", int(CLOCK_SKEW.total_seconds()))]
+    rows = jobs.all_rows(probe_sql([t for _, t in named], tables.project), params, time.monotonic() + 60, cost)
+    clock = next((r for r in rows if r["part"] == -1), None)
+    if clock is None:
+        msg = "the probe query returned no clock row; the source could not be read"
+        raise SourceSchemaError(msg)
+    return Probe(
+        cap=clock["cap"],
+        marks={
+            named[int(r["part"])][0]: Mark(r["latest"], int(r["row_count"]), int(r["active_count"]), int(r["future_count"]))
+            for r in rows
+            if r["part"] >= 0
+        },
+        tables={stream: tuple(name for name, _ in pairs) for stream, pairs in judged.items()},
+        eligible=frozenset(judged),
+        cost=cost,
+    )
 
-    # -- pages ----------------------------------------------------------------------------
 
-    def read(self, request: StreamRead) -> SourcePage | None:
+class PageReads:
+    """A stream's pages, read as slices of the run's one evaluation of its query."""
+
+    def __init__(self, jobs: QueryJobs) -> None:
+        self._jobs = jobs
+        self.stats = jobs.stats
+
+    def read(self, request: StreamRead, tables: SourceTables, cost: Cost) -> SourcePage | None:
         """The next page of a stream, from the run's result; None when the stream has no table.
 
         The run's first page evaluates the stream's query; later pages read slices of that
         result. A result that is gone or does not line up with the cursor is evaluated again
         from the stored cursor with the run's frozen bound.
         """
-        cost = Cost()
-        tables = self.tables(cost)
         if request.stream is StreamKind.CALL_LINKS and tables.links is None:
             return None
         if request.position is not None:
@@ -216,7 +269,7 @@ class BigQuerySource:
                     gone,
                     extra={"event": "result_gone", "stream": request.stream.value, "job_id": request.position.job.job_id},
                 )
-        job = self._evaluate(self._sql(request.stream, tables), self._params(request), request.deadline, cost)
+        job = self._jobs.evaluate(self._sql(request.stream, tables), self._params(request), request.deadline, cost)
         page = self._page(request, ResultPosition(job, 0), cost, starts_result=True)
         page.reevaluated = request.position is not None
         return page
@@ -231,7 +284,8 @@ class BigQuerySource:
         with_predecessor = position.offset > 0
         start = position.offset - 1 if with_predecessor else position.offset
         started = time.monotonic()
-        piece = results.read_slice(self._client, position.job, start, request.limit + int(with_predecessor), request.deadline)
+        rows = request.limit + int(with_predecessor)
+        piece = results.read_slice(self._jobs.client, position.job, start, rows, request.deadline)
         taken = slices.take(
             piece.rows,
             SHAPES[request.stream],
@@ -267,7 +321,9 @@ class BigQuerySource:
             cost=cost,
         )
 
-    def whole(self, stream: StreamKind, *, slice_rows: int, deadline: float, cost: Cost) -> Iterator[list[dict[str, Any]]]:
+    def whole(
+        self, stream: StreamKind, tables: SourceTables, *, slice_rows: int, deadline: float, cost: Cost
+    ) -> Iterator[list[dict[str, Any]]]:
         """Every row of a stream's run query, evaluated once from the start with no bound, in slices.
 
         ``python -m sync verify`` reads the source through this: the run's own SQL and
@@ -275,15 +331,14 @@ class BigQuerySource:
         ``slice_rows`` through :func:`results.read_slice`, so memory holds one slice at a
         time. Yields nothing when the stream has no table.
         """
-        tables = self.tables(cost)
         if stream is StreamKind.CALL_LINKS and tables.links is None:
             return
         request = StreamRead(stream, Keyset.start(), None, None, _EVERY_ROW, deadline)
-        job = self._evaluate(self._sql(stream, tables), self._params(request), deadline, cost)
+        job = self._jobs.evaluate(self._sql(stream, tables), self._params(request), deadline, cost)
         start = 0
         while True:
-            rows = list(results.read_slice(self._client, job, start, slice_rows, deadline).rows)
-            gc.collect()  # the QueryJob cycle that holds the slice's raw JSON (see _page)
+            rows = list(results.read_slice(self._jobs.client, job, start, slice_rows, deadline).rows)
+            _collect_cycles()  # the QueryJob cycle that holds the slice's raw JSON (see _page)
             if rows:
                 yield rows
             if len(rows) < slice_rows:
@@ -311,17 +366,3 @@ class BigQuerySource:
             p("after_object", "STRING", object_id),
             p("object_type", "STRING", "opportunity"),
         ]
-
-    def _all_rows(self, sql: str, params: list[Any], deadline: float, cost: Cost) -> list[dict[str, Any]]:
-        """A small query read whole (schema look-ups, the probe)."""
-        job = self._evaluate(sql, params, deadline, cost)
-        return list(results.read_slice(self._client, job, 0, None, deadline).rows)
-
-    def _evaluate(self, sql: str, params: list[Any], deadline: float, cost: Cost) -> JobRef:
-        jobs, started = cost.jobs, time.monotonic()
-        try:
-            location = self._settings.bigquery_location
-            return results.evaluate(self._client, sql, params, location=location, deadline=deadline, cost=cost)
-        finally:
-            self.stats.jobs += cost.jobs - jobs
-            self.stats.job_seconds += time.monotonic() - started
