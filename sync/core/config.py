@@ -146,9 +146,7 @@ class Settings:
         topic = r.matching("SYNC_TOPIC", _TOPIC_RE, "projects/PROJECT/topics/TOPIC")
         if require_topic and r.get("SYNC_TOPIC") is None:
             r.problems.append("SYNC_TOPIC is required (projects/PROJECT/topics/TOPIC)")
-        log_level = (r.get("LOG_LEVEL") or "INFO").upper()
-        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            r.problems.append(f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got {log_level!r}")
+        log_level = _log_level(r)
 
         settings = cls(
             bigquery_project=project or "",
@@ -174,6 +172,13 @@ class Settings:
         if r.problems:
             raise ConfigurationError(r.problems)
         return settings
+
+
+def _log_level(r: _EnvReader) -> str:
+    level = (r.get("LOG_LEVEL") or "INFO").upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        r.problems.append(f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got {level!r}")
+    return level
 
 
 class _EnvReader:
