@@ -30,9 +30,6 @@ TOP_LEVEL = {"sync", "sync.__main__"}
 
 MAX_FUNCTION_LINES = 60
 MAX_CLASS_LINES = 150
-# Known and named: Pipeline is split by the lead after the parallel branches that edit it are
-# merged. Remove this entry then; no other exception is allowed.
-SIZE_EXCEPTIONS = {"sync/run/pipeline.py::Pipeline"}
 
 TEST_FOLDERS = {"core", "rows", "bigquery", "postgres", "run", "ops", "system"}
 
@@ -162,18 +159,9 @@ def test_functions_and_classes_stay_readable() -> None:
         rel = path.relative_to(ROOT).as_posix()
         for kind, name, lines in _sized(path):
             limit = MAX_CLASS_LINES if kind == "class" else MAX_FUNCTION_LINES
-            if lines > limit and f"{rel}::{name}" not in SIZE_EXCEPTIONS:
+            if lines > limit:
                 over.append(f"{rel}::{name} {kind} {lines} lines (limit {limit})")
     assert over == []
-
-
-def test_size_exceptions_are_still_needed() -> None:
-    # An exception outlives its reason silently otherwise: once Pipeline is split, this fails
-    # until the entry is removed.
-    for entry in SIZE_EXCEPTIONS:
-        rel, name = entry.split("::")
-        sizes = {n: lines for kind, n, lines in _sized(ROOT / rel) if kind == "class"}
-        assert sizes.get(name, 0) > MAX_CLASS_LINES, f"{entry} is within the limit now; drop the exception"
 
 
 def test_test_files_mirror_the_packages() -> None:

@@ -39,7 +39,7 @@ from sync.bigquery.source import Source
 from sync.bigquery.streams import StreamKind
 from sync.core.config import Settings
 from sync.core.deadline import LEASE_LOCK_WAIT_SECONDS, Deadline
-from sync.core.errors import LeaseBusyError, PermanentError, SyncError, classify, is_page_timeout, is_write_timeout
+from sync.core.errors import LeaseBusyError, classify
 from sync.core.messages import Message, MessageType
 from sync.postgres import purge, refused
 from sync.postgres.db import Connection
@@ -48,6 +48,7 @@ from sync.postgres.transaction import transaction
 from sync.rows.transform import Issue, LinkResult, PageResult, transform_links, transform_page
 from sync.run import pacing, runlog
 from sync.run import state as st
+from sync.run.failures import after_failure
 from sync.run.page_plan import PagePlan
 from sync.run.reader import PageRead, Reader, SourceReader
 from sync.run.runs import TRIGGER_FULL, Drop, StopRun, plan
@@ -147,33 +148,17 @@ class Pipeline:
                 return _drop(conn, invocation, decision, deadline)
             if isinstance(decision, StopRun):
                 return _stop(conn, invocation, decision, deadline)
-            attempt = self._begin_attempt(conn, invocation, decision, state, deadline)
+            attempt = _begin_attempt(conn, invocation, decision, state, deadline, self._settings.page_size)
             page_plan = dataclasses.replace(decision, page_size_limit=attempt.limit)
             return self._page(conn, invocation, page_plan, state, deadline, attempt)
         except BaseException as err:
             failure = classify(err) if isinstance(err, Exception) else None
-            self._after_failure(conn, invocation, failure, page_plan, deadline)
+            after_failure(conn, self._connect, invocation, failure, page_plan, deadline, self._settings.page_size)
             if failure is None or failure is err:
                 raise
             raise failure from err
         finally:
             _close(conn)
-
-    def _begin_attempt(
-        self, conn: Connection, invocation: uuid.UUID, p: PagePlan, state: st.SyncState, deadline: Deadline
-    ) -> pacing.Attempt:
-        """Record the attempt at the page before reading it, in its own committed transaction.
-
-        If this invocation is killed, the record stays, and counts as a death on the page.
-        """
-        s = self._settings
-        attempt = pacing.next_attempt(s.page_size, p.page_size_limit, state.page_attempts, state.page_attempt_size)
-        size = pacing.page_size(s.page_size, attempt.limit)
-        with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
-            st.record_attempt(conn, invocation, attempt.number, size, attempt.limit)
-        if state.page_attempts and (attempt.number == 1 or attempt.refuse):
-            runlog.log_page_died(p, state.page_attempts, state.page_attempt_size, size, refuse=attempt.refuse)
-        return attempt
 
     def _page(
         self,
@@ -223,25 +208,7 @@ class Pipeline:
             self._checkpoint("written")
             tally = _tally(page, written)
             runlog.record_page(conn, p, tally, run_done=read.run_done, shrunk_to=pacing.shrunk(s.page_size, p.page_size_limit))
-            repaired = read.start.repair
-            progress = st.PageProgress(
-                plan=p,
-                opportunities=read.opportunities,
-                links=read.links,
-                watermark=next_watermark(
-                    None if StreamKind.OPPORTUNITIES in repaired else state.watermark, read.opportunities.read_up_to
-                ),
-                link_watermark=next_watermark(
-                    None if StreamKind.CALL_LINKS in repaired else state.link_watermark, read.links.read_up_to
-                ),
-                written=c.inserted + c.updated + c.deleted,
-                skipped=tally.rows_skipped,
-                page_size_limit=pacing.after_commit(s.page_size, p.page_size_limit),
-                run_marks=(read.probe.marks if read.probe else None) if p.new_run else state.run_source_marks,
-                ids_complete=ids_complete,
-                repaired=repaired,
-            )
-            st.record_page(conn, progress)
+            st.record_page(conn, _progress(page, state, c, tally, s.page_size, ids_complete=ids_complete))
             if read.run_done:
                 runlog.expire_rejections(conn, s.rejection_retention_days)
                 refused.expire(conn, s.rejection_retention_days)
@@ -275,47 +242,44 @@ class Pipeline:
         self._checkpoint("published")
         return outcome
 
-    def _after_failure(
-        self, conn: Connection, invocation: uuid.UUID, failure: SyncError | None, p: PagePlan | None, deadline: Deadline
-    ) -> None:
-        """Best effort: free the lease, and record a permanent failure; on a fresh connection if need be.
 
-        A page that timed out is retried smaller: its size limit is halved before the lease is freed.
-        The attempt recorded before the read is cleared (this invocation lived to see its failure),
-        except when a one-row page's write timed out: that counts like a death, so a row that
-        times out every time is refused in the end (``sync/run/pacing.py``).
-        """
-        run_id = p.run_id if p is not None else None
-        timed_out = p is not None and failure is not None and failure.retryable and is_page_timeout(failure)
-        shrink = pacing.after_timeout(self._settings.page_size, p.page_size_limit) if p is not None and timed_out else None
-        one_row = p is not None and pacing.page_size(self._settings.page_size, p.page_size_limit) == 1
-        counts_as_death = one_row and failure is not None and is_write_timeout(failure)
-        for attempt in (conn, None):
-            try:
-                target = attempt if attempt is not None else self._connect()
-                try:
-                    with transaction(target, within=deadline.left_after_work(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
-                        if p is not None and not counts_as_death:
-                            st.clear_attempt(target, invocation)
-                        if isinstance(failure, PermanentError):
-                            st.mark_failed(target, invocation, str(failure))
-                            if run_id is not None:
-                                runlog.fail_run(target, run_id, str(failure))
-                        elif shrink is not None:
-                            st.limit_page_size(target, shrink)
-                            st.release_lease(target, invocation)
-                        else:
-                            st.release_lease(target, invocation)
-                finally:
-                    if attempt is None:
-                        _close(target)
-            except Exception:  # noqa: BLE001, S112 - the lease expires on its own
-                continue
-            if isinstance(failure, PermanentError):
-                runlog.log_run_failed(run_id, str(failure))
-            if shrink is not None:
-                runlog.log_page_shrunk(p, shrink, str(failure))
-            return
+def _begin_attempt(
+    conn: Connection, invocation: uuid.UUID, p: PagePlan, state: st.SyncState, deadline: Deadline, page_size: int
+) -> pacing.Attempt:
+    """Record the attempt at the page before reading it, in its own committed transaction.
+
+    If this invocation is killed, the record stays, and counts as a death on the page.
+    """
+    attempt = pacing.next_attempt(page_size, p.page_size_limit, state.page_attempts, state.page_attempt_size)
+    size = pacing.page_size(page_size, attempt.limit)
+    with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
+        st.record_attempt(conn, invocation, attempt.number, size, attempt.limit)
+    if state.page_attempts and (attempt.number == 1 or attempt.refuse):
+        runlog.log_page_died(p, state.page_attempts, state.page_attempt_size, size, refuse=attempt.refuse)
+    return attempt
+
+
+def _progress(
+    page: _Page, state: st.SyncState, counts: WriteCounts, tally: runlog.PageTally, page_size: int, *, ids_complete: bool
+) -> st.PageProgress:
+    """Where the run stands once this page commits (pure): cursors, watermarks, pacing, marks."""
+    p, read = page.plan, page.read
+    repaired = read.start.repair
+    return st.PageProgress(
+        plan=p,
+        opportunities=read.opportunities,
+        links=read.links,
+        watermark=next_watermark(
+            None if StreamKind.OPPORTUNITIES in repaired else state.watermark, read.opportunities.read_up_to
+        ),
+        link_watermark=next_watermark(None if StreamKind.CALL_LINKS in repaired else state.link_watermark, read.links.read_up_to),
+        written=counts.inserted + counts.updated + counts.deleted,
+        skipped=tally.rows_skipped,
+        page_size_limit=pacing.after_commit(page_size, p.page_size_limit),
+        run_marks=(read.probe.marks if read.probe else None) if p.new_run else state.run_source_marks,
+        ids_complete=ids_complete,
+        repaired=repaired,
+    )
 
 
 def _drop(conn: Connection, invocation: uuid.UUID, decision: Drop, deadline: Deadline) -> Outcome:
