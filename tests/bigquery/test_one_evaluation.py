@@ -179,5 +179,5 @@ def test_cost_is_in_the_run_finished_line_sync_runs_status_and_runs(env, caplog)
     assert run["rows_future_stamped"] == 0
     out = io.StringIO()
     assert cli.main(["status"], env.env_vars(), out) == 0
-    line = next(x for x in out.getvalue().splitlines() if x.startswith("last run's BigQuery cost"))
-    assert re.fullmatch(r"last run's BigQuery cost\s+5 jobs, 0\.0 MB processed, unknown billed", line)
+    line = next(x for x in out.getvalue().splitlines() if x.startswith("latest run's BigQuery cost"))
+    assert re.fullmatch(r"latest run's BigQuery cost\s+5 jobs, 0\.0 MB processed, unknown billed", line)

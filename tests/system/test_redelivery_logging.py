@@ -62,11 +62,12 @@ def test_lease_busy_is_redelivered_without_an_error(env, monkeypatch, caplog):
 
 def test_transient_postgres_failure_is_one_warning_with_its_sqlstate(env, monkeypatch, caplog):
     env.seed(generate(20, seed=72))
-    # A lock timeout (55P03) from the real server: another session holds the state row.
+    # A lock timeout (55P03) from the real server: another session holds the synced table. (A
+    # lock on the state row itself answers "busy" instead: tests/run/test_dead_session.py.)
     url = env.database_url + "?options=-c%20lock_timeout%3D300ms"
     app = client(monkeypatch, _vars(env, DATABASE_URL=url, SYNC_AUTO_MIGRATE="false"))
     locker = connect_url(env.database_url)
-    locker.cursor().execute("SELECT * FROM sync_status FOR UPDATE")
+    locker.cursor().execute("LOCK TABLE opportunities IN ACCESS EXCLUSIVE MODE")
     caplog.set_level(logging.INFO)
     try:
         response = push(app, {"type": "tick"})
