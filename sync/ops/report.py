@@ -8,7 +8,6 @@ import uuid
 from typing import Any
 
 from sync.postgres.db import Connection
-from sync.run.runlog import NOT_STORED_SQL
 
 # C0 and C1 controls and DEL, line and paragraph separators, and the bidi marks, embeddings,
 # overrides and isolates: what can move the cursor, retitle or clear a terminal, or reorder text.
@@ -69,7 +68,7 @@ def runs(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
         conn,
         "SELECT run_id, trigger, status, started_at, finished_at, pages, rows_read, rows_inserted, rows_updated,"
         " rows_unchanged, rows_skipped, rows_degraded, rows_deleted,"
-        f" {NOT_STORED_SQL} AS rows_deleted_not_stored, links_added, links_removed, rows_future_stamped,"
+        " rows_deleted_not_stored, links_added, links_removed, rows_future_stamped,"
         " smallest_page_size, bigquery_jobs, bigquery_bytes_processed, bigquery_bytes_billed, error"
         " FROM sync_runs ORDER BY started_at DESC LIMIT %s",
         (limit,),

@@ -60,15 +60,7 @@ class PageTally:
         }
 
 
-# Counted in the log lines but with no sync_runs column yet (adding one is a migration):
-# readers derive it from the other columns with NOT_STORED_SQL.
-_LOG_ONLY = ("rows_deleted_not_stored",)
-_COUNTERS = tuple(c for c in PageTally(0, 0, 0, WriteCounts()).counters() if c not in _LOG_ONLY)
-#: A run's rows deleted in the source and never stored, from its ``sync_runs`` row: every row
-#: read is counted once, so this is what the other counts leave. Exact while the run skipped no
-#: call link and purged nothing (both are counted in columns a row read does not reach); runs
-#: recorded before it was counted on its own have it in ``rows_unchanged``, so 0 here.
-NOT_STORED_SQL = "rows_read - rows_inserted - rows_updated - rows_unchanged - rows_skipped - rows_deleted"
+_COUNTERS = tuple(PageTally(0, 0, 0, WriteCounts()).counters())
 # BigQuery's cost: NULL where unknown (a run recorded before it was counted, or bytes BigQuery
 # did not report), and a sum with an unknown stays unknown, as SQL's + has it.
 _COST = ("bigquery_jobs", "bigquery_bytes_processed", "bigquery_bytes_billed")
@@ -124,7 +116,7 @@ def run_totals(conn: Connection, run_id: uuid.UUID) -> dict[str, Any] | None:
     """The run's trigger, pages, counts and duration in seconds; None if it has no row."""
     cur = conn.cursor()
     cur.execute(
-        f"SELECT trigger, pages, {', '.join((*_COUNTERS, *_COST))}, {NOT_STORED_SQL},"
+        f"SELECT trigger, pages, {', '.join((*_COUNTERS, *_COST))},"
         " extract(epoch FROM finished_at - started_at),"
         # Lag: how far the synced data trails the source's newest change the run committed.
         " extract(epoch FROM finished_at - (SELECT last_sync_timestamp FROM sync_status WHERE entity_type = %s))"
@@ -134,7 +126,7 @@ def run_totals(conn: Connection, run_id: uuid.UUID) -> dict[str, Any] | None:
     row = cur.fetchone()
     if row is None:
         return None
-    totals: dict[str, Any] = dict(zip(("trigger", "pages", *_COUNTERS, *_COST, *_LOG_ONLY), row[:-2], strict=True))
+    totals: dict[str, Any] = dict(zip(("trigger", "pages", *_COUNTERS, *_COST), row[:-2], strict=True))
     totals["seconds"] = float(row[-2]) if row[-2] is not None else None
     totals["lag_seconds"] = float(row[-1]) if row[-1] is not None else None
     return totals

@@ -116,3 +116,23 @@ def test_a_run_in_flight_at_the_upgrade_carries_on_from_its_cursor(env, before_0
     assert jobs is None  # its first pages' jobs were never counted: unknown, not a wrong number
     # Its ids were not recorded from the first page, so its end must not purge from a partial list.
     assert [r.event for r in caplog.records if getattr(r, "event", None) == "purge_skipped"] == ["purge_skipped"]
+
+
+def test_0006_counts_never_stored_deletions_on_their_own_and_keeps_every_run(empty_database_url):
+    url = empty_database_url
+    migrate_below(url, 6)
+    query_url(
+        url,
+        "INSERT INTO sync_runs (run_id, trigger, pages, rows_read, rows_unchanged) VALUES (%s, 'tick', 2, 500, 480)",
+        (str(RUN),),
+    )
+    before = query_url(url, "SELECT run_id, pages, rows_read, rows_unchanged, xmin::text FROM sync_runs")
+
+    conn = connect_url(url)
+    try:
+        assert 6 in migrate(conn)
+    finally:
+        conn.close()
+
+    assert query_url(url, "SELECT run_id, pages, rows_read, rows_unchanged, xmin::text FROM sync_runs") == before
+    assert query_url(url, "SELECT rows_deleted_not_stored FROM sync_runs") == [(0,)]  # earlier runs: in rows_unchanged
