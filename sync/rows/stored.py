@@ -6,9 +6,11 @@ transform, the staging table, the COPY stream, the merge and the content hash al
 it, so adding a synced column is a migration, the source select, and one entry here.
 
 The content text (every hashed value in COPY text form, which is both streamed to Postgres
-and digested for change detection) is rendered by a function generated from the declaration
-at import: the write path renders it once per row, and a loop over per-column renderers
-measured about 25 % slower than the single f-string the generator writes.
+and digested for change detection) and the COPY lines are rendered by a loop over per-column
+renderers chosen from the declaration at import. An earlier release generated these three
+functions as f-strings with ``exec``; the plain loops measured 0.2-0.7 µs a row slower (about
+0.9 µs for a new row's content text and insert line, next to ~17 µs of transform), which does
+not pay for code a reader cannot see.
 """
 
 from __future__ import annotations
@@ -183,65 +185,62 @@ class OpportunityRow:
         return OpportunityRow(tuple(values), content_text(values), self.content_hash)
 
 
-# Python expressions rendering one value in COPY text form, by staged type. Only these fixed
-# templates and integer positions reach the generated source: no name from the declaration.
-_RENDER = {
-    "text": "text({v})",
-    "boolean": "('t' if {v} else 'f')",
-    "bytea": "(BYTEA_HEX + {v}.hex())",
-}
-_ISO = "(NULL if {v} is None else {v}.isoformat())"
-_STR = "(NULL if {v} is None else {v})"
+def _flag(value: Any) -> str:
+    return "t" if value else "f"
 
 
-def _render(column: Column, value: str) -> str:
+def _bytea(value: bytes) -> str:
+    return "\\\\x" + value.hex()
+
+
+def _iso(value: Any) -> str:
+    return encoding.NULL if value is None else str(value.isoformat())
+
+
+def _plain(value: Any) -> str:
+    return encoding.NULL if value is None else str(value)
+
+
+def _renderer(column: Column) -> Callable[[Any], str]:
+    """How one value of ``column`` is written in COPY text form, by its staged type."""
     kind = column.stage_type
-    if kind in _RENDER:
-        return _RENDER[kind].format(v=value)
+    if kind == "text":
+        return encoding.text
+    if kind == "boolean":
+        return _flag
+    if kind == "bytea":
+        return _bytea
     if kind in {"date", _TIMESTAMP}:
-        return _ISO.format(v=value)
+        return _iso
     if kind.startswith("numeric"):
-        return _STR.format(v=value)
+        return _plain
     msg = f"no COPY text rendering for {column.name} of type {kind!r}"
     raise ValueError(msg)
 
 
-def _compile(name: str, parameter: str, fields: Sequence[str], end: str = "") -> Callable[[Any], str]:
-    """``def name(parameter): return f"field\\tfield...end"``, compiled once."""
-    body = "\\t".join("{" + f + "}" for f in fields)
-    source = f'def {name}({parameter}):\n    return f"{body}{end}"\n'
-    namespace: dict[str, Any] = {"text": encoding.text, "NULL": encoding.NULL, "BYTEA_HEX": "\\\\x"}
-    # The source is built from the fixed templates above and integer positions only.
-    exec(source, namespace)  # noqa: S102
-    function: Callable[[Any], str] = namespace[name]
-    function.__doc__ = source  # help() shows what was generated
-    return function
+# (position in ``values``, renderer) per field, in COPY order.
+_CONTENT = tuple((_POSITION[c.name], _renderer(c)) for c in COPY_ORDER if c.hashed)
+_COPY_REST = tuple((_POSITION[c.name], _renderer(c)) for c in COPY_ORDER if not c.hashed and c is not HASH)
+_INSERT_REST = tuple((_POSITION[c.name], _renderer(c)) for c in INSERT_ORDER if not c.hashed and c is not HASH)
 
 
-content_text = _compile("content_text", "values", [_render(c, f"values[{_POSITION[c.name]}]") for c in COPY_ORDER if c.hashed])
-"""Every hashed value of a row's ``values`` in COPY text form, tab-separated, in COPY order."""
+def content_text(values: Sequence[Any]) -> str:
+    """Every hashed value of a row's ``values`` in COPY text form, tab-separated, in COPY order."""
+    return "\t".join([render(values[i]) for i, render in _CONTENT])
 
-copy_line: Callable[[OpportunityRow], str] = _compile(
-    "copy_line",
-    "row",
-    [
-        "row.content_text",
-        *(_render(c, f"row.values[{_POSITION[c.name]}]") for c in COPY_ORDER if not c.hashed and c is not HASH),
-        _render(HASH, "row.content_hash"),
-    ],
-    end="\\n",
-)
-"""A row as one line of ``COPY stage_opportunities (COPY_ORDER) FROM STDIN``."""
 
-insert_line: Callable[[OpportunityRow], str] = _compile(
-    "insert_line",
-    "row",
-    [
-        # The content text without its last field, the soft-delete flag ("f": the row is live).
-        "row.content_text[:-2]",
-        *(_render(c, f"row.values[{_POSITION[c.name]}]") for c in INSERT_ORDER if not c.hashed and c is not HASH),
-        _render(HASH, "row.content_hash"),
-    ],
-    end="\\n",
-)
-"""A live row as one line of ``COPY opportunities (INSERT_ORDER) FROM STDIN``."""
+def copy_line(row: OpportunityRow) -> str:
+    """A row as one line of ``COPY stage_opportunities (COPY_ORDER) FROM STDIN``."""
+    values = row.values
+    rest = "".join(["\t" + render(values[i]) for i, render in _COPY_REST])
+    return f"{row.content_text}{rest}\t{_bytea(row.content_hash)}\n"
+
+
+def insert_line(row: OpportunityRow) -> str:
+    """A live row as one line of ``COPY opportunities (INSERT_ORDER) FROM STDIN``.
+
+    The content text without its last field, the soft-delete flag ("f": the row is live).
+    """
+    values = row.values
+    rest = "".join(["\t" + render(values[i]) for i, render in _INSERT_REST])
+    return f"{row.content_text[:-2]}{rest}\t{_bytea(row.content_hash)}\n"

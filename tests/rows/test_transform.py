@@ -235,12 +235,9 @@ def test_content_hash_is_stable_across_releases(change, digest):
     assert row.content_hash.hex() == digest
 
 
-def _rendered_independently(row) -> str:
-    """The COPY line by the generic encoder, one field at a time, in the declared COPY order."""
-    values = [
-        row.content_hash if c.role is Role.HASH else row.deleted if c.role is Role.DELETED else row[c.name]
-        for c in stored.COPY_ORDER
-    ]
+def _rendered_independently(row, order=stored.COPY_ORDER) -> str:
+    """The COPY line by the generic encoder, one field at a time, in the declared ``order``."""
+    values = [row.content_hash if c.role is Role.HASH else row.deleted if c.role is Role.DELETED else row[c.name] for c in order]
     return encoding.line(values)
 
 
@@ -252,9 +249,11 @@ def _rendered_independently(row) -> str:
         {"is_deleted": True, "stage_name": "a\\b\nc"},  # a flag and characters COPY escapes
     ],
 )
-def test_generated_copy_line_matches_the_generic_encoder(change):
+def test_copy_lines_match_the_generic_encoder(change):
     row, _ = transform_row({**GOOD, **change})
     assert stored.copy_line(row) == _rendered_independently(row)
+    live, _ = transform_row({**GOOD, **change, "is_deleted": False})
+    assert stored.insert_line(live) == _rendered_independently(live, stored.INSERT_ORDER)
 
 
 def test_links_skip_rows_without_both_ends():
