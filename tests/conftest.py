@@ -31,6 +31,16 @@ from sync.run.pipeline import Checkpoint, Outcome, Pipeline, Publisher
 _counter = itertools.count()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_inherited_terminal_size() -> None:
+    """Drop ``COLUMNS``/``LINES``: pytest-xdist workers set them to 80x24, which the CLI's tables honour.
+
+    Tests that care about a width pass ``COLUMNS`` themselves; the rest see the CLI's own default.
+    """
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url() -> Iterator[str]:
     """One PostgreSQL server for the whole session, started here unless TEST_POSTGRES_URL names one.
@@ -407,18 +417,26 @@ def secure_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure
         cluster.stop()
 
 
-@pytest.fixture(scope="module")
-def pubsub_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The official Pub/Sub emulator for one test module; the client libraries find it by env."""
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The official Pub/Sub emulator, started once per session (each module names its own topics)."""
     from standins import pubsub as spubsub
 
     emulator = spubsub.start(tmp_path_factory.mktemp("pubsub"))
-    os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
     try:
         yield emulator.host
     finally:
-        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
         emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def pubsub_host(pubsub_emulator: str) -> Iterator[str]:
+    """The session's Pub/Sub emulator, which the client libraries find by env for this module only."""
+    os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_emulator
+    try:
+        yield pubsub_emulator
+    finally:
+        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
 
 
 def migrate_below(url: str, version: int) -> None:
