@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS = ("write", "cold", "emulated", "runs", "purge", "bytes")
+PARTS = ("write", "cold", "emulated", "pages", "runs", "purge", "bytes")
 
 
 def _require_bench_deps() -> None:
@@ -52,6 +52,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--page-sizes", default="2000,100000", help="write_page page sizes to time (first = SYNC_PAGE_SIZE default)")
     p.add_argument("--memory-sizes", default="100000,300000", help="rows seeded in the emulator for the peak-RSS runs")
     p.add_argument("--memory-page-size", type=int, default=10_000, help="SYNC_PAGE_SIZE for the peak-RSS runs")
+    p.add_argument("--memory-page-sizes", default="2000,10000,25000,50000", help="SYNC_PAGE_SIZE values, peak RSS by page")
     p.add_argument("--source-pages", type=int, default=4, help="pipeline pages read for the queries-per-page count")
     p.add_argument("--run-rows", type=int, default=100_000, help="rows for the full-run comparison (old vs new read path)")
     p.add_argument("--purge-sizes", default="100000,1000000", help="source ids for the purge-memory runs")
@@ -104,6 +105,12 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="bench-emu-") as log_dir:
             sizes = [int(s) for s in args.memory_sizes.split(",") if s]
             results["emulated"] = emulated.run(sizes, args.memory_page_size, args.source_pages, Path(log_dir))
+    if "pages" in parts:
+        from bench import page_memory
+
+        with tempfile.TemporaryDirectory(prefix="bench-pages-") as log_dir:
+            sizes = [int(s) for s in args.memory_page_sizes.split(",") if s]
+            results["pages"] = page_memory.run(args.run_rows, sizes, Path(log_dir))
     if "runs" in parts:
         results["runs"] = _runs(args)
     if "purge" in parts:
@@ -224,6 +231,8 @@ def summarize(results: dict[str, Any], page_sizes: list[int]) -> list[dict[str, 
         _summarize_cold(results["cold"], add)
     if results.get("emulated"):
         _summarize_emulated(results["emulated"], add)
+    if results.get("pages"):
+        _summarize_pages(results["pages"], add)
     if results.get("runs"):
         _summarize_runs(results["runs"], add)
     if results.get("purge"):
@@ -313,6 +322,20 @@ def _summarize_cold(c: dict[str, Any], add: Add) -> None:
     add("  runs recorded by those ticks", c.get("sync_runs_recorded"), "", ">= 1", bool(c.get("sync_runs_recorded")))
     add("  heavy imports (package: s)", ", ".join(f"{k} {v:.2f}" for k, v in c["heavy_imports"][:6]), "")
     add("  heavy modules loaded by import main", [k for k, v in c["loaded_after_import_main"].items() if v], "")
+
+
+def _summarize_pages(p: dict[str, Any], add: Add) -> None:
+    from sync.core import memory
+
+    peaks = {int(k): v for k, v in p["peak_mib"].items()}
+    for size, peak in sorted(peaks.items()):
+        model = memory.peak_mib(size)
+        add(f"peak RSS, pages of {size} ({p['rows']} rows)", peak, "MiB", f"<= model {model:.0f}", peak <= model)
+        need = peak * memory.HEADROOM
+        add(f"  with {memory.HEADROOM - 1:.0%} headroom", need, "MiB")
+    fit = p["fit"]
+    add("  least-squares fit: base", fit["base_mib"], "MiB", f"model {memory.BASE_MIB:.0f}")
+    add("  least-squares fit: per row", fit["mib_per_row"] * 1024, "KiB", f"model {memory.MIB_PER_ROW * 1024:.1f}")
 
 
 def _summarize_emulated(e: dict[str, Any], add: Add) -> None:

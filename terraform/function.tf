@@ -102,6 +102,7 @@ locals {
     SYNC_PAGE_SIZE                = tostring(var.page_size)
     SYNC_TIME_BUDGET_SECONDS      = tostring(local.time_budget_seconds)
     SYNC_FUNCTION_TIMEOUT_SECONDS = tostring(var.function_timeout_seconds)
+    SYNC_FUNCTION_MEMORY          = var.function_memory
     SYNC_LOOKBACK_SECONDS         = tostring(var.lookback_seconds)
     SYNC_LEASE_SECONDS            = tostring(local.lease_seconds)
     SYNC_MAX_PAGES                = tostring(var.max_pages)
@@ -166,6 +167,15 @@ resource "google_cloudfunctions2_function" "sync" {
     ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
     service_account_email          = google_service_account.runtime.email
+  }
+
+  lifecycle {
+    # An instance over its memory is killed mid-page; the function would refuse this page size
+    # at start (sync/core/config.py), so plan refuses it first.
+    precondition {
+      condition     = local.page_peak_mib * local.memory_headroom <= local.function_memory_mib
+      error_message = "page_size needs more memory than function_memory holds with 25 % headroom (about 140 MiB + 0.015 MiB a row, sync/core/memory.py): lower page_size or raise function_memory."
+    }
   }
 
   # No event_trigger: an Eventarc trigger owns its push subscription and cannot take

@@ -18,6 +18,16 @@ locals {
   time_budget_seconds    = coalesce(var.time_budget_seconds, var.function_timeout_seconds - local.commit_reserve_seconds - 60)
   lease_seconds          = coalesce(var.lease_seconds, var.function_timeout_seconds + 60)
 
+  # What a page costs in memory (sync/core/memory.py, measured by bench/page_memory.py). The
+  # function refuses to start when a page's modelled peak, with headroom, exceeds its memory;
+  # the precondition on the function refuses the same at plan time.
+  memory_base_mib     = 140   # sync/core/memory.py BASE_MIB
+  memory_mib_per_row  = 0.015 # sync/core/memory.py MIB_PER_ROW
+  memory_headroom     = 1.25  # sync/core/memory.py HEADROOM
+  memory_unit_bytes   = { M = 1000000, Mi = 1048576, G = 1000000000, Gi = 1073741824 }
+  function_memory_mib = tonumber(regex("^[0-9]+", var.function_memory)) * local.memory_unit_bytes[regex("[A-Za-z]+$", var.function_memory)] / 1048576
+  page_peak_mib       = local.memory_base_mib + local.memory_mib_per_row * var.page_size
+
   # Messages on the trigger topic. The scheduler sends tick; operators send
   # full_resync by hand (see outputs.full_resync_command).
   tick_message        = { type = "tick" }

@@ -258,7 +258,7 @@ variable "function_memory" {
 
 variable "page_size" {
   type        = number
-  description = "Rows per page (SYNC_PAGE_SIZE)."
+  description = "Rows per page (SYNC_PAGE_SIZE). Must fit function_memory with 25 % headroom (about 140 MiB + 15 KiB a row, sync/core/memory.py): 256M holds up to 3687, 512Mi 16708, 1Gi 45280; plan refuses more."
   default     = 2000
 
   validation {

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sync.core import memory
 from sync.core.database_url import DatabaseUrl, parse_database_url
 from sync.core.deadline import RESERVE_SECONDS
 from sync.core.errors import ConfigurationError
@@ -43,6 +44,7 @@ KNOWN_ENV_VARS: frozenset[str] = frozenset(
         "SYNC_PAGE_SIZE",
         "SYNC_TIME_BUDGET_SECONDS",
         "SYNC_FUNCTION_TIMEOUT_SECONDS",
+        "SYNC_FUNCTION_MEMORY",
         "SYNC_LOOKBACK_SECONDS",
         "SYNC_LEASE_SECONDS",
         "SYNC_MAX_PAGES",
@@ -102,6 +104,9 @@ class Settings:
     # The platform's timeout (the function's timeout_seconds); the budget plus the reserve for
     # commit and publish must fit in it (sync/core/deadline.py). 540 s is the 2nd-gen event maximum.
     function_timeout_seconds: int = 540
+    # The instance's memory (the function's available_memory) in MiB; a page must fit it with
+    # headroom (sync/core/memory.py). None where no platform limit applies (the CLI, tests).
+    function_memory_mib: float | None = None
     lookback_seconds: int = 3600
     lease_seconds: int = 600
     max_pages: int = 10_000
@@ -160,6 +165,7 @@ class Settings:
             page_size=r.integer("SYNC_PAGE_SIZE", 2000, 1, 50_000),
             time_budget_seconds=float(r.integer("SYNC_TIME_BUDGET_SECONDS", 300, 1, 3600)),
             function_timeout_seconds=r.integer("SYNC_FUNCTION_TIMEOUT_SECONDS", 540, 1, 3600),
+            function_memory_mib=_function_memory(r),
             lookback_seconds=r.integer("SYNC_LOOKBACK_SECONDS", 3600, 0, 30 * 86400),
             lease_seconds=r.integer("SYNC_LEASE_SECONDS", 600, 1, 7200),
             max_pages=r.integer("SYNC_MAX_PAGES", 10_000, 1, 1_000_000),
@@ -168,7 +174,7 @@ class Settings:
             rejection_retention_days=r.integer("SYNC_REJECTION_RETENTION_DAYS", 30, 1, 3650),
             log_level=log_level,
         )
-        r.problems += _budget_problems(settings)
+        r.problems += _budget_problems(settings) + _memory_problems(settings)
         if r.problems:
             raise ConfigurationError(r.problems)
         return settings
@@ -252,6 +258,33 @@ def _budget_problems(s: Settings) -> list[str]:
         f" and the continuation publish exceeds SYNC_FUNCTION_TIMEOUT_SECONDS={s.function_timeout_seconds}: lower"
         f" SYNC_TIME_BUDGET_SECONDS to at most {max(room, 0):.0f} (Terraform: time_budget_seconds, or leave it null to"
         " derive it) or raise SYNC_FUNCTION_TIMEOUT_SECONDS (Terraform: function_timeout_seconds)"
+    ]
+
+
+def _function_memory(r: _EnvReader) -> float | None:
+    raw = r.get("SYNC_FUNCTION_MEMORY")
+    if raw is None:
+        return None
+    mib = memory.parse_memory_mib(raw)
+    if mib is None:
+        hint = "a number with unit M, Mi, G or Gi, e.g. 512Mi"
+        r.problems.append(f"SYNC_FUNCTION_MEMORY must be {hint}{_got('SYNC_FUNCTION_MEMORY', raw)}")
+    return mib
+
+
+def _memory_problems(s: Settings) -> list[str]:
+    """A page's modelled peak, with headroom, must fit the instance: an instance over its memory is killed."""
+    if s.function_memory_mib is None:
+        return []
+    need = memory.peak_mib(s.page_size) * memory.HEADROOM
+    if need <= s.function_memory_mib:
+        return []
+    largest = memory.largest_page(s.function_memory_mib)
+    lower = f"lower SYNC_PAGE_SIZE to at most {largest}" if largest >= 1 else "no page size fits"
+    return [
+        f"SYNC_PAGE_SIZE={s.page_size} needs about {memory.peak_mib(s.page_size):.0f} MiB at peak, {need:.0f} MiB with"
+        f" {memory.HEADROOM - 1:.0%} headroom, more than SYNC_FUNCTION_MEMORY={s.function_memory_mib:.0f} MiB:"
+        f" {lower} (Terraform: page_size) or raise SYNC_FUNCTION_MEMORY (Terraform: function_memory)"
     ]
 
 

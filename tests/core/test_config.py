@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sync.core import memory
 from sync.core.config import KNOWN_ENV_VARS, Settings
 from sync.core.errors import ConfigurationError
 
@@ -183,3 +184,49 @@ def test_a_budget_that_does_not_fit_the_timeout_is_refused_naming_the_variables(
     assert "SYNC_TIME_BUDGET_SECONDS" in text
     assert "SYNC_FUNCTION_TIMEOUT_SECONDS" in text
     assert "lower SYNC_TIME_BUDGET_SECONDS to at most" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "mib"),
+    [
+        ("256M", 256e6 / 2**20),  # M is a power of ten, as Cloud Functions reads it
+        ("512Mi", 512.0),
+        ("1G", 1e9 / 2**20),
+        ("2Gi", 2048.0),
+        ("256MB", None),  # not a unit Cloud Functions takes
+        ("0.5Gi", None),  # whole numbers only
+        ("256", None),  # a unit is required
+    ],
+)
+def test_function_memory_units(text, mib):
+    assert memory.parse_memory_mib(text) == mib
+
+
+@pytest.mark.parametrize("memory_text", ["256M", "512Mi", "1Gi", "2Gi"])
+def test_the_largest_page_that_fits_is_accepted_and_one_more_row_is_refused(memory_text):
+    mib = memory.parse_memory_mib(memory_text)
+    largest = min(memory.largest_page(mib), 50_000)
+    env = {**BASE, "SYNC_FUNCTION_MEMORY": memory_text}
+    assert Settings.from_env({**env, "SYNC_PAGE_SIZE": str(largest)}).page_size == largest
+    assert memory.peak_mib(largest) * memory.HEADROOM <= mib
+    if largest == 50_000:
+        return  # the memory holds every page size the variable allows
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({**env, "SYNC_PAGE_SIZE": str(largest + 1)})
+    message = str(info.value)
+    for named in ("SYNC_PAGE_SIZE", "SYNC_FUNCTION_MEMORY", "page_size", "function_memory", f"at most {largest}"):
+        assert named in message
+
+
+def test_the_default_page_fits_the_default_memory_and_the_largest_page_needs_more():
+    # Terraform's defaults: page_size 2000, function_memory 256M.
+    assert Settings.from_env({**BASE, "SYNC_FUNCTION_MEMORY": "256M"}).page_size == 2000
+    with pytest.raises(ConfigurationError, match="SYNC_PAGE_SIZE=50000 needs about 890 MiB"):
+        Settings.from_env({**BASE, "SYNC_FUNCTION_MEMORY": "256M", "SYNC_PAGE_SIZE": "50000"})
+    assert Settings.from_env({**BASE, "SYNC_FUNCTION_MEMORY": "2Gi", "SYNC_PAGE_SIZE": "50000"}).page_size == 50_000
+
+
+def test_without_a_function_memory_no_page_size_is_refused_and_a_malformed_one_is_named():
+    assert Settings.from_env({**BASE, "SYNC_PAGE_SIZE": "50000"}).function_memory_mib is None
+    with pytest.raises(ConfigurationError, match="SYNC_FUNCTION_MEMORY must be a number with unit M, Mi, G or Gi"):
+        Settings.from_env({**BASE, "SYNC_FUNCTION_MEMORY": "lots"})

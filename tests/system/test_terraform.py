@@ -896,3 +896,72 @@ def test_repo_archive_contains_exactly_main_requirements_and_sync(tmp_path: Path
     assert all(n in {"main.py", "requirements.txt"} or n.startswith("sync/") for n in zipped)
     migrations = {p.relative_to(ROOT).as_posix() for p in (ROOT / "sync" / "postgres" / "migrations").glob("*.sql")}
     assert migrations <= set(zipped)
+
+
+def test_memory_model_is_the_codes_and_plan_refuses_what_the_function_would(cfg: Config, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    from sync.core import memory
+    from sync.core.config import Settings
+    from sync.core.errors import ConfigurationError
+
+    common = cfg.locals["function_env_common"]
+    assert common["SYNC_FUNCTION_MEMORY"] == "${var.function_memory}"
+    assert (cfg.locals["memory_base_mib"], cfg.locals["memory_mib_per_row"], cfg.locals["memory_headroom"]) == (
+        memory.BASE_MIB,
+        memory.MIB_PER_ROW,
+        memory.HEADROOM,
+    )
+    (check,) = [
+        p for block in cfg.resource("google_cloudfunctions2_function", "sync")["lifecycle"] for p in block.get("precondition", [])
+    ]
+    assert check["condition"] == "${local.page_peak_mib * local.memory_headroom <= local.function_memory_mib}"
+
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("no terraform binary to evaluate the locals with")
+    # The memory locals exactly as main.tf writes them, evaluated by terraform console (no provider needed).
+    names = (
+        "memory_base_mib",
+        "memory_mib_per_row",
+        "memory_headroom",
+        "memory_unit_bytes",
+        "function_memory_mib",
+        "page_peak_mib",
+    )
+    lines = [line for line in (TF_DIR / "main.tf").read_text().splitlines() if line.strip().split(" ")[0] in names]
+    assert len(lines) == len(names)
+    (tmp_path / "main.tf").write_text(
+        'variable "function_memory" {\n  type = string\n}\nvariable "page_size" {\n  type = number\n}\n'
+        "locals {\n" + "\n".join(lines) + "\n}\n"
+    )
+    cases = [("256M", 2000), ("256M", 3687), ("256M", 3688), ("512Mi", 17_000), ("1Gi", 45_280), ("1Gi", 45_281), ("2Gi", 50_000)]
+    answers = []
+    for memory_text, page_size in cases:
+        out = subprocess.run(
+            [terraform, f"-chdir={tmp_path}", "console", f"-var=function_memory={memory_text}", f"-var=page_size={page_size}"],
+            input="local.page_peak_mib * local.memory_headroom <= local.function_memory_mib\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            env={"TF_CLI_CONFIG_FILE": "/dev/null", "CHECKPOINT_DISABLE": "1", "PATH": "/usr/bin:/bin"},
+        )
+        plan_accepts = out.stdout.strip() == "true"
+        try:
+            Settings.from_env(
+                {
+                    "BIGQUERY_PROJECT": "my-project-1",
+                    "DATABASE_URL": "postgresql://u@h/d",
+                    "SYNC_FUNCTION_MEMORY": memory_text,
+                    "SYNC_PAGE_SIZE": str(page_size),
+                }
+            )
+            code_accepts = True
+        except ConfigurationError:
+            code_accepts = False
+        answers.append((memory_text, page_size, plan_accepts, code_accepts))
+    assert [(m, p, plan) for m, p, plan, _ in answers] == [(m, p, code) for m, p, _, code in answers]
+    # Both sides of each boundary are among the cases.
+    assert {plan for _, _, plan, _ in answers} == {True, False}
