@@ -130,8 +130,10 @@ def commit_timed(clock: Clock, connect: Callable[[], Any]) -> Callable[[], Any]:
 
     def timed_connect() -> Any:
         conn = clock.wrap("bookkeeping/connect", connect)()
-        conn.commit = clock.wrap("bookkeeping/commit", conn.commit)
-        conn.close = clock.wrap("bookkeeping/connect", conn.close)
+        if not getattr(conn, "_bench_timed", False):  # a kept connection comes back already wrapped
+            conn.commit = clock.wrap("bookkeeping/commit", conn.commit)
+            conn.close = clock.wrap("bookkeeping/connect", conn.close)
+            conn._bench_timed = True
         return conn
 
     return timed_connect

@@ -104,6 +104,8 @@ class Pipeline:
         publisher: sends continuations; None when the caller drains pages itself.
         checkpoint: called after each step; tests use it to inject crashes.
         reader: the read step; by default one keyset query per stream on ``source``.
+        release: called with each invocation's connection and whether the invocation failed;
+            by default the connection is closed (``sync/postgres/idle.py`` keeps it instead).
     """
 
     def __init__(
@@ -114,9 +116,11 @@ class Pipeline:
         publisher: Publisher | None = None,
         checkpoint: Callable[[Checkpoint], None] | None = None,
         reader: Reader | None = None,
+        release: Callable[[Connection, bool], None] | None = None,
     ) -> None:
         self._settings = settings
         self._connect = connect
+        self._release = release or (lambda conn, _failed: _close(conn))
         self._publisher = publisher
         self._checkpoint = checkpoint or (lambda _step: None)
         self._reader = reader or SourceReader(source, settings.page_size)
@@ -133,6 +137,7 @@ class Pipeline:
         deadline = Deadline.starting(self._settings.time_budget_seconds, started=started)
         conn = self._connect()
         page_plan: PagePlan | None = None
+        failed = False
         try:
             with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
                 state = st.acquire_lease(conn, invocation, self._settings.lease_seconds)
@@ -152,13 +157,14 @@ class Pipeline:
             page_plan = dataclasses.replace(decision, page_size_limit=attempt.limit)
             return self._page(conn, invocation, page_plan, state, deadline, attempt)
         except BaseException as err:
+            failed = True
             failure = classify(err) if isinstance(err, Exception) else None
             after_failure(conn, self._connect, invocation, failure, page_plan, deadline, self._settings.page_size)
             if failure is None or failure is err:
                 raise
             raise failure from err
         finally:
-            _close(conn)
+            self._release(conn, failed)
 
     def _page(
         self,
@@ -221,16 +227,7 @@ class Pipeline:
         runlog.log_page(p, tally, read.opportunities.cursor, [*page.issues, *written.refused], run_done=read.run_done)
         if read.future_starts:
             runlog.log_future_stamped(p, read.future, read.future_total)
-        outcome = Outcome(
-            "page",
-            run_id=p.run_id,
-            page=p.page,
-            run_done=read.run_done,
-            rows_read=len(read.opportunity_rows),
-            skipped=tally.rows_skipped,
-            degraded=tally.rows_degraded,
-            counts=written.counts,
-        )
+        outcome = _page_outcome(page, tally, written)
         if read.run_done:
             with transaction(conn, within=deadline.left_after_work()):
                 totals = runlog.run_totals(conn, p.run_id)
@@ -241,6 +238,21 @@ class Pipeline:
             _publish(self._publisher, outcome.continuation)
         self._checkpoint("published")
         return outcome
+
+
+def _page_outcome(page: _Page, tally: runlog.PageTally, written: PageWrite) -> Outcome:
+    """What a committed page did, as the caller (and the function's log) sees it."""
+    p, read = page.plan, page.read
+    return Outcome(
+        "page",
+        run_id=p.run_id,
+        page=p.page,
+        run_done=read.run_done,
+        rows_read=len(read.opportunity_rows),
+        skipped=tally.rows_skipped,
+        degraded=tally.rows_degraded,
+        counts=written.counts,
+    )
 
 
 def _begin_attempt(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from sync.core.config import Settings
 from sync.postgres import db
+from sync.postgres.idle import IdleConnection
 from sync.postgres.schema import give_up_privileges, upgrade
 from sync.run.pipeline import Pipeline, Publisher
 from sync.run.publisher import PubSubPublisher
@@ -32,9 +33,17 @@ class Runtime:
     _publisher: PubSubPublisher | None = None
     _migrated: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _idle: IdleConnection | None = None
 
     def connect(self) -> db.Connection:
         return db.connect(self.settings)
+
+    def connections(self) -> IdleConnection:
+        """The instance's kept connection, shared by every pipeline it builds."""
+        with self._lock:
+            if self._idle is None:
+                self._idle = IdleConnection(self.connect)
+            return self._idle
 
     def source(self) -> BigQuerySource:
         with self._lock:
@@ -65,7 +74,14 @@ class Runtime:
             self._migrated = True
 
     def pipeline(self, publisher: Publisher | None) -> Pipeline:
-        return Pipeline(self.settings, self.source(), self.connect, publisher)
+        idle = self.connections()
+        return Pipeline(
+            self.settings,
+            self.source(),
+            idle.take,
+            publisher,
+            release=lambda conn, failed: idle.give_back(conn, failed=failed),
+        )
 
     def publisher(self) -> PubSubPublisher | None:
         """The continuation publisher, built once: its client holds channels and batch threads."""

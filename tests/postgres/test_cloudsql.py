@@ -68,6 +68,16 @@ class Target:
         admin.close()
         self.password = password
 
+    def end_sessions(self) -> int:
+        """End the role's sessions, as a maintenance restart or failover would; returns how many."""
+        admin = connect_url(self.secure.admin_url)
+        admin.autocommit = True
+        cur = admin.cursor()
+        cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s", (self.role,))
+        ended = cur.fetchone()[0]
+        admin.close()
+        return ended
+
 
 def _create(secure: SecurePostgres, role: str, password: str, *, new_role: bool = True) -> str:
     database = f"os_cloudsql_{uuid.uuid4().hex[:10]}"
@@ -182,6 +192,10 @@ def test_rotation_rereads_the_secret_once_and_a_second_refusal_is_a_clear_failur
     rest = secretmanager.SecretManagerServiceClient(transport="rest", client_options={"api_endpoint": cloudsql.secrets.http.url})
     rest.add_secret_version(parent=target.secret, payload={"data": second.encode()})
     target.set_password(second)
+    # The warm instance's kept session outlives the rotation (Postgres checks a password at login only).
+    assert push(app, {"type": "tick"}, message_id="t2-kept").status_code == 200
+    assert len(cloudsql.secrets.accesses) == reads
+    assert target.end_sessions() == 1  # the kept one; the next invocation logs in again
     caplog.clear()
     assert push(app, {"type": "tick"}, message_id="t2").status_code == 200  # 28P01, one re-read, success
     assert cloudsql.secrets.accesses[reads:] == [f"{target.secret}/versions/2"]
@@ -191,6 +205,7 @@ def test_rotation_rereads_the_secret_once_and_a_second_refusal_is_a_clear_failur
     # The role changes again but the secret does not: one re-read, then a clear, acked failure.
     third = _password()
     target.set_password(third)
+    assert target.end_sessions() == 1
     caplog.clear()
     reads = len(cloudsql.secrets.accesses)
     assert push(app, {"type": "tick"}, message_id="t3").status_code == 200  # acked: retrying cannot help
@@ -251,7 +266,8 @@ def test_lazy_refresh_fetches_a_new_certificate_when_the_cached_one_expires(
     env = _env(bq_client, bq_endpoint, target.secure, target.database)
     env.seed(generate(10, seed=84))
     migrate(connect_url(target.secure.url(target.database, target.role, target.password)))
-    # One connection per invocation (no migration at cold start), so only the clock decides.
+    # No migration at cold start, and the kept session ended before the second invocation, so
+    # each invocation connects and only the clock decides.
     app = client(
         monkeypatch,
         _function_vars(env, cloudsql.env(target.database, target.role, secret=target.secret), SYNC_AUTO_MIGRATE="false"),
@@ -266,6 +282,7 @@ def test_lazy_refresh_fetches_a_new_certificate_when_the_cached_one_expires(
 
     stale_at = first.not_valid_after_utc.timestamp() - 240
     time.sleep(max(0.0, stale_at - time.time()) + 0.3)
+    assert target.end_sessions() == 1  # the kept session would not need the new certificate
     assert push(app, {"type": "tick"}, message_id="t2").status_code == 200  # same warm process
     assert len(cloudsql.admin.issued) == issued + 2
     assert cloudsql.front.accepted[-1].serial_number == cloudsql.admin.issued[-1].serial_number != first.serial_number
