@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS = ("write", "cold", "emulated", "pages", "runs", "purge", "bytes")
+PARTS = ("write", "cold", "emulated", "pages", "storage", "runs", "purge", "bytes")
 
 
 def _require_bench_deps() -> None:
@@ -111,6 +111,11 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="bench-pages-") as log_dir:
             sizes = [int(s) for s in args.memory_page_sizes.split(",") if s]
             results["pages"] = page_memory.run(args.run_rows, sizes, Path(log_dir))
+    if "storage" in parts:
+        from bench import storage_read
+
+        with tempfile.TemporaryDirectory(prefix="bench-storage-") as log_dir:
+            results["storage"] = storage_read.run(args.run_rows, 2000, args.repeats, Path(log_dir))
     if "runs" in parts:
         results["runs"] = _runs(args)
     if "purge" in parts:
@@ -233,6 +238,8 @@ def summarize(results: dict[str, Any], page_sizes: list[int]) -> list[dict[str, 
         _summarize_emulated(results["emulated"], add)
     if results.get("pages"):
         _summarize_pages(results["pages"], add)
+    if results.get("storage"):
+        _summarize_storage(results["storage"], add)
     if results.get("runs"):
         _summarize_runs(results["runs"], add)
     if results.get("purge"):
@@ -336,6 +343,18 @@ def _summarize_pages(p: dict[str, Any], add: Add) -> None:
     fit = p["fit"]
     add("  least-squares fit: base", fit["base_mib"], "MiB", f"model {memory.BASE_MIB:.0f}")
     add("  least-squares fit: per row", fit["mib_per_row"] * 1024, "KiB", f"model {memory.MIB_PER_ROW * 1024:.1f}")
+
+
+def _summarize_storage(r: dict[str, Any], add: Add) -> None:
+    imports = r["imports"]
+    extra = imports["main + bigquery_storage + pyarrow"] - imports["main"]
+    add("cold start: import main", imports["main"], "s")
+    add("  + bigquery_storage + pyarrow", extra, "s")
+    for label in ("one_page", "full"):
+        x = r[label]
+        wins = x["storage_seconds"] + extra < x["rest_seconds"]
+        add(f"read {x['rows']} rows: getQueryResults-style JSON pages", x["rest_seconds"], "s")
+        add("  Storage Read API (Arrow), plus its import", x["storage_seconds"] + extra, "s", "wins", wins)
 
 
 def _summarize_emulated(e: dict[str, Any], add: Add) -> None:

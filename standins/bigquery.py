@@ -49,6 +49,7 @@ class Emulator:
     endpoint: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    grpc_port: int = 0  # the Storage Read API (bench/storage_read.py)
 
     def stop(self) -> None:
         stop(self.process)
@@ -87,7 +88,7 @@ def start_emulator(log_dir: Path, project: str = PROJECT) -> Emulator:
             raise RuntimeError(msg)
         try:
             with urllib.request.urlopen(f"{endpoint}/bigquery/v2/projects/{project}/datasets", timeout=2):  # noqa: S310
-                return Emulator(endpoint, proc, log_path)
+                return Emulator(endpoint, proc, log_path, grpc)
         except OSError:
             time.sleep(0.3)
     proc.kill()
