@@ -30,6 +30,8 @@ sys.path[:0] = [sys.argv[1], sys.argv[2]]
 logging.basicConfig(level=logging.CRITICAL)
 import sync
 assert sync.__file__.startswith(sys.argv[1]), sync.__file__
+from bench.baseline import alias_flat_layout
+alias_flat_layout(sys.argv[1], sys.argv[2])
 args = json.loads(sys.argv[3])
 if args["part"] == "run":
     from bench import runs
@@ -46,6 +48,28 @@ else:
     result = write_path.run_ours(make_rows(args["rows"]), args["page_sizes"])
 print(json.dumps(result, default=str))
 """
+
+
+def alias_flat_layout(old_tree: str, checkout: str) -> None:
+    """Let today's bench import ``sync.<package>.<module>`` from a tree that predates the packages.
+
+    Commits before the layout by job kept every module at ``sync/<module>.py``; each one that
+    today lives at ``sync/<package>/<module>.py`` is registered under its new name too.
+    """
+    import importlib
+    import types
+
+    old = Path(old_tree) / "sync"
+    if (old / "core").is_dir():
+        return  # the tree already has the packages
+    for path in sorted((Path(checkout) / "sync").glob("*/*.py")):
+        package, module = path.parent.name, path.stem
+        if module == "__init__" or not (old / f"{module}.py").is_file():
+            continue
+        parent = sys.modules.setdefault(f"sync.{package}", types.ModuleType(f"sync.{package}"))
+        loaded = importlib.import_module(f"sync.{module}")
+        sys.modules[f"sync.{package}.{module}"] = loaded
+        setattr(parent, module, loaded)
 
 
 def export(commit: str) -> Path:

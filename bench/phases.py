@@ -25,8 +25,12 @@ PHASES = ("job wait", "result read", "transform", "COPY + merge", "bookkeeping",
 SEAMS: tuple[tuple[str, str, str], ...] = (
     ("sync.run.pipeline", "Pipeline.handle", "bookkeeping/other"),
     ("sync.bigquery.results", "evaluate", "job wait/jobs"),
+    # The page read, before (BigQuerySource) and after (PageReads, QueryJobs) the source was split;
+    # a seam the package under test lacks is reported as missing, not charged.
     ("sync.bigquery.source", "BigQuerySource._page", "result read/rows"),
     ("sync.bigquery.source", "BigQuerySource._all_rows", "result read/rows"),
+    ("sync.bigquery.source", "PageReads._page", "result read/rows"),
+    ("sync.bigquery.source", "QueryJobs.all_rows", "result read/rows"),
     ("sync.bigquery.results", "read_slice", "result read/job look-up"),
     ("gc", "collect", "result read/gc"),
     ("sync.run.pipeline", "transform_page", "transform/rows"),
