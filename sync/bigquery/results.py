@@ -23,6 +23,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sync.bigquery import cells
+
 if TYPE_CHECKING:
     from google.cloud import bigquery
 
@@ -130,12 +132,20 @@ def _rows(iterator: Any) -> Iterator[dict[str, Any]]:
     from google.api_core import exceptions as gexc
 
     try:
-        names: list[str] | None = None
+        convert = cells.row_converter(iterator.schema)
+        if convert is not None:
+            names = [field.name for field in iterator.schema]
+            # The raw page, not its Row objects: each column converted by its own function.
+            for page in iterator.pages:
+                for raw in page.raw_page.get("rows", ()):
+                    yield dict(zip(names, convert(raw["f"]), strict=True))
+            return
+        names_seen: list[str] | None = None
         for row in iterator:
-            if names is None:
-                names = list(row.keys())
+            if names_seen is None:
+                names_seen = list(row.keys())
             # Row.items() deep-copies every value; indexing a Row does not.
-            yield dict(zip(names, row, strict=True))
+            yield dict(zip(names_seen, row, strict=True))
     except gexc.NotFound as err:
         # The rows are fetched on first iteration: an expired table shows up here.
         msg = f"result rows are gone: {err.message}"
