@@ -31,6 +31,9 @@ class PubSubPublisher:
             if self._client is None:
                 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
-                # PUBSUB_EMULATOR_HOST, when set, is honoured by the client itself.
-                self._client = pubsub_v1.PublisherClient()
+                # PUBSUB_EMULATOR_HOST, when set, is honoured by the client itself. An invocation
+                # publishes one message and waits for it: the default batch would hold it up to
+                # 10 ms for company that never comes (15 ms a publish on the emulator, 3 ms without).
+                batch = pubsub_v1.types.BatchSettings(max_messages=1)
+                self._client = pubsub_v1.PublisherClient(batch_settings=batch)
             return self._client
