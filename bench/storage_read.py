@@ -1,8 +1,8 @@
 """Would ``google-cloud-bigquery-storage`` pay for itself? Its import at cold start against its reads.
 
 Production reads each page from the run's query result with ``jobs.getQueryResults`` (JSON over
-REST; the client turns every cell into Python). The Storage Read API streams Arrow over gRPC
-instead. bqemulator serves ``CreateReadSession`` only for catalog tables, not for a query's
+REST, converted per column by ``sync/bigquery/cells.py``). The Storage Read API streams Arrow
+over gRPC instead. bqemulator serves ``CreateReadSession`` only for catalog tables, not for a query's
 anonymous result, so both paths read the same catalog table here: the Fivetran ``opportunity``
 table of the seeded dataset (about 500 B of metadata a row), page by page as the sync would.
 
@@ -44,13 +44,17 @@ def import_seconds(repeats: int) -> dict[str, float]:
 
 
 def _rest_rows(bq: Any, table: str, page: int, pages: int | None) -> tuple[int, float]:
-    """Rows as the sync reads them today: JSON pages, each cell turned into Python by the client."""
+    """Rows as the sync reads them: JSON pages, converted per column (``sync/bigquery/cells.py``)."""
+    from sync.bigquery import cells
+
     started = time.perf_counter()
     count = 0
     iterator = bq.list_rows(table, page_size=page, max_results=page * pages if pages else None)
+    convert = cells.row_converter(iterator.schema)
+    assert convert is not None, "the seeded table holds only the types the sync converts itself"
     for p in iterator.pages:
-        for row in p:
-            tuple(row.values())
+        for raw in p.raw_page.get("rows", ()):
+            convert(raw["f"])
             count += 1
     return count, time.perf_counter() - started
 
