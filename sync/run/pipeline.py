@@ -100,7 +100,7 @@ class Pipeline:
     Args:
         settings: validated configuration.
         source: where rows come from (BigQuery or the emulator behind the same client).
-        connect: opens a new Postgres connection.
+        connect: gives the invocation its Postgres connection (a new one, or the one kept by ``release``).
         publisher: sends continuations; None when the caller drains pages itself.
         checkpoint: called after each step; tests use it to inject crashes.
         reader: the read step; by default one keyset query per stream on ``source``.
