@@ -305,7 +305,7 @@ def _per_row(n: int, s: dict[str, Any], b: dict[str, Any], add: Add) -> None:
     for key, label in (
         ("sync_pages_2000", "whole write path, pages of 2000"),
         ("transform_only", "  transform_page (validation, hashing)"),
-        ("sink_only", "  sink (write_page + commit)"),
+        ("sink_only", "  sink alone (write_page of rows mapped beforehand + commit)"),
         ("encode_only", "    of which COPY text encoding"),
     ):
         mine, theirs = us(s, key), us(b, key)
@@ -316,6 +316,10 @@ def _per_row(n: int, s: dict[str, Any], b: dict[str, Any], add: Add) -> None:
     sink, encode = us(s, "sink_only"), us(s, "encode_only")
     if sink and encode:
         add("    of which the wire and Postgres (sink - encoding), today", sink - encode, "us/row")
+    whole, transform = us(s, "sync_pages_2000"), us(s, "transform_only")
+    if whole and transform and sink:
+        # sync/postgres/streamed.py maps a new page's rows while Postgres stores the ones before.
+        add("  overlap: mapping while Postgres stores (transform + sink - whole), today", transform + sink - whole, "us/row")
 
 
 def _summarize_cold(c: dict[str, Any], add: Add) -> None:

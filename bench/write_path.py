@@ -16,7 +16,7 @@ from dataclasses import asdict
 from typing import Any
 
 from bench.pg import footprint, fresh_database
-from sync.postgres.db import connect_url
+from sync.postgres.db import Connection, connect_url
 from sync.postgres.sink import write_page
 from sync.rows import encoding, stored
 from sync.rows.stored import OpportunityRow, Role
@@ -25,14 +25,25 @@ from sync.rows.transform import transform_page
 RUN_ID = "00000000-0000-0000-0000-000000000001"
 
 
+def _write_one(conn: Connection, source_rows: Sequence[dict[str, Any]]) -> Any:
+    """One page as the pipeline writes it: mapped as the write pulls it (``write_mapped``), or,
+    in a package from before ``sync/postgres/streamed.py`` (the baseline), mapped first and written."""
+    try:
+        from sync.postgres.streamed import write_mapped
+        from sync.rows.transform import PageMapping
+    except ImportError:
+        page = transform_page(source_rows)
+        return write_page(conn, page.rows, [], page.issues, RUN_ID)
+    return write_mapped(conn, PageMapping(source_rows), [], [], RUN_ID)
+
+
 def sync_write(url: str, source_rows: Sequence[dict[str, Any]], page_size: int) -> dict[str, Any]:
-    """transform_page + write_page + commit, one transaction per page, as the pipeline does."""
+    """A page's mapping + write + commit, one transaction per page, as the pipeline does."""
     conn = connect_url(url)
     totals: dict[str, int] = {}
     try:
         for start in range(0, len(source_rows), page_size):
-            page = transform_page(source_rows[start : start + page_size])
-            counts = write_page(conn, page.rows, [], page.issues, RUN_ID).counts
+            counts = _write_one(conn, source_rows[start : start + page_size]).counts
             conn.commit()
             for k, v in asdict(counts).items():
                 totals[k] = totals.get(k, 0) + v

@@ -94,16 +94,22 @@ class Recalled:
     issues: list[Issue] = field(default_factory=list)
 
 
+def remembers_any(conn: Connection) -> bool:
+    """Whether any refusal is remembered: when none is, no page needs recalling."""
+    cur = conn.cursor()
+    cur.execute("SELECT EXISTS (SELECT 1 FROM sync_refused_rows)")
+    probe = cur.fetchone()
+    return probe is not None and bool(probe[0])
+
+
 def recall(conn: Connection, rows: Sequence[OpportunityRow], links: Sequence[LinkRow]) -> Recalled:
     """Give remembered rows their remembered outcome before anything is sent to Postgres."""
     if not rows and not links:
         return Recalled([], [])
-    cur = conn.cursor()
     # Usually empty: one cheap probe spares every page the look-up of its digests.
-    cur.execute("SELECT EXISTS (SELECT 1 FROM sync_refused_rows)")
-    probe = cur.fetchone()
-    if probe is None or not probe[0]:
+    if not remembers_any(conn):
         return Recalled(list(rows), list(links))
+    cur = conn.cursor()
     cur.execute(
         "SELECT content_hash, nulled_column, error FROM sync_refused_rows WHERE content_hash = ANY(%s)",
         ([r.content_hash for r in rows] + [digest(link) for link in links],),

@@ -36,7 +36,7 @@ from sync.rows.transform import Issue, LinkRow
 
 _KEY, _DELETED, _HASH = stored.KEY.name, stored.DELETED.name, stored.HASH.name
 
-_STAGE_DDL = (
+STAGE_DDL = (
     # No key: ids are unique per page already (transform_page).
     "CREATE TEMP TABLE IF NOT EXISTS stage_opportunities ("
     + ", ".join(f"{c.stage_name} {c.stage_type}" for c in stored.COPY_ORDER)
@@ -47,7 +47,7 @@ _STAGE_DDL = (
     " PRIMARY KEY (gong_opportunity_id, call_id)) ON COMMIT DELETE ROWS"
 )
 _COPY_OPPORTUNITIES = f"COPY stage_opportunities ({', '.join(c.stage_name for c in stored.COPY_ORDER)}) FROM STDIN"
-_COPY_NEW = f"COPY opportunities ({', '.join(c.name for c in stored.INSERT_ORDER)}) FROM STDIN"
+COPY_NEW = f"COPY opportunities ({', '.join(c.name for c in stored.INSERT_ORDER)}) FROM STDIN"
 _COPY_KEYS = f"COPY stage_keys ({_KEY}, {_HASH}) FROM STDIN"
 # The page's rows Postgres does not hold with this content, and whether it holds them at all.
 _TO_WRITE = f"""
@@ -129,7 +129,7 @@ ON CONFLICT (gong_opportunity_id, call_id) DO NOTHING
 
 # A link lands once both ends exist: for links read now, and for opportunities read now
 # whose links arrived on an earlier page.
-_LINK = """
+LINK = """
 INSERT INTO call_opportunities (call_id, opportunity_id)
 SELECT l.call_id, o.id
 FROM call_links l
@@ -192,7 +192,7 @@ def write_page(
     roll back.
     """
     cur = conn.cursor()
-    cur.execute(_STAGE_DDL)
+    cur.execute(STAGE_DDL)
     page = refused.recall(conn, rows, links)
     items: list[refused.Item] = [*page.rows, *page.links]
     written = write_isolating(conn, items, _RowWriter(conn, deadline), deadline=deadline, repairs=refused.repairs)
@@ -266,7 +266,7 @@ def write_rows(conn: Connection, rows: Sequence[OpportunityRow], links: Sequence
     if rows or links:
         cur.execute(_UNLINK)
         counts.links_removed = cur.rowcount
-        cur.execute(_LINK)
+        cur.execute(LINK)
         counts.links_added = cur.rowcount
     return counts
 
@@ -307,7 +307,7 @@ def _copy_new(cur: Cursor, rows: Sequence[OpportunityRow]) -> bool:
     """
     cur.execute("SAVEPOINT copy_new")
     try:
-        cur.execute(_COPY_NEW, stream=encoding.chunks(map(stored.insert_line, rows)))
+        cur.execute(COPY_NEW, stream=encoding.chunks(map(stored.insert_line, rows)))
     except Exception as err:
         if sqlstate_of(err) != _UNIQUE_VIOLATION:
             raise

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -70,14 +70,47 @@ class PageResult:
 
 def transform_page(source_rows: Iterable[Mapping[str, Any]]) -> PageResult:
     """Map a page of joined source rows; later duplicates of an id win (they sort later)."""
-    by_id: dict[str, OpportunityRow] = {}
-    issues: list[Issue] = []
-    for raw in source_rows:
-        row, row_issues = transform_row(raw)
-        issues.extend(row_issues)
-        if row is not None:
-            by_id[row.source_id] = row
-    return PageResult(list(by_id.values()), issues)
+    return PageMapping(list(source_rows)).result()
+
+
+class PageMapping:
+    """:func:`transform_page`, done row by row as a consumer pulls the rows, each row at most once.
+
+    The sink pulls them while it copies a page Postgres holds none of
+    (``sync/postgres/streamed.py``), so Postgres stores the first rows while Python still maps
+    the later ones; :meth:`result` maps whatever is left and answers what ``transform_page``
+    answers.
+    """
+
+    def __init__(self, source_rows: Sequence[Mapping[str, Any]]) -> None:
+        self._source = source_rows
+        self._mapped: list[OpportunityRow] = []
+        self._issues: list[Issue] = []
+        self._done = 0
+        self._result: PageResult | None = None
+
+    def ids(self) -> list[str | None]:
+        """The id each source row carries, before any mapping: what its stored row is keyed by."""
+        return [source_id(raw.get("id")) for raw in self._source]
+
+    def pull(self) -> Iterator[OpportunityRow]:
+        """Map the rows no earlier pull mapped, in source order, yielding each one that maps."""
+        while self._done < len(self._source):
+            row, issues = transform_row(self._source[self._done])
+            self._done += 1
+            self._issues.extend(issues)
+            if row is not None:
+                self._mapped.append(row)
+                yield row
+
+    def result(self) -> PageResult:
+        """Every row mapped; later duplicates of an id win (they sort later)."""
+        if self._result is None:
+            for _ in self.pull():
+                pass
+            by_id = {row.source_id: row for row in self._mapped}
+            self._result = PageResult(list(by_id.values()), self._issues)
+        return self._result
 
 
 def transform_row(raw: Mapping[str, Any]) -> tuple[OpportunityRow | None, list[Issue]]:

@@ -43,9 +43,10 @@ from sync.core.errors import LeaseBusyError, classify
 from sync.core.messages import Message, MessageType
 from sync.postgres import purge, refused
 from sync.postgres.db import Connection
-from sync.postgres.sink import PageWrite, WriteCounts, refuse_page, write_page
+from sync.postgres.sink import PageWrite, WriteCounts, refuse_page
+from sync.postgres.streamed import write_mapped
 from sync.postgres.transaction import transaction
-from sync.rows.transform import Issue, LinkResult, PageResult, transform_links, transform_page
+from sync.rows.transform import Issue, LinkResult, PageMapping, PageResult, transform_links
 from sync.run import pacing, runlog
 from sync.run import state as st
 from sync.run.failures import after_failure
@@ -86,8 +87,13 @@ class _Page:
 
     plan: PagePlan
     read: PageRead
-    rows: PageResult
+    # Mapped as the write pulls the rows (sync/postgres/streamed.py): read ``rows`` only after it.
+    mapping: PageMapping
     links: LinkResult
+
+    @property
+    def rows(self) -> PageResult:
+        return self.mapping.result()
 
     @property
     def issues(self) -> list[Issue]:
@@ -177,7 +183,7 @@ class Pipeline:
     ) -> Outcome:
         read = self._reader.read(p, deadline.read_ends)
         self._checkpoint("read")
-        page = _Page(p, read, transform_page(read.opportunity_rows), transform_links(read.link_rows))
+        page = _Page(p, read, PageMapping(read.opportunity_rows), transform_links(read.link_rows))
         written = self._write(conn, invocation, page, state, deadline, attempt)
         self._checkpoint("committed")
         return self._finish(conn, page, written, deadline)
@@ -197,15 +203,16 @@ class Pipeline:
         ids_complete = full and (p.new_run or state.ids_complete) and read.ids_incomplete is None
         if full and read.ids_incomplete is not None and (p.new_run or state.ids_complete):
             purge.note_incomplete(p.run_id, read.ids_incomplete)
-        issues = [*page.issues, *read.future]
+        others = [*page.links.issues, *read.future]
         # Isolating refused rows shares the invocation's one deadline: a page that needs longer is
         # retried smaller (sync/run/pacing.py) rather than overrun the function.
         with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
             st.fence(conn, invocation)
             if attempt.refuse:
+                issues = [*page.rows.issues, *others]
                 written = refuse_page(conn, page.rows.rows, page.links.links, issues, str(p.run_id), attempt.number - 1)
             else:
-                written = write_page(conn, page.rows.rows, page.links.links, issues, str(p.run_id), deadline=deadline.work_ends)
+                written = write_mapped(conn, page.mapping, page.links.links, others, str(p.run_id), deadline=deadline.work_ends)
             c = written.counts
             if full:
                 purge.record_page(conn, p.run_id, read.opportunity_rows, first=p.new_run)

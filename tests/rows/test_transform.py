@@ -11,7 +11,7 @@ import pytest
 
 from sync.rows import encoding, parse, stored
 from sync.rows.stored import Role
-from sync.rows.transform import transform_links, transform_page, transform_row
+from sync.rows.transform import PageMapping, transform_links, transform_page, transform_row
 
 GOOD = {
     "id": "006A",
@@ -188,6 +188,30 @@ def test_page_deduplicates_ids_keeping_the_later_row():
     page = transform_page([{**GOOD, "stage_name": "Old"}, {**GOOD, "stage_name": "New"}, {**GOOD, "id": None}])
     assert [r["stage"] for r in page.rows] == ["New"]
     assert page.skipped == 1
+
+
+def test_a_page_mapped_in_pieces_maps_each_row_once_and_answers_as_transform_page():
+    page = [{**GOOD, "id": f"006P{i:02d}"} for i in range(12)]
+    page[2] = {**page[2], "name": " "}  # skipped
+    page.append({**GOOD, "id": "006P05", "stage_name": "Later"})  # a later duplicate wins
+    reads: list[int] = []
+
+    class Counted(list):  # type: ignore[type-arg]
+        def __getitem__(self, index):
+            reads.append(index)
+            return super().__getitem__(index)
+
+    mapping = PageMapping(Counted(page))
+    pulled = mapping.pull()
+    first = [next(pulled) for _ in range(4)]
+    pulled.close()
+    result = mapping.result()
+
+    assert sorted(reads) == list(range(len(page)))  # each source row mapped once
+    assert [r.source_id for r in first] == ["006P00", "006P01", "006P03", "006P04"]
+    assert result == transform_page(page)
+    assert [r["stage"] for r in result.rows if r.source_id == "006P05"] == ["Later"]
+    assert mapping.ids() == [r["id"] for r in page]
 
 
 def test_hash_changes_with_any_stored_value_and_only_then():
