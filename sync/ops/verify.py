@@ -130,7 +130,7 @@ _OPPORTUNITY_DRIFT = {
         f" AND ({', '.join('o.' + c.name for c in _COMPARED)}) IS DISTINCT FROM ({', '.join(_expected(c) for c in _COMPARED)})"
     ),
 }
-# A link lands once both ends exist (sink.LINK): expected for every opportunity expected live,
+# A link lands once both ends exist (sink._LINK): expected for every opportunity expected live,
 # and for a skipped one whose older version the sync leaves live.
 _EXPECTED_LINKS = (
     f"SELECT l.call_id, l.{_KEY} FROM verify_links l"

@@ -36,7 +36,7 @@ from sync.rows.transform import Issue, LinkRow
 
 _KEY, _DELETED, _HASH = stored.KEY.name, stored.DELETED.name, stored.HASH.name
 
-STAGE_DDL = (
+_STAGE_DDL = (
     # No key: ids are unique per page already (transform_page).
     "CREATE TEMP TABLE IF NOT EXISTS stage_opportunities ("
     + ", ".join(f"{c.stage_name} {c.stage_type}" for c in stored.COPY_ORDER)
@@ -129,7 +129,7 @@ ON CONFLICT (gong_opportunity_id, call_id) DO NOTHING
 
 # A link lands once both ends exist: for links read now, and for opportunities read now
 # whose links arrived on an earlier page.
-LINK = """
+_LINK = """
 INSERT INTO call_opportunities (call_id, opportunity_id)
 SELECT l.call_id, o.id
 FROM call_links l
@@ -192,7 +192,7 @@ def write_page(
     roll back.
     """
     cur = conn.cursor()
-    cur.execute(STAGE_DDL)
+    cur.execute(_STAGE_DDL)
     page = refused.recall(conn, rows, links)
     items: list[refused.Item] = [*page.rows, *page.links]
     written = write_isolating(conn, items, _RowWriter(conn, deadline), deadline=deadline, repairs=refused.repairs)
@@ -266,7 +266,7 @@ def write_rows(conn: Connection, rows: Sequence[OpportunityRow], links: Sequence
     if rows or links:
         cur.execute(_UNLINK)
         counts.links_removed = cur.rowcount
-        cur.execute(LINK)
+        cur.execute(_LINK)
         counts.links_added = cur.rowcount
     return counts
 

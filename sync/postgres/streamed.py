@@ -21,14 +21,14 @@ exact. Nothing is left written here when:
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterator, Sequence
 
 from sync.core.errors import data_error
-from sync.postgres import refused
 from sync.postgres.db import Connection, Cursor
-from sync.postgres.sink import COPY_NEW, LINK, STAGE_DDL, PageWrite, WriteCounts, write_page
+from sync.postgres.sink import COPY_NEW, PageWrite, WriteCounts, record_rejections, write_page
 from sync.postgres.transaction import bound
 from sync.rows import encoding, stored
 from sync.rows.stored import OpportunityRow
@@ -38,8 +38,26 @@ from sync.rows.transform import Issue, LinkRow, PageMapping
 # message each; 200 rows (~150 KB) measured as fast as 50 and clearly faster than 1,000.
 CHUNK_ROWS = 200
 
-_COPY_IDS = f"COPY stage_keys ({stored.KEY.name}) FROM STDIN"
-_ANY_HELD = f"SELECT EXISTS (SELECT 1 FROM stage_keys k JOIN opportunities cur ON cur.{stored.KEY.name} = k.{stored.KEY.name})"
+_KEY = stored.KEY.name
+# One round trip decides the page: is any of its ids stored, is any refusal remembered, and are
+# links read earlier waiting for one of its ids. The ids travel as one JSON array: cheaper than
+# staging them with COPY, and exact for any string jsonb holds.
+_CHECK = f"""
+WITH page AS (SELECT jsonb_array_elements_text(%s::jsonb) AS id)
+SELECT EXISTS (SELECT 1 FROM page JOIN opportunities cur ON cur.{_KEY} = page.id)
+       OR EXISTS (SELECT 1 FROM sync_refused_rows),
+       EXISTS (SELECT 1 FROM page JOIN call_links l ON l.gong_opportunity_id = page.id)
+"""
+# The link step of sync/postgres/sink.py for these ids: a link read on an earlier page lands
+# once its opportunity exists.
+_LINK_WAITING = f"""
+INSERT INTO call_opportunities (call_id, opportunity_id)
+SELECT l.call_id, o.id
+FROM call_links l
+JOIN opportunities o ON o.{_KEY} = l.gong_opportunity_id AND o.deleted_at IS NULL
+WHERE l.gong_opportunity_id IN (SELECT jsonb_array_elements_text(%s::jsonb))
+ON CONFLICT (call_id, opportunity_id) DO NOTHING
+"""
 
 
 def write_mapped(
@@ -58,10 +76,14 @@ def write_mapped(
     """
     copied = copy_unheld(conn, mapping, deadline)
     result = mapping.result()
-    rows = [] if copied is not None else result.rows
-    written = write_page(conn, rows, links, [*result.issues, *issues], run_id, deadline=deadline)
-    if copied is not None:
-        written.counts = written.counts + copied
+    recorded = [*result.issues, *issues]
+    if copied is None:
+        return write_page(conn, result.rows, links, recorded, run_id, deadline=deadline)
+    if not links:
+        record_rejections(conn, recorded, run_id)
+        return PageWrite(copied)
+    written = write_page(conn, [], links, recorded, run_id, deadline=deadline)
+    written.counts = written.counts + copied
     return written
 
 
@@ -72,41 +94,38 @@ def copy_unheld(conn: Connection, mapping: PageMapping, deadline: float = math.i
     when the page must take the ordinary path; then nothing is left written, though rows may
     have been mapped.
     """
-    ids = [i for i in mapping.ids() if i is not None]
-    if not ids or len(set(ids)) != len(ids) or refused.remembers_any(conn):
+    ids = mapping.ids()
+    present = [i for i in ids if i is not None]
+    if not present or len(set(present)) != len(present):
         return None
+    # jsonb cannot hold NUL; an id with one is never stored (limits.SOURCE_ID), so never held.
+    checked = json.dumps([i for i in present if "\x00" not in i])
     cur = conn.cursor()
-    cur.execute(STAGE_DDL)
-    # The ids also serve the link step below; the ordinary path stages its own.
-    cur.execute("DELETE FROM stage_keys")
-    cur.execute(_COPY_IDS, stream=encoding.chunks(f"{encoding.text(i)}\n" for i in ids))
-    cur.execute(_ANY_HELD)
-    held = cur.fetchone()
-    if held is None or held[0]:
-        cur.execute("DELETE FROM stage_keys")
+    cur.execute(_CHECK, (checked,))
+    decided = cur.fetchone()
+    if decided is None or decided[0]:
         return None
     if deadline != math.inf:
         bound(conn, deadline - time.monotonic())
-    return _copy(cur, mapping)
+    return _copy(cur, mapping, checked if decided[1] else None)
 
 
-def _copy(cur: Cursor, mapping: PageMapping) -> WriteCounts | None:
+def _copy(cur: Cursor, mapping: PageMapping, waiting: str | None) -> WriteCounts | None:
+    """COPY under a savepoint; then land the links waiting for ``waiting`` (the page's ids as JSON)."""
     counts = WriteCounts()
     cur.execute("SAVEPOINT copy_unheld")
     try:
         cur.execute(COPY_NEW, stream=encoding.chunks(_live_lines(mapping.pull(), counts), CHUNK_ROWS))
-        # Links read on earlier pages land now that their opportunities exist.
-        cur.execute(LINK)
-        counts.links_added = cur.rowcount
+        if waiting is not None:
+            cur.execute(_LINK_WAITING, (waiting,))
+            counts.links_added = cur.rowcount
     except Exception as err:
         if data_error(err) is None:
             raise
         cur.execute("ROLLBACK TO SAVEPOINT copy_unheld")
         cur.execute("RELEASE SAVEPOINT copy_unheld")
-        cur.execute("DELETE FROM stage_keys")
         return None
     cur.execute("RELEASE SAVEPOINT copy_unheld")
-    cur.execute("DELETE FROM stage_keys")
     return counts
 
 
