@@ -34,6 +34,12 @@ SEAMS: tuple[tuple[str, str, str], ...] = (
     ("sync.bigquery.results", "read_slice", "result read/job look-up"),
     ("gc", "collect", "result read/gc"),
     ("sync.run.pipeline", "transform_page", "transform/rows"),
+    # Since sync/postgres/streamed.py a page is mapped as the write pulls it. A page Postgres holds
+    # none of is mapped inside its COPY, overlapped with the server's work, and is charged there;
+    # any other page is mapped by PageMapping.result before the ordinary write.
+    ("sync.rows.transform", "PageMapping.result", "transform/rows"),
+    ("sync.postgres.streamed", "copy_unheld", "COPY + merge/new rows, mapped while copied"),
+    ("sync.postgres.streamed", "record_rejections", "bookkeeping/refusals"),
     ("sync.run.pipeline", "transform_links", "transform/links"),
     ("sync.postgres.sink", "write_rows", "COPY + merge/rows and links"),
     ("sync.run.state", "acquire_lease", "bookkeeping/lease"),

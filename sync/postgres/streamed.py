@@ -25,6 +25,7 @@ import json
 import math
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from sync.core.errors import data_error
 from sync.postgres.db import Connection, Cursor
@@ -39,13 +40,15 @@ from sync.rows.transform import Issue, LinkRow, PageMapping
 CHUNK_ROWS = 200
 
 _KEY = stored.KEY.name
-# One round trip decides the page: is any of its ids stored, is any refusal remembered, and are
-# links read earlier waiting for one of its ids. The ids travel as one JSON array: cheaper than
-# staging them with COPY, and exact for any string jsonb holds.
-_CHECK = f"""
+# One round trip answers for the page: the digest stored under each of its ids, whether any
+# refusal is remembered, and whether links read earlier wait for one of its ids. The ids travel
+# as one JSON array and the digests come back as one JSON object: cheaper than staging the ids
+# with COPY or returning a row per id, and exact for any string jsonb holds.
+_LOOK_UP = f"""
 WITH page AS (SELECT jsonb_array_elements_text(%s::jsonb) AS id)
-SELECT EXISTS (SELECT 1 FROM page JOIN opportunities cur ON cur.{_KEY} = page.id)
-       OR EXISTS (SELECT 1 FROM sync_refused_rows),
+SELECT (SELECT json_object_agg(cur.{_KEY}, encode(cur.{stored.HASH.name}, 'hex'))
+        FROM page JOIN opportunities cur ON cur.{_KEY} = page.id),
+       EXISTS (SELECT 1 FROM sync_refused_rows),
        EXISTS (SELECT 1 FROM page JOIN call_links l ON l.gong_opportunity_id = page.id)
 """
 # The link step of sync/postgres/sink.py for these ids: a link read on an earlier page lands
@@ -60,6 +63,17 @@ ON CONFLICT (call_id, opportunity_id) DO NOTHING
 """
 
 
+@dataclass(frozen=True)
+class Held:
+    """What Postgres holds for a page's ids, before any row is mapped."""
+
+    ids: str  # the page's ids as the JSON array that was looked up
+    digests: dict[str, str]  # stored content digest (hex) by id, for the ids stored
+    refusals: bool  # a refusal is remembered: rows must be recalled before they are sent
+    links_waiting: bool  # links read earlier wait for one of these ids
+    unique: bool  # no id occurs twice in the page
+
+
 def write_mapped(
     conn: Connection,
     mapping: PageMapping,
@@ -72,42 +86,59 @@ def write_mapped(
     """:func:`~sync.postgres.sink.write_page` for a page given as its mapping, in the caller's transaction.
 
     ``issues`` are the page's other issues (its links', its future stamps); the mapping's own
-    are recorded ahead of them, as ``write_page`` records them when given the mapped page.
+    are recorded ahead of them, as ``write_page`` records them when given the mapped page. A
+    row whose stored digest equals its own is counted unchanged without being sent, as
+    ``write_page`` would count it, unless refusals are remembered (recalling one records it).
     """
-    copied = copy_unheld(conn, mapping, deadline)
+    held = look_up(conn, mapping)
+    copied = copy_unheld(conn, mapping, held, deadline) if held is not None else None
     result = mapping.result()
     recorded = [*result.issues, *issues]
-    if copied is None:
-        return write_page(conn, result.rows, links, recorded, run_id, deadline=deadline)
-    if not links:
+    counts = WriteCounts() if copied is None else copied
+    if copied is not None:
+        rows = []
+    elif held is not None and not held.refusals:
+        rows = [r for r in result.rows if held.digests.get(r.source_id) != r.content_hash.hex()]
+        counts.unchanged = len(result.rows) - len(rows)
+    else:
+        rows = result.rows
+    if not rows and not links:
         record_rejections(conn, recorded, run_id)
-        return PageWrite(copied)
-    written = write_page(conn, [], links, recorded, run_id, deadline=deadline)
-    written.counts = written.counts + copied
+        return PageWrite(counts)
+    written = write_page(conn, rows, links, recorded, run_id, deadline=deadline)
+    written.counts = written.counts + counts
     return written
 
 
-def copy_unheld(conn: Connection, mapping: PageMapping, deadline: float = math.inf) -> WriteCounts | None:
+def look_up(conn: Connection, mapping: PageMapping) -> Held | None:
+    """What Postgres holds for the page's ids, in one round trip; None for a page without ids."""
+    present = [i for i in mapping.ids() if i is not None]
+    if not present:
+        return None
+    # jsonb cannot hold NUL; an id with one is never stored (limits.SOURCE_ID), so never held.
+    ids = json.dumps([i for i in present if "\x00" not in i])
+    cur = conn.cursor()
+    cur.execute(_LOOK_UP, (ids,))
+    found = cur.fetchone()
+    if found is None:  # a SELECT without FROM always returns its row; this is a driver fault
+        msg = "expected one result row, got none"
+        raise RuntimeError(msg)
+    digests, refusals, waiting = found
+    return Held(ids, dict(digests or {}), bool(refusals), bool(waiting), len(set(present)) == len(present))
+
+
+def copy_unheld(conn: Connection, mapping: PageMapping, held: Held, deadline: float = math.inf) -> WriteCounts | None:
     """Copy the page's live rows into ``opportunities`` as they are mapped, when Postgres holds none of its ids.
 
     Returns the counts (rows inserted, deleted rows never stored, links that landed), or None
     when the page must take the ordinary path; then nothing is left written, though rows may
     have been mapped.
     """
-    ids = mapping.ids()
-    present = [i for i in ids if i is not None]
-    if not present or len(set(present)) != len(present):
-        return None
-    # jsonb cannot hold NUL; an id with one is never stored (limits.SOURCE_ID), so never held.
-    checked = json.dumps([i for i in present if "\x00" not in i])
-    cur = conn.cursor()
-    cur.execute(_CHECK, (checked,))
-    decided = cur.fetchone()
-    if decided is None or decided[0]:
+    if held.digests or held.refusals or not held.unique:
         return None
     if deadline != math.inf:
         bound(conn, deadline - time.monotonic())
-    return _copy(cur, mapping, checked if decided[1] else None)
+    return _copy(conn.cursor(), mapping, held.ids if held.links_waiting else None)
 
 
 def _copy(cur: Cursor, mapping: PageMapping, waiting: str | None) -> WriteCounts | None:

@@ -20,7 +20,7 @@ from conftest import query_url
 
 from sync.postgres.db import connect_url
 from sync.postgres.sink import write_page
-from sync.postgres.streamed import CHUNK_ROWS, copy_unheld, write_mapped
+from sync.postgres.streamed import CHUNK_ROWS, copy_unheld, look_up, write_mapped
 from sync.postgres.transaction import transaction
 from sync.rows.transform import LinkRow, PageMapping, transform_page
 
@@ -105,7 +105,10 @@ def _copied(url: str, page: Sequence[Mapping[str, Any]]) -> Any:
     """What ``copy_unheld`` alone does with the page, rolled back afterwards."""
     conn = connect_url(url)
     try:
-        return copy_unheld(conn, PageMapping(page))
+        mapping = PageMapping(page)
+        held = look_up(conn, mapping)
+        assert held is not None
+        return copy_unheld(conn, mapping, held)
     finally:
         conn.rollback()
         conn.close()
@@ -193,6 +196,40 @@ def test_a_page_with_one_stored_id_takes_the_ordinary_path(database_url):
     stages = dict(query_url(database_url, "SELECT gong_opportunity_id, stage FROM opportunities"))
     assert stages["006S00003"] == "Proposal"
     assert len(stages) == 200 - 4 - 1  # 4 deleted, 1 skipped
+
+
+def test_a_page_read_again_is_counted_unchanged_without_writing_or_locking_a_row(database_url):
+    page = _mixed_page(300)
+    _streamed(database_url, page)
+    versions = query_url(database_url, "SELECT gong_opportunity_id, xmin::text, xmax::text FROM opportunities ORDER BY 1")
+
+    again = _streamed(database_url, page)
+
+    assert query_url(database_url, "SELECT gong_opportunity_id, xmin::text, xmax::text FROM opportunities ORDER BY 1") == versions
+    # 6 rows are deleted in the source and were never stored; 1 is skipped.
+    assert (again.counts.inserted, again.counts.updated, again.counts.deleted) == (0, 0, 0)
+    assert (again.counts.unchanged, again.counts.not_stored) == (293, 6)
+    assert again.counts == _ordinary(database_url, page).counts
+
+
+def test_a_page_of_new_changed_deleted_and_unchanged_rows_ends_as_the_ordinary_path(database_url):
+    before = _mixed_page(200)
+    after = [
+        _source(i, stage_name="Closed Won") if i % 3 == 0 else _source(i, is_deleted=True) if i % 3 == 1 else row
+        for i, row in enumerate(before)
+    ] + [_source(i) for i in range(200, 260)]
+    _ordinary(database_url, before)
+    ordinary = _ordinary(database_url, after)
+    expected = _state(database_url)
+    _empty(database_url)
+    _ordinary(database_url, before)
+
+    written = _streamed(database_url, after)
+
+    assert _state(database_url) == expected
+    assert written.counts == ordinary.counts
+    assert written.counts.unchanged > 0
+    assert written.counts.updated > 0
 
 
 def test_an_id_twice_in_the_page_takes_the_ordinary_path_and_the_later_row_wins(database_url):
