@@ -16,6 +16,7 @@ from typing import Any
 from sync.rows.limits import round_half_up
 
 _CENTS = Decimal("0.01")
+_SCORE_MIN, _SCORE_MAX = Decimal(0), Decimal(100)
 # Dates outside this window are placeholders ("0001-01-01", "9999-12-31"), not forecasts.
 _MIN_YEAR, _MAX_YEAR = 1900, 2999
 
@@ -89,7 +90,7 @@ def health_score(value: Any) -> Decimal | None:
     """A 0-100 score with two decimals; None when absent, not a number, or out of range."""
     # Range-check before rounding: 100.001 is out of range, not 100.00.
     score = _decimal(value)
-    if score is None or not Decimal(0) <= score <= Decimal(100):
+    if score is None or not _SCORE_MIN <= score <= _SCORE_MAX:
         return None
     return score.quantize(_CENTS, rounding=ROUND_HALF_UP)
 
