@@ -86,21 +86,20 @@ def write_mapped(
     """:func:`~sync.postgres.sink.write_page` for a page given as its mapping, in the caller's transaction.
 
     ``issues`` are the page's other issues (its links', its future stamps); the mapping's own
-    are recorded ahead of them, as ``write_page`` records them when given the mapped page. A
-    row whose stored digest equals its own is counted unchanged without being sent, as
-    ``write_page`` would count it, unless refusals are remembered (recalling one records it).
+    are recorded ahead of them, as ``write_page`` records them when given the mapped page. Rows
+    ``write_page`` would not write (stored with the same digest, or deleted and never stored)
+    are counted as it would count them without being sent, unless refusals are remembered
+    (recalling a row records it).
     """
     held = look_up(conn, mapping)
     copied = copy_unheld(conn, mapping, held, deadline) if held is not None else None
     result = mapping.result()
     recorded = [*result.issues, *issues]
     counts = WriteCounts() if copied is None else copied
-    if copied is not None:
-        rows = []
-    elif held is not None and not held.refusals:
-        rows = [r for r in result.rows if held.digests.get(r.source_id) != r.content_hash.hex()]
-        counts.unchanged = len(result.rows) - len(rows)
-    else:
+    rows: list[OpportunityRow] = []  # a copied page has sent its rows already
+    if copied is None and held is not None and not held.refusals:
+        rows, counts.unchanged, counts.not_stored = _to_send(result.rows, held.digests)
+    elif copied is None:
         rows = result.rows
     if not rows and not links:
         record_rejections(conn, recorded, run_id)
@@ -108,6 +107,25 @@ def write_mapped(
     written = write_page(conn, rows, links, recorded, run_id, deadline=deadline)
     written.counts = written.counts + counts
     return written
+
+
+def _to_send(rows: Sequence[OpportunityRow], digests: dict[str, str]) -> tuple[list[OpportunityRow], int, int]:
+    """The rows ``write_page`` has to see, and how many it would count unchanged and not stored.
+
+    A row stored with its own digest is unchanged; a row deleted in the source under an id
+    Postgres does not hold was never stored. Neither would be written.
+    """
+    send: list[OpportunityRow] = []
+    unchanged = not_stored = 0
+    for row in rows:
+        digest = digests.get(row.source_id)
+        if digest is None and row.deleted:
+            not_stored += 1
+        elif digest is not None and digest == row.content_hash.hex():
+            unchanged += 1
+        else:
+            send.append(row)
+    return send, unchanged, not_stored
 
 
 def look_up(conn: Connection, mapping: PageMapping) -> Held | None:

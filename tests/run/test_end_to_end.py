@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 from standins.generator import generate
+from sync.core.messages import Message
+from sync.postgres import sink, streamed
 
 
 def test_first_run_loads_every_opportunity_with_joins(env):
@@ -23,3 +27,27 @@ def test_first_run_loads_every_opportunity_with_joins(env):
         assert row[1] == accounts.get(src["account_id"])
         assert row[2] == emails.get(src["owner_id"])
         assert row[3] == src["stage_name"]
+
+
+def test_a_first_run_copies_its_pages_as_they_are_mapped_and_a_resync_sends_no_row(env):
+    """The pipeline takes sync/postgres/streamed.py's shortcut for new pages and its pre-filter for unchanged ones."""
+    env.seed(generate(300, seed=2))
+    with (
+        mock.patch.object(streamed, "_copy", wraps=streamed._copy) as copied,
+        mock.patch.object(sink, "write_rows", wraps=sink.write_rows) as ordinary,
+    ):
+        first = env.drain(SYNC_PAGE_SIZE="100")
+        copies, sent = copied.call_count, [len(c.args[1]) for c in ordinary.call_args_list]
+        copied.reset_mock()
+        ordinary.reset_mock()
+        again = env.drain(Message.full_resync("again"), SYNC_PAGE_SIZE="100")
+
+    stored = sum(o.counts.inserted for o in first)
+    assert stored == env.query("SELECT count(*) FROM opportunities")[0][0]
+    assert copies == len([o for o in first if o.rows_read]) == 3  # every page with rows was new
+    assert sum(sent) == 0  # no opportunity row took the ordinary path
+    assert copied.call_count == 0
+    assert [row for c in ordinary.call_args_list for row in c.args[1]] == []
+    assert sum(o.counts.not_stored for o in again) == sum(o.counts.not_stored for o in first) > 0
+    assert sum(o.counts.unchanged for o in again) == stored
+    assert sum(o.counts.inserted + o.counts.updated + o.counts.deleted for o in again) == 0
