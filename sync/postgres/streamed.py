@@ -35,9 +35,10 @@ from sync.rows import encoding, stored
 from sync.rows.stored import OpportunityRow
 from sync.rows.transform import Issue, LinkRow, PageMapping
 
-# Rows per COPY message. Smaller chunks overlap mapping and storing more closely, at one more
-# message each; 200 rows (~150 KB) measured as fast as 50 and clearly faster than 1,000.
-CHUNK_ROWS = 200
+# Rows per COPY message (~60 KB). The first chunk's mapping and the last chunk's storing do not
+# overlap, so smaller is better until a message's own cost shows: in two interleaved A/B runs
+# 50 rows beat 200 by 7 % and 8 %; 400 and 500 were slower still (bench/README.md, third round).
+CHUNK_ROWS = 50
 
 _KEY = stored.KEY.name
 # One round trip answers for the page: the digest stored under each of its ids, whether any
