@@ -46,11 +46,14 @@ _KEY = stored.KEY.name
 # as one JSON array and the digests come back as one JSON object: cheaper than staging the ids
 # with COPY or returning a row per id, and exact for any string jsonb holds.
 _LOOK_UP = f"""
-WITH page AS (SELECT jsonb_array_elements_text(%s::jsonb) AS id)
-SELECT (SELECT json_object_agg(cur.{_KEY}, encode(cur.{stored.HASH.name}, 'hex'))
-        FROM page JOIN opportunities cur ON cur.{_KEY} = page.id),
+WITH page AS (SELECT jsonb_array_elements_text(%s::jsonb) AS id),
+held AS (SELECT json_object_agg(cur.{_KEY}, encode(cur.{stored.HASH.name}, 'hex')) AS digests
+         FROM page JOIN opportunities cur ON cur.{_KEY} = page.id)
+SELECT held.digests,
        EXISTS (SELECT 1 FROM sync_refused_rows),
-       EXISTS (SELECT 1 FROM page JOIN call_links l ON l.gong_opportunity_id = page.id)
+       -- Only a page Postgres holds none of is copied here, and only then do waiting links matter.
+       held.digests IS NULL AND EXISTS (SELECT 1 FROM page JOIN call_links l ON l.gong_opportunity_id = page.id)
+FROM held
 """
 # The link step of sync/postgres/sink.py for these ids: a link read on an earlier page lands
 # once its opportunity exists.
@@ -165,7 +168,7 @@ def _copy(cur: Cursor, mapping: PageMapping, waiting: str | None) -> WriteCounts
     counts = WriteCounts()
     cur.execute("SAVEPOINT copy_unheld")
     try:
-        cur.execute(COPY_NEW, stream=encoding.chunks(_live_lines(mapping.pull(), counts), CHUNK_ROWS))
+        cur.execute(COPY_NEW, stream=encoding.chunks(_live_lines(mapping.rows(), counts), CHUNK_ROWS))
         if waiting is not None:
             cur.execute(_LINK_WAITING, (waiting,))
             counts.links_added = cur.rowcount

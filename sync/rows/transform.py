@@ -74,12 +74,11 @@ def transform_page(source_rows: Iterable[Mapping[str, Any]]) -> PageResult:
 
 
 class PageMapping:
-    """:func:`transform_page`, done row by row as a consumer pulls the rows, each row at most once.
+    """:func:`transform_page`, done row by row as the writer needs the rows, each row at most once.
 
-    The sink pulls them while it copies a page Postgres holds none of
-    (``sync/postgres/streamed.py``), so Postgres stores the first rows while Python still maps
-    the later ones; :meth:`result` maps whatever is left and answers what ``transform_page``
-    answers.
+    The writer (``sync/postgres/streamed.py``) pulls them through the COPY of a page Postgres
+    holds none of, so Postgres stores the first rows while Python still maps the later ones.
+    :meth:`result` maps whatever is left and answers what ``transform_page`` answers.
     """
 
     def __init__(self, source_rows: Sequence[Mapping[str, Any]]) -> None:
@@ -93,24 +92,33 @@ class PageMapping:
         """The id each source row carries, before any mapping: what its stored row is keyed by."""
         return [source_id(raw.get("id")) for raw in self._source]
 
-    def pull(self) -> Iterator[OpportunityRow]:
-        """Map the rows no earlier pull mapped, in source order, yielding each one that maps."""
-        while self._done < len(self._source):
-            row, issues = transform_row(self._source[self._done])
-            self._done += 1
-            self._issues.extend(issues)
-            if row is not None:
-                self._mapped.append(row)
-                yield row
+    def rows(self) -> Iterator[OpportunityRow]:
+        """Every row that maps, in source order: those mapped already, then the rest as they are pulled."""
+        position = 0
+        while True:
+            if position < len(self._mapped):
+                yield self._mapped[position]
+                position += 1
+            elif self._done < len(self._source):
+                self._map_next()
+            else:
+                return
 
     def result(self) -> PageResult:
         """Every row mapped; later duplicates of an id win (they sort later)."""
         if self._result is None:
-            for _ in self.pull():
-                pass
+            while self._done < len(self._source):
+                self._map_next()
             by_id = {row.source_id: row for row in self._mapped}
             self._result = PageResult(list(by_id.values()), self._issues)
         return self._result
+
+    def _map_next(self) -> None:
+        row, issues = transform_row(self._source[self._done])
+        self._done += 1
+        self._issues.extend(issues)
+        if row is not None:
+            self._mapped.append(row)
 
 
 def transform_row(raw: Mapping[str, Any]) -> tuple[OpportunityRow | None, list[Issue]]:

@@ -167,11 +167,12 @@ def test_the_server_stores_rows_while_later_ones_are_still_being_mapped(database
                 stored_before_last.append(_copy_progress(database_url, at_least=CHUNK_ROWS, within=10.0))
             return super().__getitem__(index)
 
-    page = Watched(_source(i) for i in range(5 * CHUNK_ROWS))
+    page = Watched(_source(i) for i in range(40 * CHUNK_ROWS))
     written = _streamed(database_url, page)
 
-    assert written.counts.inserted == 5 * CHUNK_ROWS
+    assert written.counts.inserted == 40 * CHUNK_ROWS
     # Mapping everything first and copying afterwards would leave the COPY at 0 here.
+    assert stored_before_last == [stored_before_last[0]]
     assert stored_before_last[0] >= CHUNK_ROWS
 
 

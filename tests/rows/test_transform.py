@@ -202,7 +202,7 @@ def test_a_page_mapped_in_pieces_maps_each_row_once_and_answers_as_transform_pag
             return super().__getitem__(index)
 
     mapping = PageMapping(Counted(page))
-    pulled = mapping.pull()
+    pulled = mapping.rows()
     first = [next(pulled) for _ in range(4)]
     pulled.close()
     result = mapping.result()
