@@ -9,8 +9,10 @@ temp staging table and the merge, whose ``ON CONFLICT ... DO UPDATE ... WHERE (.
 FROM (...)`` stays the backstop; if a row raced in between the look-up and the copy (the lease
 fence makes that a foreign writer), the copy is rolled back to its savepoint and those rows are
 merged instead. The staging table, both COPY column lists and the merge are derived from the
-declaration in ``sync/rows/stored.py``. A page Postgres holds none of is copied by
-``sync/postgres/streamed.py`` while it is mapped, and reaches this module with its links only.
+declaration in ``sync/rows/stored.py``. The pipeline's pages arrive through
+``sync/postgres/streamed.py``: a page Postgres holds none of is copied there while it is mapped
+and reaches this module with its links only, and rows this module would leave alone (stored
+with the same digest, or deleted and never stored) are counted there and not sent.
 
 Rows and links are written by :func:`write_rows` under ``sync/postgres/isolate.py``: when Postgres
 refuses a value, the page is bisected under savepoints and only the refused rows are left out
