@@ -410,3 +410,14 @@ variable "alert_memory_utilization" {
     error_message = "alert_memory_utilization must be a fraction in (0, 1)."
   }
 }
+
+variable "alert_source_unavailable_minutes" {
+  type        = number
+  default     = 60
+  description = "Minutes a recorded source table or column may stay missing or unreadable before the alert fires (a Fivetran re-sync or a permission change usually passes sooner)."
+
+  validation {
+    condition     = var.alert_source_unavailable_minutes >= 15 && var.alert_source_unavailable_minutes <= 1440
+    error_message = "alert_source_unavailable_minutes must be between 15 and 1440."
+  }
+}

@@ -8,6 +8,7 @@ Cloud Function instance serves many invocations, and each look-up is a billed qu
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import logging
@@ -21,16 +22,21 @@ from sync.bigquery import discovery, results, slices
 from sync.bigquery.cursor import Keyset, page_is_last
 from sync.bigquery.probe import CLOCK_SKEW, Mark, Probe
 from sync.bigquery.results import Cost, JobRef, ResultGone, ResultPosition
+from sync.bigquery.shape import Shape, compare
 from sync.bigquery.source_sql import SourceTables, link_result_sql, opportunity_result_sql, probe_sql
 from sync.bigquery.streams import SHAPES, StreamKind, split_link_key
 from sync.core.config import Settings
-from sync.core.errors import SourceSchemaError
+from sync.core.errors import SourceSchemaError, SourceShapeError
 from sync.rows.columns import Table, quote, quote_project, tables_from_information_schema
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
 
 log = logging.getLogger(__name__)
+
+# A new run looks the schema up again after this long, so a table that appeared turns its
+# feature on within minutes; two INFORMATION_SCHEMA queries bill 10 MB each.
+SCHEMA_MAX_AGE = 300.0
 
 # The page limit of a whole read: it never ends a slice early (BigQuery INT64).
 _EVERY_ROW = 2**62
@@ -86,6 +92,8 @@ class SourceStats:
 class Source(Protocol):
     """Where opportunities and links come from; BigQuery in production and in tests."""
 
+    def shape(self, recorded: Shape | None, *, fresh: bool) -> Shape: ...
+
     def probe(self) -> Probe | None: ...
 
     def read(self, request: StreamRead) -> SourcePage | None: ...
@@ -139,15 +147,49 @@ class BigQuerySource:
         """Resolved source tables, discovered once; the look-ups count in ``cost``."""
         return self._schema.tables(cost)
 
+    def shape(self, recorded: Shape | None, *, fresh: bool) -> Shape:
+        """The source's shape under the replica's ``recorded`` one, which later reads then follow.
+
+        ``fresh`` (a new run) discovers again when the cached look-up is older than
+        :data:`SCHEMA_MAX_AGE`, so a table that appeared is seen within minutes.
+
+        Raises:
+            SourceShapeError: a recorded table or column is missing (retryable).
+        """
+        with self._readable():
+            return self._schema.resolve(recorded, fresh=fresh).shape()
+
     def probe(self) -> Probe:
         """The run-start probe (:func:`read_probe`); its jobs count in the probe's own cost."""
         cost = Cost()
-        return read_probe(self.jobs, self.tables(cost), cost)
+        with self._readable():
+            return read_probe(self.jobs, self.tables(cost), cost)
 
     def read(self, request: StreamRead) -> SourcePage | None:
         """The next page of a stream (:meth:`PageReads.read`); None when the stream has no table."""
         cost = Cost()
-        return self._pages.read(request, self.tables(cost), cost)
+        with self._readable():
+            return self._pages.read(request, self.tables(cost), cost)
+
+    @contextlib.contextmanager
+    def _readable(self) -> Iterator[None]:
+        """A table the cached look-up holds but BigQuery cannot find or read: discover again next time.
+
+        Raised as :class:`SourceShapeError` (retryable), naming what BigQuery named: a table
+        dropped by a connector re-sync or a permission lost for an hour passes, and meanwhile
+        nothing is written.
+        """
+        from google.api_core import exceptions as gexc
+
+        try:
+            yield
+        except (gexc.NotFound, gexc.Forbidden) as err:
+            reasons = {str(e.get("reason")) for e in (err.errors or []) if isinstance(e, dict)}
+            if isinstance(err, gexc.Forbidden) and reasons and "accessDenied" not in reasons:
+                raise  # quota and rate limits are classified as they are
+            self._schema.forget()
+            msg = f"BigQuery cannot read a source table ({err.code}): {err.message}"
+            raise SourceShapeError(msg, [str(err.message)]) from err
 
     def whole(self, stream: StreamKind, *, slice_rows: int, deadline: float, cost: Cost) -> Iterator[list[dict[str, Any]]]:
         """Every row of a stream's run query, in slices (:meth:`PageReads.whole`); for ``verify``."""
@@ -177,21 +219,62 @@ class QueryJobs:
 
 
 class SchemaCache:
-    """The source tables, discovered once per process from ``INFORMATION_SCHEMA.COLUMNS``."""
+    """The source tables, discovered from ``INFORMATION_SCHEMA.COLUMNS`` and kept for the process.
+
+    Kept under the replica's recorded shape (:meth:`resolve`); looked up again when that shape
+    changes, when a new run finds the look-up older than :data:`SCHEMA_MAX_AGE`, and after a
+    read found a table gone (:meth:`forget`).
+    """
 
     def __init__(self, jobs: QueryJobs, settings: Settings) -> None:
         self._jobs = jobs
         self._settings = settings
         self._tables: SourceTables | None = None
+        self._recorded: Shape | None = None
+        self._at = 0.0
         self._lock = threading.Lock()
+        # Look-ups made by resolve(), which has no run to bill yet: the next tables(cost) carries them.
+        self._unbilled = Cost()
 
     def tables(self, cost: Cost | None = None) -> SourceTables:
-        """Resolved source tables, discovered once; the look-ups count in ``cost``."""
+        """Resolved source tables under the shape last given to :meth:`resolve`; the look-ups count in ``cost``."""
         with self._lock:
-            if self._tables is None:
-                spent = cost if cost is not None else Cost()
-                self._tables = discovery.resolve(self._settings, lambda dataset: self._dataset_tables(dataset, spent))
-            return self._tables
+            tables = self._resolved(cost)
+            if cost is not None:
+                cost.add(self._unbilled)
+                self._unbilled = Cost()
+            return tables
+
+    def resolve(self, recorded: Shape | None, *, fresh: bool, cost: Cost | None = None) -> SourceTables:
+        """Resolved source tables under ``recorded``; see the class docstring for when it looks again.
+
+        The look-up is compared with ``recorded`` without querying again; only a look-up that lacks
+        something recorded is repeated before :class:`SourceShapeError` is raised, so a stale cache
+        never fails a run and a healthy one costs no query.
+        """
+        with self._lock:
+            old = fresh and time.monotonic() - self._at > SCHEMA_MAX_AGE
+            pinned = recorded is not None and self._tables is not None and self._tables.origin != recorded.origin
+            self._recorded = recorded
+            if old or pinned:
+                self._tables = None
+            tables = self._resolved(cost)
+            if recorded is not None and compare(recorded, tables.shape()).missing:
+                self._tables = None
+                tables = self._resolved(cost)
+            return tables
+
+    def forget(self) -> None:
+        with self._lock:
+            self._tables = None
+
+    def _resolved(self, cost: Cost | None) -> SourceTables:
+        if self._tables is None:
+            spent = cost if cost is not None else self._unbilled
+            lookup = lambda dataset: self._dataset_tables(dataset, spent)  # noqa: E731
+            self._tables = discovery.resolve(self._settings, lookup, self._recorded)
+            self._at = time.monotonic()
+        return self._tables
 
     def _dataset_tables(self, dataset: str, cost: Cost) -> dict[str, Table]:
         from google.api_core import exceptions as gexc

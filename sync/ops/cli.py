@@ -1,4 +1,4 @@
-"""``python -m sync``: migrate, run, status, runs, rejections, preview, publish, dead-letters, verify.
+"""``python -m sync``: migrate, run, status, runs, rejections, preview, publish, dead-letters, verify, source.
 
 Exit codes: 0 ok; 1 a sync failure; 2 bad usage or configuration. Failures print one line
 to stderr saying why. Human output passes every text through :func:`report.printable`, since
@@ -22,7 +22,7 @@ from sync.core import logs
 from sync.core.config import Settings
 from sync.core.errors import ConfigurationError, classify
 from sync.core.messages import Message
-from sync.ops import deadletters, report, verify, views
+from sync.ops import deadletters, report, sources, verify, views
 from sync.ops.preview import preview
 from sync.ops.progress import tracking
 from sync.postgres.schema import current_version, upgrade
@@ -52,6 +52,7 @@ NEEDS: dict[str, Needs] = {
     "rejections": Needs("reads Postgres only"),
     "publish": Needs("publishes to Pub/Sub only", database=False, topic=True),
     "verify": Needs("reads BigQuery and Postgres, writes nothing", source=True),
+    "source": Needs("reads BigQuery and Postgres", source=True),
 }
 
 
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     # A command with a module of its own registers its parser here, as dead-letters does.
     deadletters.add_parser(sub)
     verify.add_parser(sub)
+    sources.add_parser(sub)
     return parser
 
 
@@ -275,6 +277,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace, Runtime, TextIO], int]] = {
     "runs": _reading(_runs),
     "rejections": _reading(_rejections),
     "verify": verify.command,
+    "source": sources.command,
 }
 
 

@@ -15,10 +15,12 @@ from typing import Any
 from sync.bigquery.source import Source
 from sync.core.config import Settings
 from sync.core.messages import Message
+from sync.postgres import requests
 from sync.postgres.db import Connection
 from sync.postgres.sink import write_page
 from sync.postgres.transaction import rolled_back, transaction
 from sync.rows.transform import Issue, transform_links, transform_page
+from sync.run import shape_check
 from sync.run.page_plan import PagePlan
 from sync.run.reader import Reader, SourceReader
 from sync.run.runs import plan
@@ -63,9 +65,17 @@ def preview(
     step = step or (lambda _what: None)
     with transaction(conn):
         state = read_state(conn)
-    decision = plan(Message.tick(), state, lookback=dt.timedelta(seconds=settings.lookback_seconds), max_pages=settings.max_pages)
+        pending = requests.pending(conn)
+    decision = plan(
+        Message.tick(),
+        state,
+        lookback=dt.timedelta(seconds=settings.lookback_seconds),
+        max_pages=settings.max_pages,
+        requests=pending,
+    )
     if not isinstance(decision, PagePlan):
         return Preview(run=f"nothing to do: {decision.reason}", page=None)
+    shape_check.follow_record(conn, source)
     step("reading the next page from BigQuery")
     read = (reader or SourceReader(source, settings.page_size)).read(decision, time.monotonic() + settings.time_budget_seconds)
     transformed = transform_page(read.opportunity_rows)

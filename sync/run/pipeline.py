@@ -41,13 +41,13 @@ from sync.core.config import Settings
 from sync.core.deadline import LEASE_LOCK_WAIT_SECONDS, Deadline
 from sync.core.errors import LeaseBusyError, classify
 from sync.core.messages import Message, MessageType
-from sync.postgres import purge, refused
+from sync.postgres import purge, refused, requests
 from sync.postgres.db import Connection
 from sync.postgres.sink import PageWrite, WriteCounts, refuse_page
 from sync.postgres.streamed import write_mapped
 from sync.postgres.transaction import transaction
 from sync.rows.transform import Issue, LinkResult, PageMapping, PageResult, transform_links
-from sync.run import pacing, runlog
+from sync.run import pacing, runlog, shape_check
 from sync.run import state as st
 from sync.run.failures import after_failure
 from sync.run.page_plan import PagePlan
@@ -129,6 +129,7 @@ class Pipeline:
         self._release = release or (lambda conn, _failed: _close(conn))
         self._publisher = publisher
         self._checkpoint = checkpoint or (lambda _step: None)
+        self._source = source
         self._reader = reader or SourceReader(source, settings.page_size)
 
     def handle(self, message: Message, *, started: float | None = None) -> Outcome:
@@ -149,12 +150,11 @@ class Pipeline:
                 state = st.acquire_lease(conn, invocation, self._settings.lease_seconds)
                 full = message.type is MessageType.FULL_RESYNC and state is not None
                 resync_started = full and st.resync_started(conn, message.message_id)
+                pending = requests.pending(conn) if state is not None else []
             if state is None:
                 return _busy(message)
             self._checkpoint("leased")
-            s = self._settings
-            lookback = dt.timedelta(seconds=s.lookback_seconds)
-            decision = plan(message, state, lookback=lookback, max_pages=s.max_pages, resync_started=resync_started)
+            decision = _decide(conn, self._source, self._settings, message, state, resync_started, pending, deadline)
             if isinstance(decision, Drop):
                 return _drop(conn, invocation, decision, deadline)
             if isinstance(decision, StopRun):
@@ -214,6 +214,8 @@ class Pipeline:
             else:
                 written = write_mapped(conn, page.mapping, page.links.links, others, str(p.run_id), deadline=deadline.work_ends)
             c = written.counts
+            if p.new_run:
+                requests.take(conn, p.requests, p.run_id)
             if full:
                 purge.record_page(conn, p.run_id, read.opportunity_rows, first=p.new_run)
                 if read.run_done:
@@ -245,6 +247,26 @@ class Pipeline:
             _publish(self._publisher, outcome.continuation)
         self._checkpoint("published")
         return outcome
+
+
+def _decide(
+    conn: Connection,
+    source: Source,
+    s: Settings,
+    message: Message,
+    state: st.SyncState,
+    resync_started: bool,
+    pending: list[requests.Request],
+    deadline: Deadline,
+) -> PagePlan | Drop | StopRun:
+    """The plan for ``message``, once the source is known to have what the replica was built from."""
+    lookback = dt.timedelta(seconds=s.lookback_seconds)
+    decision = plan(message, state, lookback=lookback, max_pages=s.max_pages, resync_started=resync_started, requests=pending)
+    if isinstance(decision, PagePlan):
+        added = shape_check.check(conn, source, s, decision, deadline)
+        if added:  # a feature appeared: the new run re-reads what it changes
+            decision = plan(message, state, lookback=lookback, max_pages=s.max_pages, requests=added)
+    return decision
 
 
 def _page_outcome(page: _Page, tally: runlog.PageTally, written: PageWrite) -> Outcome:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sync.bigquery.results import Cost
+from sync.core.errors import SourceShapeError
 from sync.postgres.db import Connection
 from sync.postgres.schema import ENTITY
 from sync.postgres.sink import WriteCounts
@@ -210,6 +211,15 @@ def log_run_failed(run_id: uuid.UUID | None, error: str, *, stopped: bool = Fals
         "run stopped: %s" if stopped else "sync run failed: %s",
         error,
         extra={"event": "run_finished", "status": "failed", "run_id": str(run_id) if run_id else None, "error": error},
+    )
+
+
+def log_source_unavailable(run_id: uuid.UUID | None, failure: SourceShapeError) -> None:
+    """A recorded source table or column is gone: retried each tick; the alert fires if it lasts."""
+    log.error(
+        "%s",
+        failure,
+        extra={"event": "source_unavailable", "run_id": str(run_id) if run_id else None, "missing": list(failure.missing)},
     )
 
 
