@@ -12,7 +12,6 @@ import io
 import json
 
 import pytest
-from conftest import query_url
 from projection import expected_projection
 
 from standins import bigquery as sbq
@@ -74,9 +73,8 @@ def test_a_table_dropped_under_a_warm_process_is_noticed_and_retried(env):
     assert outcome.run_done
     before = env.snapshot()
     _drop(env, "user")  # the process still holds the look-up that found it
-    env.update(
-        "opportunity", "id", data.rows("opportunity")[0]["id"], name="Renamed while user is gone", _fivetran_synced="2026-11-20T00:00:00Z"
-    )
+    first = data.rows("opportunity")[0]["id"]
+    env.update("opportunity", "id", first, name="Renamed while user is gone", _fivetran_synced="2026-11-20T00:00:00Z")
     with pytest.raises(SourceShapeError):
         pipeline.handle(Message.tick())
     assert env.snapshot() == before
@@ -148,7 +146,8 @@ def test_switching_to_gong_is_an_operator_command_and_a_full_resync(env):
     assert env.query("SELECT trigger FROM sync_runs ORDER BY started_at DESC LIMIT 1") == [("full_resync",)]
     assert env.query("SELECT shape->>'opportunity_table' FROM source_shape") == [("gong",)]
     live = env.projection()
-    assert live and all(row[0].startswith("Gong: ") for row in live.values())
+    assert live
+    assert all(row[0].startswith("Gong: ") for row in live.values())
     assert env.query("SELECT count(*) FROM sync_requests WHERE run_id IS NULL") == [(0,)]
 
 
@@ -163,7 +162,8 @@ def test_an_upgraded_replica_records_its_shape_from_what_it_holds(env):
     env._source = None
     with pytest.raises(SourceShapeError) as raised:
         env.drain()
-    assert "account" in str(raised.value) and "account names" in str(raised.value)
+    assert "account" in str(raised.value)
+    assert "account names" in str(raised.value)
     assert env.snapshot() == before
     assert env.query("SELECT count(*) FROM source_shape") == [(0,)]
     env.seed(data)
