@@ -1007,7 +1007,8 @@ def test_webhook_env_adds_only_known_webhook_variables(cfg: Config) -> None:
         "FIVETRAN_WEBHOOK_GROUPS",
     }
     assert names <= KNOWN_ENV_VARS
-    assert "google_secret_manager_secret.webhook[0].id" in env and "/versions/latest" in env
+    assert "google_secret_manager_secret.webhook[0].id" in env
+    assert "/versions/latest" in env
 
 
 def test_webhook_secret_is_generated_stored_and_handed_to_fivetran(cfg: Config) -> None:

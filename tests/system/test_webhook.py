@@ -263,3 +263,28 @@ def test_signed_sync_end_to_changed_rows_in_postgres(hook: Hook, env: Any, tmp_p
         server.stop()
     runs = env.query("SELECT trigger, status FROM sync_runs ORDER BY started_at")
     assert runs == [("tick", "success"), ("tick", "success")]  # the drain, and the run the webhook's tick began
+
+
+def test_an_unreadable_key_answers_500_naming_the_variable(
+    env: Any, monkeypatch: pytest.MonkeyPatch, key_store: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = f"{fivetran.WEBHOOK_SECRET}-gone/versions/latest"
+    hook = _hook(env, monkeypatch, key_store, None, FIVETRAN_WEBHOOK_SECRET=missing)
+    assert hook.post(fivetran.event()).status_code == 500
+    critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert len(critical) == 1
+    assert "Secret Manager answered 404 for FIVETRAN_WEBHOOK_SECRET" in critical[0].getMessage()
+
+
+def test_postgres_down_answers_503_so_fivetran_retries(
+    env: Any, monkeypatch: pytest.MonkeyPatch, key_store: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from standins.process import free_port
+
+    down = f"postgresql://nobody@127.0.0.1:{free_port()}/none?connect_timeout=2&sslmode=disable"
+    hook = _hook(env, monkeypatch, key_store, None, DATABASE_URL=down)
+    assert hook.post(fivetran.event()).status_code == 503
+    failed = [r for r in caplog.records if getattr(r, "event", None) == "webhook_failed"]
+    assert [r.levelno for r in failed] == [logging.WARNING]
+    # A refused signature is still refused without touching the database.
+    assert hook.post(fivetran.event(), key="wrong").status_code == 401
