@@ -179,3 +179,21 @@ def test_pipeline_publishes_no_follow_up_for_a_request_it_covered(env):
     assert publisher.sent == []
     began = query_url(env.database_url, "SELECT run_begun_at > requested_at FROM sync_status, sync_wakeups")
     assert began == [(True,)]
+
+
+def test_a_sync_end_while_the_run_is_reading_is_not_left_for_the_scheduler(env):
+    # The case the follow-up exists for: the webhook's tick lands while the only page of a run is
+    # being read. That tick is answered "busy" and acknowledged; the run's bound is already frozen.
+    env.seed(generate(8, seed=73))
+    publisher = ListPublisher()
+    busy: list[str] = []
+
+    def during_read(step: str) -> None:
+        if step == "read" and not busy:
+            assert _request(env.database_url, Ticks()) is True
+            busy.append(env.pipeline(publisher).handle(Message.tick()).action)
+
+    outcome = env.pipeline(publisher, checkpoint=during_read).handle(Message.tick())
+    assert outcome.run_done
+    assert busy == ["busy"]
+    assert publisher.sent == [Message.tick()]  # the follow-up: a new run will read what landed
