@@ -52,6 +52,11 @@ KNOWN_ENV_VARS: frozenset[str] = frozenset(
         "SYNC_SHED_PRIVILEGES",
         "SYNC_REJECTION_RETENTION_DAYS",
         "SYNC_DEAD_LETTER_SUBSCRIPTION",  # python -m sync dead-letters only (sync/ops/deadletters.py)
+        # The Fivetran webhook function only (sync/core/webhook_config.py).
+        "FIVETRAN_WEBHOOK_SECRET",
+        "FIVETRAN_WEBHOOK_CONNECTORS",
+        "FIVETRAN_WEBHOOK_GROUPS",
+        "FIVETRAN_WEBHOOK_MAX_AGE_SECONDS",
         "LOG_LEVEL",
     }
 )
@@ -62,6 +67,7 @@ _NEVER_ECHOED = frozenset(
     {
         "DATABASE_URL",
         "DB_PASSWORD_SECRET",
+        "FIVETRAN_WEBHOOK_SECRET",
         "BIGQUERY_API_ENDPOINT",
         "CLOUD_SQL_ADMIN_API_ENDPOINT",
         "SECRET_MANAGER_API_ENDPOINT",
@@ -307,7 +313,11 @@ def _check_database_choice(r: _EnvReader, *, required: bool) -> None:
 
 def _cloud_sql(r: _EnvReader) -> CloudSqlSettings | None:
     if r.get("INSTANCE_CONNECTION_NAME") is None:
-        for name in ("CLOUD_SQL_ADMIN_API_ENDPOINT", "SECRET_MANAGER_API_ENDPOINT"):
+        # The webhook reads its signing key from Secret Manager whatever the database path.
+        stand_ins: tuple[str, ...] = ("CLOUD_SQL_ADMIN_API_ENDPOINT",)
+        if r.get("FIVETRAN_WEBHOOK_SECRET") is None:
+            stand_ins += ("SECRET_MANAGER_API_ENDPOINT",)
+        for name in stand_ins:
             if r.get(name) is not None:
                 r.problems.append(f"{name} is only used with INSTANCE_CONNECTION_NAME; unset it")
         return None

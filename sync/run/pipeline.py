@@ -8,7 +8,9 @@ Steps and what a crash after each one leaves behind:
 2. read      - nothing changed.
 3. write     - rolled back with the transaction.
 4. commit    - rows, links, cursor and counts are durable together; lease released.
-5. publish   - if lost, the next tick continues the run from the stored cursor.
+5. publish   - if lost, the next tick continues the run from the stored cursor. At a run's end
+               the publish is the follow-up tick for ``sync_end`` events that arrived during the
+               run (``sync/run/wakeups.py``); if lost, the next scheduled tick begins the run.
 
 A redelivered message after step 4 is stale (its page is no longer the expected one) and is
 dropped, so at-least-once delivery cannot double-apply or fork the chain.
@@ -47,7 +49,7 @@ from sync.postgres.sink import PageWrite, WriteCounts, refuse_page
 from sync.postgres.streamed import write_mapped
 from sync.postgres.transaction import transaction
 from sync.rows.transform import Issue, LinkResult, PageMapping, PageResult, transform_links
-from sync.run import pacing, runlog, shape_check
+from sync.run import pacing, runlog, shape_check, wakeups
 from sync.run import state as st
 from sync.run.failures import after_failure
 from sync.run.page_plan import PagePlan
@@ -241,6 +243,8 @@ class Pipeline:
             with transaction(conn, within=deadline.left_after_work()):
                 totals = runlog.run_totals(conn, p.run_id)
             runlog.log_run_finished(p.run_id, totals)
+            if self._publisher is not None:
+                _follow_up(conn, self._publisher, p, deadline)
             return outcome
         outcome.continuation = Message.continuation(p.run_id, p.page + 1, read.opportunities.upper_bound)
         if self._publisher is not None:
@@ -295,6 +299,8 @@ def _begin_attempt(
     size = pacing.page_size(page_size, attempt.limit)
     with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
         st.record_attempt(conn, invocation, attempt.number, size, attempt.limit)
+        if p.new_run:
+            wakeups.run_began(conn)
     if state.page_attempts and (attempt.number == 1 or attempt.refuse):
         runlog.log_page_died(p, state.page_attempts, state.page_attempt_size, size, refuse=attempt.refuse)
     return attempt
@@ -357,6 +363,26 @@ def _publish(publisher: Publisher, message: Message) -> None:
             "continuation publish failed; the next tick resumes from the stored cursor: %s",
             classify(err),
             extra={"event": "publish_failed", "run_id": _s(message.run_id), "page": message.page},
+        )
+
+
+def _follow_up(conn: Connection, publisher: Publisher, p: PagePlan, deadline: Deadline) -> None:
+    """After a run's last commit: a tick for the ``sync_end`` events that arrived during the run."""
+    try:
+        # The webhook holds the row while it publishes (at most WAKE_PUBLISH_TIMEOUT_SECONDS).
+        with transaction(conn, within=deadline.left_after_work(), lock_wait=wakeups.LOCK_WAIT_SECONDS):
+            published = wakeups.follow_up(conn, lambda: publisher.publish(Message.tick()))
+    except Exception as err:  # noqa: BLE001 - the run is committed; only the follow-up is lost
+        log.error(  # noqa: TRY400 - the traceback adds nothing to the classified reason
+            "follow-up tick failed; the next scheduled tick begins the run instead: %s",
+            classify(err),
+            extra={"event": "follow_up_failed", "run_id": str(p.run_id)},
+        )
+        return
+    if published:
+        log.info(
+            "a Fivetran sync ended during the run; follow-up tick published",
+            extra={"event": "follow_up_published", "run_id": str(p.run_id)},
         )
 
 
