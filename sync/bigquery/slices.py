@@ -10,7 +10,15 @@ So a page:
 
 - skips rows at or before the cursor (a misaligned offset re-reads, never doubles);
 - reads the row before its slice too and refuses the slice when that row lies after the
-  cursor (an offset too far would skip rows): the caller then evaluates again.
+  cursor (an offset too far would skip rows): the caller then evaluates again;
+- ends only after a row whose key Postgres can hold (``sync/rows/storable.py``). A row whose id
+  holds NUL is skipped by the transform, but were it a page's last row, its key would become the
+  stored cursor and fail the page's commit, on every retry. So a page that would end on such rows
+  takes them and goes on to the next row that can be the cursor, beyond its row limit if need be
+  (the caller reads more of the result for it), or to the end of the result. The rows it took
+  along are written (skipped and recorded) with the page; the cursor and the offset both end
+  after the row that can be the cursor, so the next page starts right behind it, and a run of
+  such rows never stalls the stream, even at one row a page.
 
 The cursor never passes the bound, so neither does the watermark: later runs read the
 future-stamped rows again (the content hash keeps that write-free) until real time passes
@@ -25,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sync.bigquery.cursor import Keyset
+from sync.rows import storable
 
 Row = dict[str, Any]
 
@@ -50,6 +59,8 @@ class Taken:
     last: Keyset | None = None
     consumed: int = 0
     truncated: bool = False
+    # The slice ran out before the page was full: the result holds no more rows.
+    ended: bool = False
     misaligned: bool = False
     future_starts: bool = False
     upper_bound: dt.datetime | None = None
@@ -65,6 +76,7 @@ def take(
     upper_bound: dt.datetime | None,
     starts_result: bool,
     with_predecessor: bool,
+    limit: int,
     stop: Callable[[], bool],
 ) -> Taken:
     """Take a page from ``rows``, a slice of the result.
@@ -78,7 +90,10 @@ def take(
             row of a result carries the bound that result was evaluated with.
         starts_result: the slice begins at the result's first row.
         with_predecessor: the slice begins one row before the page's first row.
-        stop: asked after each row; True ends the page early (the time budget is spent).
+        limit: how many rows (predecessor aside) the page consumes, unless it must go on to a
+            row that can be the cursor; ``rows`` yields those further rows on demand.
+        stop: asked after each row that could end the page; True ends it early (the time
+            budget is spent).
     """
     taken = Taken(upper_bound=upper_bound)
     iterator = iter(rows)
@@ -92,18 +107,31 @@ def take(
             taken.upper_bound = row.get("run_upper_bound")
             taken.cap = row.get("run_cap")
         taken.consumed += 1
-        keyset = shape.keyset(row)
-        if keyset > after:
-            taken.rows.append(row)
-            taken.last = keyset
-            if row.get("beyond_cap"):
-                taken.future.append(row)
-            if row.get("future_total") is not None:
-                taken.future_starts = True
-                taken.future_total = int(row["future_total"])
+        if not _take_row(taken, row, shape.keyset(row), after):
+            continue  # the page cannot end on this row: its key cannot be the cursor
         # Stop early rather than overrun the budget: the offset and cursor make a partial page
         # as good as a full one.
         if stop():
             taken.truncated = True
             break
+        if taken.consumed >= limit:
+            break
+    else:
+        taken.ended = True
     return taken
+
+
+def _take_row(taken: Taken, row: Row, keyset: Keyset, after: Keyset) -> bool:
+    """Take ``row`` if it lies after the cursor; whether the page may end after it."""
+    if not keyset > after:
+        return True
+    taken.rows.append(row)
+    if row.get("beyond_cap"):
+        taken.future.append(row)
+    if row.get("future_total") is not None:
+        taken.future_starts = True
+        taken.future_total = int(row["future_total"])
+    if not storable.fits_text(keyset.key):
+        return False
+    taken.last = keyset
+    return True

@@ -13,12 +13,12 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sync.bigquery import discovery, results, slices
-from sync.bigquery.cursor import Keyset, page_is_last
+from sync.bigquery.cursor import Keyset
 from sync.bigquery.probe import CLOCK_SKEW, Mark, Probe
 from sync.bigquery.results import Cost, JobRef, ResultGone, ResultPosition
 from sync.bigquery.source_sql import SourceTables, link_result_sql, opportunity_result_sql, probe_sql
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 # The page limit of a whole read: it never ends a slice early (BigQuery INT64).
 _EVERY_ROW = 2**62
+# Rows read at a time beyond a page's limit, when the page would end on rows whose key cannot be
+# the cursor (sync/bigquery/slices.py): such rows are rare, and a few per read keeps the read small.
+_TAIL_ROWS = 16
 
 
 @dataclass(frozen=True)
@@ -285,14 +288,14 @@ class PageReads:
         start = position.offset - 1 if with_predecessor else position.offset
         started = time.monotonic()
         rows = request.limit + int(with_predecessor)
-        piece = results.read_slice(self._jobs.client, position.job, start, rows, request.deadline)
         taken = slices.take(
-            piece.rows,
+            self._rows(position.job, start, rows, request.deadline),
             SHAPES[request.stream],
             after=request.after,
             upper_bound=request.upper_bound,
             starts_result=starts_result,
             with_predecessor=with_predecessor,
+            limit=request.limit,
             stop=lambda: time.monotonic() > request.deadline,
         )
         self.stats.rows += taken.consumed
@@ -305,8 +308,8 @@ class PageReads:
             msg = f"row {start} of job {position.job.job_id} lies after the cursor {request.after}: the offset is misaligned"
             raise ResultGone(msg)
         offset = position.offset + taken.consumed
-        # As with a keyset page: a short slice not cut by the budget proves the result is read.
-        exhausted = page_is_last(taken.consumed, request.limit, truncated=taken.truncated)
+        # As with a keyset page: a slice that ran out proves the result is read.
+        exhausted = taken.ended
         return SourcePage(
             rows=taken.rows,
             upper_bound=taken.upper_bound,
@@ -320,6 +323,23 @@ class PageReads:
             cap=taken.cap,
             cost=cost,
         )
+
+    def _rows(self, job: JobRef, start: int, count: int, deadline: float) -> Iterator[dict[str, Any]]:
+        """Rows ``start`` .. ``start + count - 1`` of the result, then further rows for as long as they are pulled.
+
+        A page pulls past its slice only to reach a row that can be its cursor (``slices.take``).
+        """
+        read = yield from self._slice(job, start, count, deadline)
+        while read == count:
+            start, count = start + count, _TAIL_ROWS
+            read = yield from self._slice(job, start, count, deadline)
+
+    def _slice(self, job: JobRef, start: int, count: int, deadline: float) -> Generator[dict[str, Any], None, int]:
+        """Yield a slice's rows as they are pulled; return how many there were."""
+        read = 0
+        for read, row in enumerate(results.read_slice(self._jobs.client, job, start, count, deadline).rows, start=1):  # noqa: B007
+            yield row
+        return read
 
     def whole(
         self, stream: StreamKind, tables: SourceTables, *, slice_rows: int, deadline: float, cost: Cost
