@@ -20,6 +20,10 @@ So a page:
   after the row that can be the cursor, so the next page starts right behind it, and a run of
   such rows never stalls the stream, even at one row a page.
 
+A page is bounded by its rows' weight too (:class:`Budget`, ``sync/core/memory.py``): it ends once
+the rows taken reach what the function's memory allows, like a page the time budget cuts short.
+The offset and the cursor make such a page as good as a full one; it holds at least one row.
+
 The cursor never passes the bound, so neither does the watermark: later runs read the
 future-stamped rows again (the content hash keeps that write-free) until real time passes
 their stamp.
@@ -28,11 +32,13 @@ their stamp.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sync.bigquery.cursor import Keyset
+from sync.core import memory
 from sync.rows import storable
 
 Row = dict[str, Any]
@@ -43,6 +49,51 @@ class Shape:
     """How a stream's result rows are keyed: a row's place in the run's order."""
 
     keyset: Callable[[Mapping[str, Any]], Keyset]
+
+
+# Rows read at first when nothing is known of their weight (a new process): a few heavy rows
+# fit any budget, and the next read is sized from these.
+_UNKNOWN_WEIGHT_ROWS = 100
+
+
+def text_chars(row: Row) -> int:
+    """The text a row carries: what makes one row weigh more than another."""
+    return sum(len(value) for value in row.values() if isinstance(value, str))
+
+
+@dataclass
+class Budget:
+    """What a page's rows may cost at peak (MiB, :func:`sync.core.memory.page_budget_mib`), and what those taken cost.
+
+    ``expected_row_mib`` is a row's cost before any is taken (the stream's previous page), None
+    when unknown; the reader sizes its reads of the result by :meth:`rows_left`, so it does not
+    fetch much more than the page can hold.
+    """
+
+    mib: float
+    expected_row_mib: float | None = None
+    spent: float = 0.0
+    rows: int = 0
+
+    def add(self, row: Row) -> None:
+        self.spent += memory.row_mib(text_chars(row))
+        self.rows += 1
+
+    @property
+    def full(self) -> bool:
+        return self.spent >= self.mib
+
+    @property
+    def row_mib(self) -> float | None:
+        """The average cost of the rows taken, else the expected one."""
+        return self.spent / self.rows if self.rows else self.expected_row_mib
+
+    def rows_left(self) -> int:
+        """How many more rows of :attr:`row_mib` fit; at least one."""
+        per_row = self.row_mib
+        if per_row is None:
+            return _UNKNOWN_WEIGHT_ROWS
+        return max(1, math.floor((self.mib - self.spent) / per_row))
 
 
 @dataclass
@@ -61,6 +112,8 @@ class Taken:
     truncated: bool = False
     # The slice ran out before the page was full: the result holds no more rows.
     ended: bool = False
+    # The rows reached the page's memory budget before its row limit.
+    full: bool = False
     misaligned: bool = False
     future_starts: bool = False
     upper_bound: dt.datetime | None = None
@@ -78,6 +131,7 @@ def take(
     with_predecessor: bool,
     limit: int,
     stop: Callable[[], bool],
+    budget: Budget | None = None,
 ) -> Taken:
     """Take a page from ``rows``, a slice of the result.
 
@@ -94,6 +148,8 @@ def take(
             row that can be the cursor; ``rows`` yields those further rows on demand.
         stop: asked after each row that could end the page; True ends it early (the time
             budget is spent).
+        budget: the page's memory budget, if any; each row taken is added to it, and the page
+            ends after the row that fills it.
     """
     taken = Taken(upper_bound=upper_bound)
     iterator = iter(rows)
@@ -107,7 +163,7 @@ def take(
             taken.upper_bound = row.get("run_upper_bound")
             taken.cap = row.get("run_cap")
         taken.consumed += 1
-        if not _take_row(taken, row, shape.keyset(row), after):
+        if not _take_row(taken, row, shape.keyset(row), after, budget):
             continue  # the page cannot end on this row: its key cannot be the cursor
         # Stop early rather than overrun the budget: the offset and cursor make a partial page
         # as good as a full one.
@@ -116,16 +172,21 @@ def take(
             break
         if taken.consumed >= limit:
             break
+        if budget is not None and budget.full:
+            taken.full = True
+            break
     else:
         taken.ended = True
     return taken
 
 
-def _take_row(taken: Taken, row: Row, keyset: Keyset, after: Keyset) -> bool:
+def _take_row(taken: Taken, row: Row, keyset: Keyset, after: Keyset, budget: Budget | None) -> bool:
     """Take ``row`` if it lies after the cursor; whether the page may end after it."""
     if not keyset > after:
         return True
     taken.rows.append(row)
+    if budget is not None:
+        budget.add(row)
     if row.get("beyond_cap"):
         taken.future.append(row)
     if row.get("future_total") is not None:

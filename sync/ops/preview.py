@@ -67,7 +67,9 @@ def preview(
     if not isinstance(decision, PagePlan):
         return Preview(run=f"nothing to do: {decision.reason}", page=None)
     step("reading the next page from BigQuery")
-    read = (reader or SourceReader(source, settings.page_size)).read(decision, time.monotonic() + settings.time_budget_seconds)
+    read = (reader or SourceReader(source, settings.page_size, settings.page_budget_mib)).read(
+        decision, time.monotonic() + settings.time_budget_seconds
+    )
     transformed = transform_page(read.opportunity_rows)
     links = transform_links(read.link_rows)
     step(f"staging {len(transformed.rows)} rows in Postgres (rolled back)")

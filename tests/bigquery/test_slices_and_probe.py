@@ -6,10 +6,12 @@ import datetime as dt
 
 import pytest
 
+from sync.bigquery import slices
 from sync.bigquery.cursor import Keyset
 from sync.bigquery.probe import Mark, Probe, RunStart, decide, marks_from_json, marks_json
 from sync.bigquery.slices import take
 from sync.bigquery.streams import SHAPES, StreamKind, link_keyset, split_link_key
+from sync.core import memory
 
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 BOUND = T0 + dt.timedelta(hours=1)
@@ -338,3 +340,81 @@ def test_decide(probe, full, watermarks, committed, expected):
 )
 def test_marks_round_trip(stored, expected):
     assert marks_from_json(stored) == expected
+
+
+# ---- the memory budget: a page ends when its rows weigh what the function's memory allows ----------
+
+
+def _heavy(stamp, id_, chars, **extra):
+    return _row(stamp, id_, stage_history="x" * chars, **extra)
+
+
+_MIB = 2**20
+HEAVY = [_heavy(T0, f"r{i}", _MIB, **({"run_upper_bound": BOUND} if i == 0 else {})) for i in range(6)]
+
+
+def test_a_budget_ends_the_page_after_the_row_that_fills_it():
+    per_row = memory.row_mib(slices.text_chars(HEAVY[1]))
+    budget = slices.Budget(2.5 * per_row)
+    taken = take(
+        HEAVY,
+        OPP,
+        after=Keyset.start(),
+        upper_bound=None,
+        starts_result=True,
+        with_predecessor=False,
+        limit=_WHOLE,
+        stop=_never,
+        budget=budget,
+    )
+    # Rows 1 and 2 leave room; row 3 fills it. Not a timeout, and not the result's end.
+    assert [r["id"] for r in taken.rows] == ["r0", "r1", "r2"]
+    assert (taken.full, taken.truncated, taken.ended) == (True, False, False)
+    assert taken.last == Keyset(T0, "r2")
+
+
+def test_a_row_heavier_than_the_whole_budget_is_a_page_of_its_own():
+    taken = take(
+        HEAVY,
+        OPP,
+        after=Keyset.start(),
+        upper_bound=None,
+        starts_result=True,
+        with_predecessor=False,
+        limit=_WHOLE,
+        stop=_never,
+        budget=slices.Budget(0.001),
+    )
+    assert [r["id"] for r in taken.rows] == ["r0"]
+    assert taken.full
+
+
+def test_light_rows_fill_the_budget_exactly_at_the_largest_page_the_config_accepts():
+    budget = slices.Budget(memory.page_budget_mib(256 * 1000**2 / 2**20))
+    row = _row(T0, "006000000000001", name="x" * (memory.MODELLED_TEXT_CHARS - 40))
+    largest = memory.largest_page(256 * 1000**2 / 2**20)
+    for _ in range(largest - 1):
+        budget.add(row)
+    assert not budget.full
+    budget.add(row)
+    budget.add(row)
+    assert budget.full
+
+
+@pytest.mark.parametrize(
+    ("expected", "left"),
+    [
+        (None, 100),  # nothing known of the weight (a new process): a first small read
+        (1.0, 10),  # the stream's last page averaged 1 MiB a row
+        (0.001, 10_000),  # light rows: the whole page in one read
+    ],
+)
+def test_reads_are_sized_by_what_still_fits(expected, left):
+    assert slices.Budget(10.0, expected).rows_left() == left
+
+
+def test_reads_follow_the_weight_seen_on_this_page():
+    budget = slices.Budget(10.0, 0.001)
+    budget.add(HEAVY[1])
+    per_row = memory.row_mib(slices.text_chars(HEAVY[1]))
+    assert budget.rows_left() == max(1, int((10.0 - per_row) / per_row))
