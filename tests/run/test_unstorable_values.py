@@ -216,3 +216,27 @@ def test_storable_renders_what_postgres_text_refuses():
     assert {value: storable.text(value) for value in cases} == cases
     assert [storable.fits_text(v) for v in cases] == [True, True, False, False]
     assert json.loads(storable.json_text({"k\x00": ["v\x00", 'x\\u0000"', 1]})) == {"k\\x00": ["v\\x00", 'x\\u0000"', 1]}
+
+
+@pytest.mark.parametrize("page_size", ["1", "2000"])
+def test_nul_in_names_and_in_json_is_stored_without_it_or_recorded(env, page_size):
+    """A NUL in a name, a joined account name or inside the stage history's JSON never fails a page."""
+    data = generate(6, seed=11)
+    opportunity = data.rows("opportunity")[2]
+    opportunity["name"] = "Acme\x00 renewal"
+    account = next(a for a in data.rows("account") if a["id"] == data.rows("opportunity")[3]["account_id"])
+    account["name"] = "Globex\x00 AG"
+    history = next(h for h in data.rows("opportunity_history") if h["opportunity_id"] == data.rows("opportunity")[4]["id"])
+    history["stage_name"] = "Won\x00"
+    env.seed(data)
+    env.drain(SYNC_PAGE_SIZE=page_size)
+    assert env.query("SELECT status, last_error FROM sync_status") == [("success", None)]
+    expected = expected_projection(_clean(data))
+    for opp_id, (name, account_name, owner, stage, calls) in expected.items():
+        expected[opp_id] = (name.replace("\x00", ""), account_name and account_name.replace("\x00", ""), owner, stage, calls)
+    assert env.projection() == expected
+    assert _rejected(env, "nul_character_removed") == {opportunity["id"]}
+    [(stages,)] = env.query(
+        "SELECT metadata->'stage_history' FROM opportunities WHERE gong_opportunity_id = %s", (history["opportunity_id"],)
+    )
+    assert [s["stage"] for s in stages] == ["Won"]
