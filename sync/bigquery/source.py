@@ -312,7 +312,7 @@ class PageReads:
         if request.budget_mib is not None:
             budget = slices.Budget(request.budget_mib, self._row_mib.get(request.stream))
         taken = slices.take(
-            self._rows(position.job, start, rows, request.deadline, budget),
+            _rows(self._jobs.client, position.job, start, rows, request.deadline, budget),
             SHAPES[request.stream],
             after=request.after,
             upper_bound=request.upper_bound,
@@ -351,36 +351,6 @@ class PageReads:
             cap=taken.cap,
             cost=cost,
         )
-
-    def _rows(
-        self, job: JobRef, start: int, count: int, deadline: float, budget: slices.Budget | None
-    ) -> Iterator[dict[str, Any]]:
-        """Rows ``start`` .. ``start + count - 1`` of the result, then further rows for as long as they are pulled.
-
-        With a ``budget``, each read asks for the rows that still fit it at the weight seen so
-        far, so a page of heavy rows is not fetched whole only to end early: the client holds a
-        read's raw JSON until it is done. A page pulls past its slice only to reach a row that
-        can be its cursor (``slices.take``).
-        """
-        end = start + count
-        while start < end:
-            size = end - start if budget is None else min(end - start, budget.rows_left())
-            read = yield from self._slice(job, start, size, deadline)
-            if read < size:
-                return
-            start += read
-        while True:
-            read = yield from self._slice(job, start, _TAIL_ROWS, deadline)
-            if read < _TAIL_ROWS:
-                return
-            start += read
-
-    def _slice(self, job: JobRef, start: int, count: int, deadline: float) -> Generator[dict[str, Any], None, int]:
-        """Yield a slice's rows as they are pulled; return how many there were."""
-        read = 0
-        for read, row in enumerate(results.read_slice(self._jobs.client, job, start, count, deadline).rows, start=1):  # noqa: B007
-            yield row
-        return read
 
     def whole(
         self, stream: StreamKind, tables: SourceTables, *, slice_rows: int, deadline: float, cost: Cost
@@ -427,3 +397,35 @@ class PageReads:
             p("after_object", "STRING", object_id),
             p("object_type", "STRING", "opportunity"),
         ]
+
+
+def _rows(
+    client: bigquery.Client, job: JobRef, start: int, count: int, deadline: float, budget: slices.Budget | None
+) -> Iterator[dict[str, Any]]:
+    """Rows ``start`` .. ``start + count - 1`` of the result, then further rows for as long as they are pulled.
+
+    With a ``budget``, each read asks for the rows that still fit it at the weight seen so
+    far, so a page of heavy rows is not fetched whole only to end early: the client holds a
+    read's raw JSON until it is done. A page pulls past its slice only to reach a row that
+    can be its cursor (``slices.take``).
+    """
+    end = start + count
+    while start < end:
+        size = end - start if budget is None else min(end - start, budget.rows_left())
+        read = yield from _slice(client, job, start, size, deadline)
+        if read < size:
+            return
+        start += read
+    while True:
+        read = yield from _slice(client, job, start, _TAIL_ROWS, deadline)
+        if read < _TAIL_ROWS:
+            return
+        start += read
+
+
+def _slice(client: bigquery.Client, job: JobRef, start: int, count: int, deadline: float) -> Generator[dict[str, Any], None, int]:
+    """Yield a slice's rows as they are pulled; return how many there were."""
+    read = 0
+    for read, row in enumerate(results.read_slice(client, job, start, count, deadline).rows, start=1):  # noqa: B007
+        yield row
+    return read
