@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS = ("write", "cold", "emulated", "pages", "storage", "runs", "purge", "bytes", "webhook")
+PARTS = ("write", "cold", "emulated", "pages", "heavy", "storage", "runs", "purge", "bytes", "webhook")
 
 
 def _require_bench_deps() -> None:
@@ -53,6 +53,10 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--memory-sizes", default="100000,300000", help="rows seeded in the emulator for the peak-RSS runs")
     p.add_argument("--memory-page-size", type=int, default=10_000, help="SYNC_PAGE_SIZE for the peak-RSS runs")
     p.add_argument("--memory-page-sizes", default="2000,10000,25000,50000", help="SYNC_PAGE_SIZE values, peak RSS by page")
+    p.add_argument("--heavy-stages", type=int, default=200, help="stage-history entries per opportunity, heavy-row runs")
+    p.add_argument("--heavy-huge", type=int, default=30_000, help="stage-history entries of the one huge opportunity")
+    p.add_argument("--heavy-page-sizes", default="2000,3687", help="SYNC_PAGE_SIZE values, heavy-row runs at 256M")
+    p.add_argument("--heavy-baseline", default="ea2d0d6", help="commit measured beside today's, heavy-row runs; 'none' to skip")
     p.add_argument("--source-pages", type=int, default=4, help="pipeline pages read for the queries-per-page count")
     p.add_argument("--run-rows", type=int, default=100_000, help="rows for the full-run comparison (old vs new read path)")
     p.add_argument("--purge-sizes", default="100000,1000000", help="source ids for the purge-memory runs")
@@ -114,6 +118,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="bench-pages-") as log_dir:
             sizes = [int(s) for s in args.memory_page_sizes.split(",") if s]
             results["pages"] = page_memory.run(args.run_rows, sizes, Path(log_dir))
+    if "heavy" in parts:
+        results["heavy"] = _heavy(args)
     if "storage" in parts:
         from bench import storage_read
 
@@ -122,9 +128,7 @@ def main() -> int:
     if "runs" in parts:
         results["runs"] = _runs(args)
     if "purge" in parts:
-        from bench import purge_memory
-
-        results["purge"] = purge_memory.run([int(n) for n in args.purge_sizes.split(",") if n])
+        results["purge"] = _purge(args)
     for name, measure in (("bytes", _bytes), ("webhook", _webhook)):
         if name in parts:
             results[name] = measure(args)
@@ -239,6 +243,21 @@ def _rate(rows: int, seconds: float | None) -> float | None:
     return rows / seconds if seconds else None
 
 
+def _purge(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import purge_memory
+
+    return purge_memory.run([int(n) for n in args.purge_sizes.split(",") if n])
+
+
+def _heavy(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import baseline, heavy_pages
+
+    sizes = [int(s) for s in args.heavy_page_sizes.split(",") if s]
+    before = baseline.export(args.heavy_baseline) if args.heavy_baseline != "none" else None
+    with tempfile.TemporaryDirectory(prefix="bench-heavy-") as log_dir:
+        return heavy_pages.run(2000, args.heavy_stages, args.heavy_huge, sizes, Path(log_dir), before)
+
+
 def summarize(results: dict[str, Any], page_sizes: list[int]) -> list[dict[str, Any]]:
     """One line per number: value, target and whether it was met."""
     lines: list[dict[str, Any]] = []
@@ -254,6 +273,8 @@ def summarize(results: dict[str, Any], page_sizes: list[int]) -> list[dict[str, 
         _summarize_emulated(results["emulated"], add)
     if results.get("pages"):
         _summarize_pages(results["pages"], add)
+    if results.get("heavy"):
+        _summarize_heavy(results["heavy"], add)
     if results.get("storage"):
         _summarize_storage(results["storage"], add)
     if results.get("runs"):
@@ -384,6 +405,19 @@ def _summarize_pages(p: dict[str, Any], add: Add) -> None:
     fit = p["fit"]
     add("  least-squares fit: base", fit["base_mib"], "MiB", f"model {memory.BASE_MIB:.0f}")
     add("  least-squares fit: per row", fit["mib_per_row"] * 1024, "KiB", f"model {memory.MIB_PER_ROW * 1024:.1f}")
+
+
+def _summarize_heavy(h: dict[str, Any], add: Add) -> None:
+    from sync.core import memory
+
+    limit = memory.parse_memory_mib(h["memory"]) or 0.0
+    goal = limit / memory.HEADROOM
+    what = f"{h['rows']} rows, {h['stages']} stages each, one {h['huge_stages']}"
+    for label, runs in h["runs"].items():
+        for size, run in sorted(runs.items(), key=lambda kv: int(kv[0])):
+            peak = run["peak_mib"]
+            name = f"peak RSS at {h['memory']}, heavy rows ({what}), pages of {size}, {label}"
+            add(name, peak, "MiB", f"<= {goal:.0f} ({limit:.0f} less {memory.HEADROOM - 1:.0%})", peak <= goal)
 
 
 def _summarize_storage(r: dict[str, Any], add: Add) -> None:

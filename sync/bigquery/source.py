@@ -14,12 +14,12 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sync.bigquery import discovery, results, slices
-from sync.bigquery.cursor import Keyset, page_is_last
+from sync.bigquery.cursor import Keyset
 from sync.bigquery.probe import CLOCK_SKEW, Mark, Probe
 from sync.bigquery.results import Cost, JobRef, ResultGone, ResultPosition
 from sync.bigquery.shape import Shape, compare
@@ -40,6 +40,9 @@ SCHEMA_MAX_AGE = 300.0
 
 # The page limit of a whole read: it never ends a slice early (BigQuery INT64).
 _EVERY_ROW = 2**62
+# Rows read at a time beyond a page's limit, when the page would end on rows whose key cannot be
+# the cursor (sync/bigquery/slices.py): such rows are rare, and a few per read keeps the read small.
+_TAIL_ROWS = 16
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class StreamRead:
     position: ResultPosition | None
     limit: int
     deadline: float
+    # What the page's rows may cost at peak (sync/core/memory.py); None: rows alone bound it.
+    budget_mib: float | None = None
 
 
 @dataclass
@@ -293,6 +298,22 @@ class SchemaCache:
         return tables_from_information_schema(dataset, ((r["table_name"], r["column_name"], r["data_type"]) for r in rows))
 
 
+def _log_full(request: StreamRead, taken: slices.Taken, budget: slices.Budget | None) -> None:
+    log.info(
+        "the %s page ended at its memory budget after %d rows",
+        request.stream.value,
+        len(taken.rows),
+        extra={
+            "event": "page_memory_budget",
+            "stream": request.stream.value,
+            "rows": len(taken.rows),
+            "page_size": request.limit,
+            "budget_mib": request.budget_mib,
+            "rows_mib": round(budget.spent, 1) if budget else None,
+        },
+    )
+
+
 def read_probe(jobs: QueryJobs, tables: SourceTables, cost: Cost) -> Probe:
     """Marks of every table of the streams a probe can judge, and the source's capped clock.
 
@@ -332,6 +353,8 @@ class PageReads:
     def __init__(self, jobs: QueryJobs) -> None:
         self._jobs = jobs
         self.stats = jobs.stats
+        # The average cost of a row on each stream's last page: how much of the result to read at first.
+        self._row_mib: dict[StreamKind, float] = {}
 
     def read(self, request: StreamRead, tables: SourceTables, cost: Cost) -> SourcePage | None:
         """The next page of a stream, from the run's result; None when the stream has no table.
@@ -368,15 +391,19 @@ class PageReads:
         start = position.offset - 1 if with_predecessor else position.offset
         started = time.monotonic()
         rows = request.limit + int(with_predecessor)
-        piece = results.read_slice(self._jobs.client, position.job, start, rows, request.deadline)
+        budget = None
+        if request.budget_mib is not None:
+            budget = slices.Budget(request.budget_mib, self._row_mib.get(request.stream))
         taken = slices.take(
-            piece.rows,
+            _rows(self._jobs.client, position.job, start, rows, request.deadline, budget),
             SHAPES[request.stream],
             after=request.after,
             upper_bound=request.upper_bound,
             starts_result=starts_result,
             with_predecessor=with_predecessor,
+            limit=request.limit,
             stop=lambda: time.monotonic() > request.deadline,
+            budget=budget,
         )
         self.stats.rows += taken.consumed
         self.stats.seconds += time.monotonic() - started
@@ -384,12 +411,16 @@ class PageReads:
         # twice the page's own rows. Collect it now: left to the next full collection, it added
         # ~50 MB to the peak of a run with pages of 10,000 rows (bench/README.md).
         _collect_cycles()
+        if budget is not None and budget.row_mib is not None:
+            self._row_mib[request.stream] = budget.row_mib
+        if taken.full:
+            _log_full(request, taken, budget)
         if taken.misaligned:
             msg = f"row {start} of job {position.job.job_id} lies after the cursor {request.after}: the offset is misaligned"
             raise ResultGone(msg)
         offset = position.offset + taken.consumed
-        # As with a keyset page: a short slice not cut by the budget proves the result is read.
-        exhausted = page_is_last(taken.consumed, request.limit, truncated=taken.truncated)
+        # As with a keyset page: a slice that ran out proves the result is read.
+        exhausted = taken.ended
         return SourcePage(
             rows=taken.rows,
             upper_bound=taken.upper_bound,
@@ -449,3 +480,35 @@ class PageReads:
             p("after_object", "STRING", object_id),
             p("object_type", "STRING", "opportunity"),
         ]
+
+
+def _rows(
+    client: bigquery.Client, job: JobRef, start: int, count: int, deadline: float, budget: slices.Budget | None
+) -> Iterator[dict[str, Any]]:
+    """Rows ``start`` .. ``start + count - 1`` of the result, then further rows for as long as they are pulled.
+
+    With a ``budget``, each read asks for the rows that still fit it at the weight seen so
+    far, so a page of heavy rows is not fetched whole only to end early: the client holds a
+    read's raw JSON until it is done. A page pulls past its slice only to reach a row that
+    can be its cursor (``slices.take``).
+    """
+    end = start + count
+    while start < end:
+        size = end - start if budget is None else min(end - start, budget.rows_left())
+        read = yield from _slice(client, job, start, size, deadline)
+        if read < size:
+            return
+        start += read
+    while True:
+        read = yield from _slice(client, job, start, _TAIL_ROWS, deadline)
+        if read < _TAIL_ROWS:
+            return
+        start += read
+
+
+def _slice(client: bigquery.Client, job: JobRef, start: int, count: int, deadline: float) -> Generator[dict[str, Any], None, int]:
+    """Yield a slice's rows as they are pulled; return how many there were."""
+    read = 0
+    for read, row in enumerate(results.read_slice(client, job, start, count, deadline).rows, start=1):  # noqa: B007
+        yield row
+    return read

@@ -123,6 +123,11 @@ class Settings:
     rejection_retention_days: int = 30
     log_level: str = "INFO"
 
+    @property
+    def page_budget_mib(self) -> float | None:
+        """What a page's rows may cost at peak in this instance's memory (``sync/core/memory.py``)."""
+        return memory.page_budget_mib(self.function_memory_mib)
+
     @classmethod
     def from_env(
         cls,

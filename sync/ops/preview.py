@@ -77,7 +77,9 @@ def preview(
         return Preview(run=f"nothing to do: {decision.reason}", page=None)
     shape_check.follow_record(conn, source)
     step("reading the next page from BigQuery")
-    read = (reader or SourceReader(source, settings.page_size)).read(decision, time.monotonic() + settings.time_budget_seconds)
+    read = (reader or SourceReader(source, settings.page_size, settings.page_budget_mib)).read(
+        decision, time.monotonic() + settings.time_budget_seconds
+    )
     transformed = transform_page(read.opportunity_rows)
     links = transform_links(read.link_rows)
     step(f"staging {len(transformed.rows)} rows in Postgres (rolled back)")

@@ -132,7 +132,7 @@ class Pipeline:
         self._publisher = publisher
         self._checkpoint = checkpoint or (lambda _step: None)
         self._source = source
-        self._reader = reader or SourceReader(source, settings.page_size)
+        self._reader = reader or SourceReader(source, settings.page_size, settings.page_budget_mib)
 
     def handle(self, message: Message, *, started: float | None = None) -> Outcome:
         """Process one message. Raises :class:`SyncError` (retryable or permanent) on failure.

@@ -20,6 +20,7 @@ from sync.core.errors import SourceShapeError
 from sync.postgres.db import Connection
 from sync.postgres.schema import ENTITY
 from sync.postgres.sink import WriteCounts
+from sync.rows import storable
 
 if TYPE_CHECKING:
     from sync.bigquery.cursor import Keyset
@@ -103,7 +104,7 @@ def fail_run(conn: Connection, run_id: uuid.UUID, error: str) -> None:
     cur = conn.cursor()
     cur.execute(
         f"UPDATE sync_runs SET error = %s, status = 'failed', finished_at = now() WHERE run_id = %s AND {_OPEN}",
-        (error[:2000], str(run_id)),
+        (storable.text(error)[:2000], str(run_id)),
     )
 
 
