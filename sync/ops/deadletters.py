@@ -28,7 +28,7 @@ from typing import Any, Protocol, TextIO
 
 from sync.core.errors import ConfigurationError, MessageError
 from sync.core.messages import MessageType, decode
-from sync.ops import tables
+from sync.ops import arguments, tables
 
 SUBSCRIPTION_ENV = "SYNC_DEAD_LETTER_SUBSCRIPTION"
 TOPIC_ENV = "SYNC_TOPIC"
@@ -193,7 +193,7 @@ def select(letters: Sequence[DeadLetter], selection: Selection, now: dt.datetime
     return picked, [d for d in letters if d.ack_id not in chosen]
 
 
-_AGE_RE = re.compile(r"^(\d+)([smhd])$")
+_AGE_RE = re.compile(r"^([0-9]+)([smhd])$")  # [0-9], not \d: \d also matches other scripts' digits
 _AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
@@ -233,7 +233,9 @@ def add_parser(sub: Any) -> None:
         "--older-than", type=parse_age, metavar="AGE", help="only messages published at least AGE ago (30m, 2h, 7d)"
     )
     parser.add_argument("--newer-than", type=parse_age, metavar="AGE", help="only messages published at most AGE ago")
-    parser.add_argument("--limit", type=int, default=100, help="pull at most this many messages to choose from (default 100)")
+    parser.add_argument(
+        "--limit", type=arguments.count, default=100, help="pull at most this many messages to choose from (default 100)"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -254,7 +256,7 @@ def main(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, err: Tex
     # PUBSUB_EMULATOR_HOST, when set, is honoured by both clients.
     subscriber = pubsub_v1.SubscriberClient()
     with tracking(f"pulling from {subscription}") as progress:
-        pulled = pull_all(subscriber, subscription, max(args.limit, 1), lambda n: progress.update(f"pulled {n} message(s)"))
+        pulled = pull_all(subscriber, subscription, args.limit, lambda n: progress.update(f"pulled {n} message(s)"))
     selection = Selection(frozenset(args.id), frozenset(args.type), args.older_than, args.newer_than)
     letters, others = select(pulled, selection, dt.datetime.now(dt.UTC))
     release(subscriber, subscription, others)

@@ -295,6 +295,10 @@ def test_selection_and_dry_run_touch_only_what_they_pick(pubsub_host):
         (["--dry-run"], "--dry-run goes with --replay"),  # listing changes nothing already
         (["--older-than", "2 hours"], "an age is a whole number with s, m, h or d"),
         (["--type", "resync"], "invalid choice: 'resync'"),
+        # --limit 0 replayed one message (the pull asked for at least one); it is refused, as any count below 1
+        (["--replay", "--limit", "0"], "argument --limit: must be a whole number of at least 1, got '0'"),
+        (["--limit", "-5"], "argument --limit: must be a whole number of at least 1, got '-5'"),
+        (["--older-than", "\u0663h"], "an age is a whole number with s, m, h or d"),  # ASCII digits only
     ],
 )
 def test_bad_selection_exits_2(args, expected):
