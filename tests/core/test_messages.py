@@ -72,7 +72,27 @@ def test_malformed_bodies_are_rejected_with_the_reason(body, error):
 
 def test_cloud_event_data_unwraps_pubsub():
     data = {"message": {"data": base64.b64encode(b'{"type":"tick"}').decode(), "messageId": "42"}, "subscription": "s"}
-    assert from_cloud_event_data(data) == (b'{"type":"tick"}', "42")
+    assert from_cloud_event_data(data) == (b'{"type":"tick"}', "42", {})
+    data["message"]["attributes"] = {"sync_requested_at": "2026-12-01T10:00:00+00:00"}
+    assert from_cloud_event_data(data)[2] == {"sync_requested_at": "2026-12-01T10:00:00+00:00"}
+
+
+@pytest.mark.parametrize(
+    ("attributes", "requested_at"),
+    [
+        (None, None),  # published by an operator: remembered by its message id only
+        ({"sync_requested_at": "2026-12-01T10:00:00.123+00:00"}, dt.datetime(2026, 12, 1, 10, 0, 0, 123000, tzinfo=dt.UTC)),
+        ({"sync_requested_at": "2026-12-01T10:00:00Z"}, dt.datetime(2026, 12, 1, 10, tzinfo=dt.UTC)),  # Pub/Sub's spelling
+    ],
+)
+def test_a_replayed_full_resync_carries_when_it_was_first_requested(attributes, requested_at):
+    assert decode(b'{"type":"full_resync"}', "7", attributes) == Message.full_resync("7", requested_at)
+
+
+@pytest.mark.parametrize("raw", ["yesterday", "2026-12-01T10:00:00"])  # unreadable; no offset
+def test_a_malformed_requested_at_is_refused(raw):
+    with pytest.raises(MessageError, match="attribute sync_requested_at must be an ISO timestamp with a UTC offset"):
+        decode(b'{"type":"full_resync"}', "7", {"sync_requested_at": raw})
 
 
 @pytest.mark.parametrize(
