@@ -659,7 +659,7 @@ def _gcp_metric(cfg: Config, policy: dict[str, Any]) -> tuple[str, str]:
     return metric_type, text
 
 
-LOG_METRIC_ALERTS = {"run_failed", "sync_stale", "rejected_rate", "config_error"}
+LOG_METRIC_ALERTS = {"run_failed", "sync_stale", "rejected_rate", "config_error", "error_event"}
 GCP_METRIC_ALERTS = {"dead_letters", "push_failures", "memory_high"}
 
 
