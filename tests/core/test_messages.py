@@ -55,9 +55,10 @@ def test_full_resync_keeps_the_message_id_for_dedup():
             "must carry a UTC offset",
         ),
         (b'{"type": "tick", "pad": "' + b"x" * 5000 + b'"}', "the limit is 4096"),
-        (b"[" * 1000 + b"]" * 1000, "nested too deeply"),  # RecursionError in the parser, under 2 KB
-        (b'{"a":' * 100 + b"[" * 950 + b"]" * 950 + b"}" * 100, "nested too deeply"),  # objects and arrays mixed
-        (b'{"type": "continue", "run_id": ' + b"[" * 900 + b"]" * 900 + b"}", "field 'run_id' must be a string"),
+        (b"[" * 1000 + b"]" * 1000, "nested more than 32 deep"),  # a RecursionError before Python 3.12, under 2 KB
+        (b'{"a":' * 100 + b"[" * 950 + b"]" * 950 + b"}" * 100, "nested more than 32 deep"),  # objects and arrays mixed
+        (b'{"type": "continue", "run_id": ' + b"[" * 900 + b"]" * 900 + b"}", "nested more than 32 deep"),
+        (b'{"type": "continue", "run_id": [[1]]}', "field 'run_id' must be a string"),  # shallow: named by field
         (b'{"type": {"nested": 1}}', "field 'type' must be a string, number, boolean or null, got dict"),
         (b'{"type": "continue", "v": 1.0}', "version 1.0 is not supported (expected the integer 1)"),  # 1.0 == 1
         (b'{"type": "continue", "v": true}', "version True is not supported"),  # True == 1 as well
@@ -68,6 +69,17 @@ def test_full_resync_keeps_the_message_id_for_dedup():
 def test_malformed_bodies_are_rejected_with_the_reason(body, error):
     with pytest.raises(MessageError, match=error.replace("(", r"\(").replace(")", r"\)")):
         decode(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"type": "tick", "note": "' + b"[" * 100 + b'"}',  # brackets inside a string are text
+        b'{"type": "tick", "note": "\\"' + b"{" * 100 + b'"}',  # so are those after an escaped quote
+    ],
+)
+def test_brackets_inside_strings_do_not_count_as_nesting(body):
+    assert decode(body) == Message.tick()
 
 
 def test_cloud_event_data_unwraps_pubsub():
