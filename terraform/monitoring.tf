@@ -558,6 +558,18 @@ locals {
       subject  = "continuations are not being published"
       action   = "A page committed but its continuation could not be published to the trigger topic, so the run advances one page per tick instead of draining. Check the runtime service account's roles/pubsub.publisher on the topic."
     }
+    follow_up_failed = {
+      severity = "WARNING"
+      only     = {}
+      subject  = "Fivetran's sync_end no longer starts the sync at once"
+      action   = "A run ended with sync_end requests waiting, and the follow-up tick could not be published, so those changes wait for the next scheduled tick. Check the runtime service account's roles/pubsub.publisher on the topic and the sync_wakeups table (docs/operations.md)."
+    }
+    webhook_failed = {
+      severity = "ERROR"
+      only     = {}
+      subject  = "the Fivetran webhook is failing"
+      action   = "The webhook function answered 500 for a reason it did not expect (jsonPayload.error); Fivetran retries for 24 hours, and meanwhile changes wait for the scheduled tick. Read the line's error and the webhook function's logs (terraform/README.md, Fivetran webhook)."
+    }
     page_failed = {
       severity = "ERROR"
       only     = { retryable = "false" }
@@ -570,7 +582,8 @@ locals {
 resource "google_logging_metric" "error_events" {
   name        = "${local.metric_prefix}_error_events"
   description = "Lines the ${var.name} function logged at ERROR, by event (and retryable, where the line has it)."
-  filter      = "${local.function_log_filter} AND severity=ERROR AND jsonPayload.event:*"
+  # Both functions: the webhook's own failures (webhook_failed) page like the sync's.
+  filter = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=(\"${var.name}\" OR \"${var.name}-fivetran-webhook\") AND severity=ERROR AND jsonPayload.event:*"
 
   metric_descriptor {
     metric_kind  = "DELTA"
