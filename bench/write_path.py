@@ -17,7 +17,6 @@ from typing import Any
 
 from bench.pg import footprint, fresh_database
 from sync.postgres.db import Connection, connect_url
-from sync.postgres.sink import write_page
 from sync.rows import encoding, stored
 from sync.rows.stored import OpportunityRow, Role
 from sync.rows.transform import transform_page
@@ -25,16 +24,30 @@ from sync.rows.transform import transform_page
 RUN_ID = "00000000-0000-0000-0000-000000000001"
 
 
-def _write_one(conn: Connection, source_rows: Sequence[dict[str, Any]]) -> Any:
-    """One page as the pipeline writes it: mapped as the write pulls it (``write_mapped``), or,
-    in a package from before ``sync/postgres/streamed.py`` (the baseline), mapped first and written."""
+def _writer() -> Any:
+    """The page writer of the package under test: ``sync/postgres/writer.py``, or, in a package
+    from before it (the baseline), ``sync/postgres/sink.py``."""
     try:
-        from sync.postgres.streamed import write_mapped
+        from sync.postgres import writer
+    except ImportError:
+        from sync.postgres import sink as writer  # type: ignore[attr-defined, no-redef]
+    return writer
+
+
+def _write_one(conn: Connection, source_rows: Sequence[dict[str, Any]]) -> Any:
+    """One page as the pipeline writes it: mapped as the write pulls it, or, in a package whose
+    write takes rows mapped beforehand, mapped first (``write_mapped`` where one exists)."""
+    writer = _writer()
+    try:
         from sync.rows.transform import PageMapping
     except ImportError:
         page = transform_page(source_rows)
-        return write_page(conn, page.rows, [], page.issues, RUN_ID)
-    return write_mapped(conn, PageMapping(source_rows), [], [], RUN_ID)
+        return writer.write_page(conn, page.rows, [], page.issues, RUN_ID)
+    if hasattr(writer, "write_mapped") or not hasattr(PageMapping, "of"):
+        from sync.postgres.streamed import write_mapped  # type: ignore[import-not-found]
+
+        return write_mapped(conn, PageMapping(source_rows), [], [], RUN_ID)
+    return writer.write_page(conn, PageMapping(source_rows), [], [], RUN_ID)
 
 
 def sync_write(url: str, source_rows: Sequence[dict[str, Any]], page_size: int) -> dict[str, Any]:
@@ -54,10 +67,12 @@ def sync_write(url: str, source_rows: Sequence[dict[str, Any]], page_size: int) 
 
 def sink_write(url: str, pages: Sequence[Sequence[OpportunityRow]]) -> None:
     """write_page + commit of rows transformed beforehand: the sink's share of the write path."""
+    writer = _writer()
+    mapping = getattr(getattr(writer, "PageMapping", None), "of", None)
     conn = connect_url(url)
     try:
         for rows in pages:
-            write_page(conn, rows, [], [], RUN_ID)
+            writer.write_page(conn, mapping(rows) if mapping else rows, [], [], RUN_ID)
             conn.commit()
     finally:
         conn.close()

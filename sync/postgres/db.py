@@ -67,6 +67,19 @@ class Connection(Protocol):
     def close(self) -> None: ...
 
 
+def one_row(cur: Cursor, what: str) -> Sequence[Any]:
+    """The one row ``what`` (an aggregate, or a SELECT without FROM) always returns.
+
+    Raises:
+        RuntimeError: no row came back, which only a driver fault explains.
+    """
+    row = cur.fetchone()
+    if row is None:
+        msg = f"expected one row from {what}, got none"
+        raise RuntimeError(msg)
+    return row
+
+
 #: Session settings applied to every connection (values in milliseconds or seconds, as Postgres
 #: takes them). Each is settable by any role, so they work on Cloud SQL without a flag.
 SESSION_SETTINGS: dict[str, str] = {

@@ -14,7 +14,7 @@ A redelivered message after step 4 is stale (its page is no longer the expected 
 dropped, so at-least-once delivery cannot double-apply or fork the chain.
 
 This module only orchestrates: SQL lives with the table it touches (``sync/run/state.py`` for
-``sync_status``, ``sync/run/runlog.py`` for ``sync_runs``, ``sync/postgres/sink.py`` for the synced rows), and
+``sync_status``, ``sync/run/runlog.py`` for ``sync_runs``, ``sync/postgres/writer.py`` for the synced rows), and
 each unit of work is one ``transaction`` opened here.
 
 One :class:`~sync.core.deadline.Deadline` per invocation bounds every step: the read stops early, the
@@ -43,10 +43,9 @@ from sync.core.errors import LeaseBusyError, classify
 from sync.core.messages import Message, MessageType
 from sync.postgres import purge, refused
 from sync.postgres.db import Connection
-from sync.postgres.sink import PageWrite, WriteCounts, refuse_page
-from sync.postgres.streamed import write_mapped
 from sync.postgres.transaction import transaction
-from sync.rows.transform import Issue, LinkResult, PageMapping, PageResult, transform_links
+from sync.postgres.writer import PageWrite, WriteCounts, refuse_page, write_page
+from sync.rows.transform import Issue, LinkResult, PageMapping, transform_links
 from sync.run import pacing, runlog
 from sync.run import state as st
 from sync.run.failures import after_failure
@@ -83,21 +82,12 @@ class Outcome:
 
 @dataclass(frozen=True)
 class _Page:
-    """One page between the read and the write: what was read and what it maps to."""
+    """One page between the read and the write: what was read, its links, and its rows to map."""
 
     plan: PagePlan
     read: PageRead
-    # Mapped as the write pulls the rows (sync/postgres/streamed.py): read ``rows`` only after it.
-    mapping: PageMapping
+    mapping: PageMapping  # mapped by the write, as it pulls the rows (sync/postgres/writer.py)
     links: LinkResult
-
-    @property
-    def rows(self) -> PageResult:
-        return self.mapping.result()
-
-    @property
-    def issues(self) -> list[Issue]:
-        return [*self.rows.issues, *self.links.issues]
 
 
 class Pipeline:
@@ -209,10 +199,9 @@ class Pipeline:
         with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
             st.fence(conn, invocation)
             if attempt.refuse:
-                issues = [*page.rows.issues, *others]
-                written = refuse_page(conn, page.rows.rows, page.links.links, issues, str(p.run_id), attempt.number - 1)
+                written = refuse_page(conn, page.mapping, page.links.links, others, str(p.run_id), attempt.number - 1)
             else:
-                written = write_mapped(conn, page.mapping, page.links.links, others, str(p.run_id), deadline=deadline.work_ends)
+                written = write_page(conn, page.mapping, page.links.links, others, str(p.run_id), deadline=deadline.work_ends)
             c = written.counts
             if full:
                 purge.record_page(conn, p.run_id, read.opportunity_rows, first=p.new_run)
@@ -231,7 +220,7 @@ class Pipeline:
         """The finish step, after the commit: log the page, then end the run or continue it."""
         p, read = page.plan, page.read
         tally = _tally(page, written)
-        runlog.log_page(p, tally, read.opportunities.cursor, [*page.issues, *written.refused], run_done=read.run_done)
+        runlog.log_page(p, tally, read.opportunities.cursor, _issues(page, written), run_done=read.run_done)
         if read.future_starts:
             runlog.log_future_stamped(p, read.future, read.future_total)
         outcome = _page_outcome(page, tally, written)
@@ -341,11 +330,16 @@ def _publish(publisher: Publisher, message: Message) -> None:
 def _tally(page: _Page, written: PageWrite) -> runlog.PageTally:
     """Rows and links skipped or degraded by the transform, those Postgres refused, and future stamps."""
     read = page.read
-    issues = [*page.issues, *written.refused]
+    issues = _issues(page, written)
     skipped = sum(1 for i in issues if i.kind == "skipped")
     future = len(read.future)
     degraded = len(issues) - skipped + future
     return runlog.PageTally(len(read.opportunity_rows), skipped, degraded, written.counts, future, read.cost)
+
+
+def _issues(page: _Page, written: PageWrite) -> list[Issue]:
+    """Every row and link of the page skipped or degraded, by the transform or by Postgres."""
+    return [*written.mapped.issues, *page.links.issues, *written.refused]
 
 
 def _count_purge(counts: WriteCounts, purged: purge.Purged | None) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sync.bigquery.results import Cost
 from sync.postgres.db import Connection
 from sync.postgres.schema import ENTITY
-from sync.postgres.sink import WriteCounts
+from sync.postgres.writer import WriteCounts
 
 if TYPE_CHECKING:
     from sync.bigquery.cursor import Keyset
