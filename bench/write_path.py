@@ -6,6 +6,8 @@ load of 100k rows. Rates are source rows per second of wall time.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import io
 import json
 import os
@@ -25,29 +27,28 @@ RUN_ID = "00000000-0000-0000-0000-000000000001"
 
 
 def _writer() -> Any:
-    """The page writer of the package under test: ``sync/postgres/writer.py``, or, in a package
-    from before it (the baseline), ``sync/postgres/sink.py``."""
-    try:
-        from sync.postgres import writer
-    except ImportError:
-        from sync.postgres import sink as writer  # type: ignore[attr-defined, no-redef]
-    return writer
+    """The page writer of the package under test: ``sync/postgres/writer.py``, or the sink of a
+    package from before it (the baseline), packaged or flat."""
+    for name in ("sync.postgres.writer", "sync.postgres.sink", "sync.sink"):
+        with contextlib.suppress(ImportError):
+            return importlib.import_module(name)
+    msg = "no page writer found in the package under test"
+    raise ImportError(msg)
 
 
 def _write_one(conn: Connection, source_rows: Sequence[dict[str, Any]]) -> Any:
     """One page as the pipeline writes it: mapped as the write pulls it, or, in a package whose
     write takes rows mapped beforehand, mapped first (``write_mapped`` where one exists)."""
     writer = _writer()
-    try:
-        from sync.rows.transform import PageMapping
-    except ImportError:
-        page = transform_page(source_rows)
-        return writer.write_page(conn, page.rows, [], page.issues, RUN_ID)
-    if hasattr(writer, "write_mapped") or not hasattr(PageMapping, "of"):
-        from sync.postgres.streamed import write_mapped  # type: ignore[import-not-found]
-
-        return write_mapped(conn, PageMapping(source_rows), [], [], RUN_ID)
-    return writer.write_page(conn, PageMapping(source_rows), [], [], RUN_ID)
+    mapping = getattr(writer, "PageMapping", None)
+    if mapping is not None:
+        return writer.write_page(conn, mapping(source_rows), [], [], RUN_ID)
+    with contextlib.suppress(ImportError):
+        streamed = importlib.import_module("sync.postgres.streamed")
+        pulled = importlib.import_module("sync.rows.transform").PageMapping(source_rows)
+        return streamed.write_mapped(conn, pulled, [], [], RUN_ID)
+    page = transform_page(source_rows)
+    return writer.write_page(conn, page.rows, [], page.issues, RUN_ID)
 
 
 def sync_write(url: str, source_rows: Sequence[dict[str, Any]], page_size: int) -> dict[str, Any]:
