@@ -20,8 +20,8 @@ from sync.postgres.transaction import rolled_back, transaction
 from sync.postgres.writer import write_page
 from sync.rows.transform import Issue, PageMapping, transform_links
 from sync.run.page_plan import PagePlan
+from sync.run.plan import plan
 from sync.run.reader import Reader, SourceReader
-from sync.run.runs import plan
 from sync.run.state import read_state
 
 

@@ -24,13 +24,12 @@ from sync.bigquery.cursor import EPOCH, Keyset, Stream
 from sync.bigquery.probe import Mark, marks_from_json, marks_json
 from sync.bigquery.results import JobRef, ResultPosition
 from sync.bigquery.streams import StreamKind
-from sync.core.errors import LeaseBusyError, PermanentError, StaleLeaseError, sqlstate_of
+from sync.core.errors import LOCK_NOT_AVAILABLE, LeaseBusyError, PermanentError, StaleLeaseError, sqlstate_of
 from sync.postgres.db import Connection
 from sync.postgres.schema import ENTITY
 from sync.run.page_plan import PagePlan
 
 # lock_not_available: a lock wait ran past the transaction's lock_timeout (sync/postgres/transaction.py).
-_LOCK_TIMEOUT = "55P03"
 # Undoes only the lease UPDATE whose lock wait timed out, not the caller's transaction.
 _LEASE_SAVEPOINT = "acquire_lease"
 
@@ -168,7 +167,7 @@ def acquire_lease(conn: Connection, owner: uuid.UUID, seconds: int) -> SyncState
             (str(owner), seconds, ENTITY),
         )
     except DatabaseError as err:
-        if sqlstate_of(err) == _LOCK_TIMEOUT:
+        if sqlstate_of(err) == LOCK_NOT_AVAILABLE:
             cur.execute(f"ROLLBACK TO SAVEPOINT {_LEASE_SAVEPOINT}")
             return None
         raise
@@ -198,7 +197,7 @@ def fence(conn: Connection, owner: uuid.UUID) -> None:
     try:
         cur.execute("SELECT lease_owner FROM sync_status WHERE entity_type = %s FOR UPDATE", (ENTITY,))
     except DatabaseError as err:
-        if sqlstate_of(err) == _LOCK_TIMEOUT:
+        if sqlstate_of(err) == LOCK_NOT_AVAILABLE:
             msg = "another session holds the sync_status row lock past lock_timeout; the message will be redelivered"
             raise LeaseBusyError(msg) from err
         raise
@@ -261,10 +260,8 @@ class PageProgress:
     ids_complete: bool = False
     # Streams whose stored watermark lay beyond the source's clock: dropped now, not at the end.
     repaired: frozenset[StreamKind] = frozenset()
-
-    @property
-    def run_done(self) -> bool:
-        return self.opportunities.done and self.links.done
+    # Both streams read to the run's bound (PageRead.run_done).
+    run_done: bool = False
 
 
 def record_page(conn: Connection, progress: PageProgress) -> None:
