@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 from pg8000.exceptions import DatabaseError
@@ -65,16 +65,7 @@ class _StreamColumns:
         )
 
     def names(self) -> tuple[str, ...]:
-        return (
-            self.upper_bound,
-            self.cursor_stamp,
-            self.cursor_key,
-            self.done,
-            self.job_project,
-            self.job_location,
-            self.job_id,
-            self.job_offset,
-        )
+        return tuple(str(name) for name in astuple(self))
 
 
 _OPPORTUNITIES = _StreamColumns(
