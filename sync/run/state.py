@@ -88,6 +88,8 @@ _LINKS = _StreamColumns(
     "run_link_job_id",
     "run_link_job_offset",
 )
+
+
 @dataclass(frozen=True)
 class SyncState:
     """What ``sync_status`` says about the stored cursor and the run in progress."""
