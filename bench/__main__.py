@@ -376,7 +376,7 @@ def _per_row(n: int, s: dict[str, Any], b: dict[str, Any], add: Add) -> None:
         add("    of which the wire and Postgres (sink - encoding), today", sink - encode, "us/row")
     whole, transform = us(s, "sync_pages_2000"), us(s, "transform_only")
     if whole and transform and sink:
-        # sync/postgres/streamed.py maps a new page's rows while Postgres stores the ones before.
+        # sync/postgres/writer.py maps a page's new rows while Postgres stores the ones before.
         add("  overlap: mapping while Postgres stores (transform + sink - whole), today", transform + sink - whole, "us/row")
 
 

@@ -34,24 +34,26 @@ SEAMS: tuple[tuple[str, str, str], ...] = (
     ("sync.bigquery.results", "read_slice", "result read/job look-up"),
     ("gc", "collect", "result read/gc"),
     ("sync.run.pipeline", "transform_page", "transform/rows"),
-    # Since sync/postgres/streamed.py a page is mapped as the write pulls it. A page Postgres holds
-    # none of is mapped inside its COPY, overlapped with the server's work, and is charged there;
-    # any other page is mapped by PageMapping.result before the ordinary write.
+    # A page is mapped as the write pulls it: new rows inside their COPY (overlapped with the
+    # server's work, charged there), the rest of a page by PageMapping.result before its merge.
     ("sync.rows.transform", "PageMapping.result", "transform/rows"),
     ("sync.postgres.streamed", "copy_unheld", "COPY + merge/new rows, mapped while copied"),
+    ("sync.postgres.writer", "_copy_new", "COPY + merge/new rows, mapped while copied"),
     ("sync.postgres.streamed", "record_rejections", "bookkeeping/refusals"),
     ("sync.run.pipeline", "transform_links", "transform/links"),
     ("sync.postgres.sink", "write_rows", "COPY + merge/rows and links"),
+    ("sync.postgres.writer", "_merge_and_link", "COPY + merge/rows and links"),
     ("sync.run.state", "acquire_lease", "bookkeeping/lease"),
     ("sync.run.state", "resync_started", "bookkeeping/lease"),
     ("sync.run.state", "fence", "bookkeeping/fence"),
     ("sync.run.state", "record_page", "bookkeeping/state"),
-    ("sync.run.runlog", "record_page", "bookkeeping/run log"),
-    ("sync.run.runlog", "run_totals", "bookkeeping/run log"),
-    ("sync.run.runlog", "expire_rejections", "bookkeeping/run end"),
+    ("sync.run.sync_runs", "record_page", "bookkeeping/run log"),
+    ("sync.run.sync_runs", "run_totals", "bookkeeping/run log"),
+    ("sync.run.sync_runs", "expire_rejections", "bookkeeping/run end"),
     ("sync.postgres.refused", "expire", "bookkeeping/run end"),
     ("sync.postgres.refused", "recall", "bookkeeping/refusals"),
     ("sync.postgres.sink", "record_rejections", "bookkeeping/refusals"),
+    ("sync.postgres.writer", "record_rejections", "bookkeeping/refusals"),
     ("sync.postgres.purge", "record_page", "bookkeeping/purge ids"),
     ("sync.postgres.purge", "finish", "bookkeeping/purge ids"),
     ("sync.run.pipeline", "_publish", "publish/continuation"),

@@ -69,15 +69,14 @@ _LOAD = (
     + r"""
 import sys
 from sync.postgres.db import connect_url
-from sync.postgres.sink import write_page
-from sync.rows.transform import transform_links, transform_page
+from sync.postgres.writer import write_page
+from sync.rows.transform import PageMapping, transform_links
 url, n = sys.argv[1], int(sys.argv[2])
 conn = connect_url(url)
 for start in range(0, n, 10000):
     ids = range(start, min(n, start + 10000))
-    page = transform_page(opportunity(i) for i in ids)
     links = transform_links(link(i) for i in ids if i % 3 == 0)
-    write_page(conn, page.rows, links.links, [], "00000000-0000-0000-0000-0000000000c1")
+    write_page(conn, PageMapping([opportunity(i) for i in ids]), links.links, [], "00000000-0000-0000-0000-0000000000c1")
     conn.commit()
 conn.close()
 """

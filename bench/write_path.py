@@ -6,6 +6,8 @@ load of 100k rows. Rates are source rows per second of wall time.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import io
 import json
 import os
@@ -17,7 +19,6 @@ from typing import Any
 
 from bench.pg import footprint, fresh_database
 from sync.postgres.db import Connection, connect_url
-from sync.postgres.sink import write_page
 from sync.rows import encoding, stored
 from sync.rows.stored import OpportunityRow, Role
 from sync.rows.transform import transform_page
@@ -25,16 +26,29 @@ from sync.rows.transform import transform_page
 RUN_ID = "00000000-0000-0000-0000-000000000001"
 
 
+def _writer() -> Any:
+    """The page writer of the package under test: ``sync/postgres/writer.py``, or the sink of a
+    package from before it (the baseline), packaged or flat."""
+    for name in ("sync.postgres.writer", "sync.postgres.sink", "sync.sink"):
+        with contextlib.suppress(ImportError):
+            return importlib.import_module(name)
+    msg = "no page writer found in the package under test"
+    raise ImportError(msg)
+
+
 def _write_one(conn: Connection, source_rows: Sequence[dict[str, Any]]) -> Any:
-    """One page as the pipeline writes it: mapped as the write pulls it (``write_mapped``), or,
-    in a package from before ``sync/postgres/streamed.py`` (the baseline), mapped first and written."""
-    try:
-        from sync.postgres.streamed import write_mapped
-        from sync.rows.transform import PageMapping
-    except ImportError:
-        page = transform_page(source_rows)
-        return write_page(conn, page.rows, [], page.issues, RUN_ID)
-    return write_mapped(conn, PageMapping(source_rows), [], [], RUN_ID)
+    """One page as the pipeline writes it: mapped as the write pulls it, or, in a package whose
+    write takes rows mapped beforehand, mapped first (``write_mapped`` where one exists)."""
+    writer = _writer()
+    mapping = getattr(writer, "PageMapping", None)
+    if mapping is not None:
+        return writer.write_page(conn, mapping(source_rows), [], [], RUN_ID)
+    with contextlib.suppress(ImportError):
+        streamed = importlib.import_module("sync.postgres.streamed")
+        pulled = importlib.import_module("sync.rows.transform").PageMapping(source_rows)
+        return streamed.write_mapped(conn, pulled, [], [], RUN_ID)
+    page = transform_page(source_rows)
+    return writer.write_page(conn, page.rows, [], page.issues, RUN_ID)
 
 
 def sync_write(url: str, source_rows: Sequence[dict[str, Any]], page_size: int) -> dict[str, Any]:
@@ -54,10 +68,12 @@ def sync_write(url: str, source_rows: Sequence[dict[str, Any]], page_size: int) 
 
 def sink_write(url: str, pages: Sequence[Sequence[OpportunityRow]]) -> None:
     """write_page + commit of rows transformed beforehand: the sink's share of the write path."""
+    writer = _writer()
+    mapping = getattr(getattr(writer, "PageMapping", None), "of", None)
     conn = connect_url(url)
     try:
         for rows in pages:
-            write_page(conn, rows, [], [], RUN_ID)
+            writer.write_page(conn, mapping(rows) if mapping else rows, [], [], RUN_ID)
             conn.commit()
     finally:
         conn.close()

@@ -343,14 +343,17 @@ class Env:
         return {r[0]: r[1:] for r in rows}
 
     def projection(self) -> dict[str, tuple[Any, ...]]:
-        """Live rows as (name, account, owner email, stage, linked calls), to compare with the source."""
+        """Live rows, every stored column (``projection.COLUMNS``), to compare with the source."""
+        from projection import stored_metadata
+
         rows = self.query(
-            "SELECT o.gong_opportunity_id, o.name, o.account_name, o.owner_email, o.stage,"
+            "SELECT o.gong_opportunity_id, o.name, o.account_name, o.owner_email, o.stage, o.amount, o.close_date,"
+            " o.health_score, o.metadata,"
             " coalesce((SELECT array_agg(call_id ORDER BY call_id) FROM call_opportunities c WHERE c.opportunity_id = o.id),"
             " '{}'::text[])"
             " FROM active_opportunities o"
         )
-        return {r[0]: (r[1], r[2], r[3], r[4], tuple(r[5])) for r in rows}
+        return {r[0]: (*r[1:8], stored_metadata(r[8]), tuple(r[9])) for r in rows}
 
     def live_ids(self) -> set[str]:
         return {r[0] for r in self.query("SELECT gong_opportunity_id FROM active_opportunities")}

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from projection import expected_projection
+from projection import COLUMNS, expected_projection
 
 from standins.generator import BASE_TIME, FivetranData
 
@@ -80,7 +80,7 @@ def random_owner_email(p: Poisoned) -> str:
     p.data.rows("user").append(owner)
     _opportunity(p.data, opp_id, owner_id=owner["id"])
     p.rejections.add((opp_id, "degraded", "owner_email_too_long"))
-    p._adjust.append(lambda projection: _set(projection, opp_id, owner=None))
+    p._adjust.append(lambda projection: _set(projection, opp_id, owner_email=None))
     return opp_id
 
 
@@ -101,7 +101,7 @@ def long_call_id(p: Poisoned) -> str:
     link.update(call_id=call_id, _fivetran_synced=FIRST)
     p.data.rows("call_context_integration").append(link)
     p.rejections.add((target, "skipped", "call_id_too_long"))
-    p._adjust.append(lambda projection: _set(projection, target, calls=tuple(c for c in projection[target][4] if c != call_id)))
+    p._adjust.append(lambda projection: _set(projection, target, calls=tuple(c for c in projection[target][-1] if c != call_id)))
     return call_id
 
 
@@ -118,6 +118,5 @@ EVERY_KIND = (huge_amount, long_id, random_owner_email, random_stage, long_call_
 
 
 def _set(projection: Projection, opp_id: str, **changes: Any) -> None:
-    name, account, owner, stage, calls = projection[opp_id]
-    values = {"name": name, "account": account, "owner": owner, "stage": stage, "calls": calls, **changes}
-    projection[opp_id] = (values["name"], values["account"], values["owner"], values["stage"], values["calls"])
+    values = dict(zip(COLUMNS, projection[opp_id], strict=True)) | changes
+    projection[opp_id] = tuple(values[c] for c in COLUMNS)

@@ -89,11 +89,18 @@ class TimeBudgetError(RetryableError):
     """A page did not finish within its time budget; the next attempt reads a smaller page."""
 
 
+# The SQLSTATEs this package acts on by name; every other is judged by its class below.
+INVALID_PASSWORD = "28P01"  # noqa: S105 - a SQLSTATE, not a password: the secret was rotated
+INSUFFICIENT_PRIVILEGE = "42501"
+UNDEFINED_TABLE = "42P01"  # a database never migrated
+LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout
+QUERY_CANCELED = "57014"  # statement_timeout
+
 # SQLSTATE classes/codes that succeed on retry. Class 08 is connection trouble, 40 is
 # serialization/deadlock, 53 is resource exhaustion, 57P0x is an admin shutdown or crash
-# recovery (what a Postgres restart mid-run looks like), 55P03 a lock timeout.
+# recovery (what a Postgres restart mid-run looks like).
 _RETRYABLE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "58"})
-_RETRYABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "55P03", "57014"})
+_RETRYABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", LOCK_NOT_AVAILABLE, QUERY_CANCELED})
 
 # HTTP statuses Google APIs use for transient trouble.
 _RETRYABLE_HTTP = frozenset({408, 429, 500, 502, 503, 504})
@@ -178,15 +185,10 @@ def data_error(err: BaseException) -> DataErrorInfo | None:
 def is_page_timeout(err: BaseException) -> bool:
     """Whether a failure says the page took too long, so a smaller page may get through.
 
-    That is the time budget, Postgres' ``statement_timeout`` (57014) or a client-side timeout
+    That is the time budget, Postgres' ``statement_timeout`` or a client-side timeout
     (BigQuery's ``result(timeout=...)`` raises ``TimeoutError``), anywhere in the cause chain.
     """
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, (TimeBudgetError, TimeoutError)) or sqlstate_of(seen) == "57014":
-            return True
-        seen = seen.__cause__
-    return False
+    return _timed_out(err, (TimeBudgetError, TimeoutError))
 
 
 def is_write_timeout(err: BaseException) -> bool:
@@ -194,9 +196,13 @@ def is_write_timeout(err: BaseException) -> bool:
 
     Only such a timeout on a one-row page counts against that row (``sync/run/pacing.py``).
     """
+    return _timed_out(err, (TimeBudgetError,))
+
+
+def _timed_out(err: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
     seen: BaseException | None = err
     while seen is not None:
-        if isinstance(seen, TimeBudgetError) or sqlstate_of(seen) == "57014":
+        if isinstance(seen, kinds) or sqlstate_of(seen) == QUERY_CANCELED:
             return True
         seen = seen.__cause__
     return False

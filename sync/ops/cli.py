@@ -26,7 +26,7 @@ from sync.ops import arguments, deadletters, report, sources, verify, views
 from sync.ops.preview import preview
 from sync.ops.progress import tracking
 from sync.postgres.schema import current_version, upgrade
-from sync.postgres.sink import WriteCounts
+from sync.postgres.writer import WriteCounts
 from sync.run.pipeline import Outcome
 from sync.run.runtime import Runtime
 

@@ -17,13 +17,13 @@ from sync.core.config import Settings
 from sync.core.messages import Message
 from sync.postgres import requests
 from sync.postgres.db import Connection
-from sync.postgres.sink import write_page
 from sync.postgres.transaction import rolled_back, transaction
-from sync.rows.transform import Issue, transform_links, transform_page
+from sync.postgres.writer import write_page
+from sync.rows.transform import Issue, PageMapping, transform_links
 from sync.run import shape_check
 from sync.run.page_plan import PagePlan
+from sync.run.plan import plan
 from sync.run.reader import Reader, SourceReader
-from sync.run.runs import plan
 from sync.run.state import read_state
 
 
@@ -80,13 +80,12 @@ def preview(
     read = (reader or SourceReader(source, settings.page_size, settings.page_budget_mib)).read(
         decision, time.monotonic() + settings.time_budget_seconds
     )
-    transformed = transform_page(read.opportunity_rows)
     links = transform_links(read.link_rows)
-    step(f"staging {len(transformed.rows)} rows in Postgres (rolled back)")
+    step(f"staging {len(read.opportunity_rows)} rows in Postgres (rolled back)")
     with rolled_back(conn):
-        written = write_page(conn, transformed.rows, links.links, [], str(decision.run_id))
+        written = write_page(conn, PageMapping(read.opportunity_rows), links.links, [], str(decision.run_id))
     counts = written.counts
-    issues = [*transformed.issues, *links.issues, *read.future, *written.refused]
+    issues = [*written.mapped.issues, *links.issues, *read.future, *written.refused]
     skipped = sum(1 for i in issues if i.kind == "skipped")
     label = "new incremental run" if decision.new_run else f"run {decision.run_id}"
     return Preview(

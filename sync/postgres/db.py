@@ -15,6 +15,7 @@ instance's TLS front; only the endpoints differ (``CloudSqlSettings``), never th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
@@ -27,7 +28,7 @@ import pg8000.dbapi
 from sync.core import secrets
 from sync.core.config import CloudSqlSettings, Settings
 from sync.core.database_url import DatabaseUrl, SslMode, parse_database_url
-from sync.core.errors import ConfigurationError, sqlstate_of
+from sync.core.errors import INVALID_PASSWORD, ConfigurationError, sqlstate_of
 
 if TYPE_CHECKING:
     from google.cloud.sql.connector import Connector
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 APPLICATION_NAME = "opportunity-sync"
-_INVALID_PASSWORD_SQLSTATE = "28P01"  # noqa: S105 - a SQLSTATE, not a password
 
 
 class Cursor(Protocol):
@@ -65,6 +65,25 @@ class Connection(Protocol):
     def rollback(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+def close_quietly(conn: Connection) -> None:
+    """Close a connection that may be broken already: that has nothing to report."""
+    with contextlib.suppress(Exception):
+        conn.close()
+
+
+def one_row(cur: Cursor, what: str) -> Sequence[Any]:
+    """The one row ``what`` (an aggregate, or a SELECT without FROM) always returns.
+
+    Raises:
+        RuntimeError: no row came back, which only a driver fault explains.
+    """
+    row = cur.fetchone()
+    if row is None:
+        msg = f"expected one row from {what}, got none"
+        raise RuntimeError(msg)
+    return row
 
 
 #: Session settings applied to every connection (values in milliseconds or seconds, as Postgres
@@ -189,7 +208,7 @@ def _connect_cloud_sql(cfg: CloudSqlSettings) -> Connection:
         try:
             return _open(connector, cfg, enable_iam_auth=True)
         except pg8000.dbapi.DatabaseError as err:
-            if sqlstate_of(err) != _INVALID_PASSWORD_SQLSTATE:
+            if sqlstate_of(err) != INVALID_PASSWORD:
                 raise
             msg = (
                 f"Postgres refused IAM database login for DB_USER {cfg.user!r} (28P01): create the IAM database user"
@@ -201,7 +220,7 @@ def _connect_cloud_sql(cfg: CloudSqlSettings) -> Connection:
     try:
         return _open(connector, cfg, password=_password(cfg))
     except pg8000.dbapi.DatabaseError as err:
-        if sqlstate_of(err) != _INVALID_PASSWORD_SQLSTATE:
+        if sqlstate_of(err) != INVALID_PASSWORD:
             raise
     # The password was rotated while this instance kept the old value: read the secret again,
     # once. A second refusal means the secret and the database disagree; retrying cannot help.
@@ -214,7 +233,7 @@ def _connect_cloud_sql(cfg: CloudSqlSettings) -> Connection:
     try:
         return _open(connector, cfg, password=_password(cfg))
     except pg8000.dbapi.DatabaseError as err:
-        if sqlstate_of(err) != _INVALID_PASSWORD_SQLSTATE:
+        if sqlstate_of(err) != INVALID_PASSWORD:
             raise
         msg = (
             f"Postgres refused the password in DB_PASSWORD_SECRET for DB_USER {cfg.user!r} (28P01), also after"

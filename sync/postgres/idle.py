@@ -9,12 +9,11 @@ an invocation failed on is closed, never kept: its session may hold an aborted t
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable
 
-from sync.postgres.db import Connection
+from sync.postgres.db import Connection, close_quietly
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ class IdleConnection:
             if _answers(conn):
                 return conn
             log.info("kept connection is gone; opening a new one", extra={"event": "connection_reopened"})
-            _close(conn)
+            close_quietly(conn)
         return self._connect()
 
     def give_back(self, conn: Connection, *, failed: bool) -> None:
@@ -49,13 +48,13 @@ class IdleConnection:
                 if self._idle is None:
                     self._idle = conn
                     return
-        _close(conn)
+        close_quietly(conn)
 
     def close(self) -> None:
         with self._lock:
             conn, self._idle = self._idle, None
         if conn is not None:
-            _close(conn)
+            close_quietly(conn)
 
 
 def _answers(conn: Connection) -> bool:
@@ -70,9 +69,3 @@ def _answers(conn: Connection) -> bool:
     except Exception:  # noqa: BLE001 - any failure means "do not reuse"; the caller reconnects
         return False
     return True
-
-
-def _close(conn: Connection) -> None:
-    # Closing a broken connection has nothing to report.
-    with contextlib.suppress(Exception):
-        conn.close()

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sync.postgres.db import Cursor
+from sync.postgres.db import Cursor, one_row
 
 # Memberships that reach beyond the sync's own objects. Predefined pg_* roles read or write
 # every table (pg_read_all_data, pg_write_all_data), files or other sessions.
@@ -107,10 +107,7 @@ def shed(cur: Cursor) -> Held:
     if not found:
         return found
     cur.execute("SELECT current_user, current_database()")
-    row = cur.fetchone()
-    if row is None:  # a bare SELECT always returns a row; this is a driver fault
-        msg = "expected one row from SELECT current_user, current_database()"
-        raise RuntimeError(msg)
+    row = one_row(cur, "SELECT current_user, current_database()")
     for statement in shed_statements(str(row[0]), str(row[1]), found):
         cur.execute(statement)
     return found

@@ -12,9 +12,10 @@
 - **died**: a one-row page that kept timing out or killing its invocation (``sync/run/pacing.py``)
   is refused without being written, with reason ``page_died``, and remembered the same way.
 - **remember**: the refusal is kept in ``sync_refused_rows`` under the digest of the row's
-  content. When the same content is read again (the lookback, a full resync) it gets the same
-  outcome without being sent to Postgres, so the next run does not trip on it. A degraded row
-  keeps the digest of its source content, so re-reading it is "unchanged" anyway.
+  content, with the row's id: a page's write looks its ids up (:data:`REMEMBERED`) before any
+  row is mapped. When the same content is read again (the lookback, a full resync) it gets the
+  same outcome without being sent to Postgres, so the next run does not trip on it. A degraded
+  row keeps the digest of its source content, so re-reading it is "unchanged" anyway.
 
 Functions that touch the database run inside the caller's transaction.
 """
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sync.core.errors import DataErrorInfo
-from sync.postgres.db import Connection
+from sync.postgres.db import Connection, one_row
 from sync.postgres.isolate import Refusal
 from sync.rows import limits, storable, stored
 from sync.rows.limits import excerpt
@@ -45,6 +46,11 @@ Item = OpportunityRow | LinkRow
 # Index name -> its key columns: a 54000 names the index, not the column.
 _INDEX_COLUMNS = {index.name: tuple(name for name, _ in index.columns) for index in limits.INDEXES}
 _NULLABLE = tuple(c.name for c in stored.NULLABLE)
+_REMEMBER = (
+    "INSERT INTO sync_refused_rows (content_hash, source_id, nulled_column, error) VALUES (%s, %s, %s, %s::jsonb)"
+    " ON CONFLICT (content_hash) DO UPDATE SET source_id = EXCLUDED.source_id, nulled_column = EXCLUDED.nulled_column,"
+    " error = EXCLUDED.error, refused_at = now()"
+)
 
 
 def repairs(item: Item, error: DataErrorInfo) -> Iterator[tuple[str, Item]]:
@@ -85,52 +91,67 @@ def error_fields(error: DataErrorInfo) -> dict[str, str]:
     return {key: value for key, value in fields.items() if value is not None}
 
 
+# The refusals remembered for a page's ids (its rows' and its links' opportunities), as one JSON
+# array; a refusal remembered before migration 0010 has no id and answers for every page until
+# it expires. The id list is the statement's only parameter.
+REMEMBERED = """
+SELECT json_agg(json_build_array(encode(content_hash, 'hex'), nulled_column, error))
+FROM sync_refused_rows
+WHERE source_id IS NULL OR source_id IN (SELECT jsonb_array_elements_text(%s::jsonb))
+"""
+
+# A remembered refusal by the digest of the content refused: the column nulled (None: skipped), the error.
+Memory = dict[bytes, tuple[str | None, dict[str, Any]]]
+
+
+def memory(remembered: Any) -> Memory:
+    """The refusals :data:`REMEMBERED` returned, by digest."""
+    return {bytes.fromhex(key): (nulled, _json(error)) for key, nulled, error in remembered or ()}
+
+
+def recall_row(row: OpportunityRow, known: Memory, issues: list[Issue]) -> OpportunityRow | None:
+    """The row to write instead of ``row`` (None: nothing), adding a remembered refusal to ``issues``."""
+    hit = known.get(row.content_hash)
+    if hit is None:
+        return row
+    nulled, error = hit
+    issues.append(issue(row, {**error, "remembered": True}, nulled))
+    return row.with_null(nulled) if nulled is not None else None
+
+
+def recall_links(links: Sequence[LinkRow], known: Memory, issues: list[Issue]) -> list[LinkRow]:
+    """The links to write: a remembered one is refused again, added to ``issues``."""
+    kept = []
+    for link in links:
+        hit = known.get(digest(link))
+        if hit is None:
+            kept.append(link)
+        else:
+            issues.append(issue(link, {**hit[1], "remembered": True}, None))
+    return kept
+
+
 @dataclass
 class Recalled:
-    """A page after applying remembered refusals: what to write, and what was refused from memory."""
+    """Rows and links after applying remembered refusals: what to write, and what was refused from memory."""
 
     rows: list[OpportunityRow]
     links: list[LinkRow]
     issues: list[Issue] = field(default_factory=list)
 
 
-def remembers_any(conn: Connection) -> bool:
-    """Whether any refusal is remembered: when none is, no page needs recalling."""
-    cur = conn.cursor()
-    cur.execute("SELECT EXISTS (SELECT 1 FROM sync_refused_rows)")
-    probe = cur.fetchone()
-    return probe is not None and bool(probe[0])
-
-
 def recall(conn: Connection, rows: Sequence[OpportunityRow], links: Sequence[LinkRow]) -> Recalled:
-    """Give remembered rows their remembered outcome before anything is sent to Postgres."""
-    if not rows and not links:
-        return Recalled([], [])
-    # Usually empty: one cheap probe spares every page the look-up of its digests.
-    if not remembers_any(conn):
-        return Recalled(list(rows), list(links))
+    """Give remembered rows their remembered outcome, as a page's write does (``sync/ops/verify.py``)."""
     cur = conn.cursor()
-    cur.execute(
-        "SELECT content_hash, nulled_column, error FROM sync_refused_rows WHERE content_hash = ANY(%s)",
-        ([r.content_hash for r in rows] + [digest(link) for link in links],),
-    )
-    known = {bytes(key): (nulled, _json(error)) for key, nulled, error in cur.fetchall()}
+    ids = [*(r.source_id for r in rows), *(link.gong_opportunity_id for link in links)]
+    cur.execute(REMEMBERED, (json.dumps([i for i in ids if "\x00" not in i]),))
+    known = memory(one_row(cur, "the refusals look-up")[0])
     result = Recalled([], [])
     for row in rows:
-        hit = known.get(row.content_hash)
-        if hit is None:
-            result.rows.append(row)
-            continue
-        nulled, error = hit
-        result.issues.append(issue(row, {**error, "remembered": True}, nulled))
-        if nulled is not None:
-            result.rows.append(row.with_null(nulled))
-    for link in links:
-        hit = known.get(digest(link))
-        if hit is None:
-            result.links.append(link)
-        else:
-            result.issues.append(issue(link, {**hit[1], "remembered": True}, None))
+        kept = recall_row(row, known, result.issues)
+        if kept is not None:
+            result.rows.append(kept)
+    result.links = recall_links(links, known, result.issues)
     return result
 
 
@@ -143,12 +164,7 @@ def remember(conn: Connection, refusals: Sequence[Refusal[Item]]) -> list[Issue]
     for refusal in refusals:
         fields = error_fields(refusal.error)
         records.append(issue(refusal.item, fields, refusal.repair))
-        cur.execute(
-            "INSERT INTO sync_refused_rows (content_hash, nulled_column, error) VALUES (%s, %s, %s::jsonb)"
-            " ON CONFLICT (content_hash) DO UPDATE SET nulled_column = EXCLUDED.nulled_column, error = EXCLUDED.error,"
-            " refused_at = now()",
-            (digest(refusal.item), refusal.repair, storable.json_text(fields)),
-        )
+        cur.execute(_REMEMBER, (digest(refusal.item), _id(refusal.item), refusal.repair, storable.json_text(fields)))
     return records
 
 
@@ -161,11 +177,7 @@ def refuse_unwritten(conn: Connection, items: Sequence[Item], attempts: int) -> 
     error = {"reason": DIED, "attempts": attempts}
     cur = conn.cursor()
     for item in items:
-        cur.execute(
-            "INSERT INTO sync_refused_rows (content_hash, nulled_column, error) VALUES (%s, NULL, %s::jsonb)"
-            " ON CONFLICT (content_hash) DO UPDATE SET nulled_column = NULL, error = EXCLUDED.error, refused_at = now()",
-            (digest(item), storable.json_text(error)),
-        )
+        cur.execute(_REMEMBER, (digest(item), _id(item), None, storable.json_text(error)))
     return [issue(item, error, None) for item in items]
 
 
@@ -173,6 +185,12 @@ def expire(conn: Connection, days: int) -> None:
     """Forget refusals as old as the rejection records; a row still bad is isolated once more."""
     cur = conn.cursor()
     cur.execute("DELETE FROM sync_refused_rows WHERE refused_at < now() - make_interval(days => %s)", (days,))
+
+
+def _id(item: Item) -> str | None:
+    """The id a refusal is looked up by: the row's, or the link's opportunity's (NUL: never looked up)."""
+    key = item.source_id if isinstance(item, OpportunityRow) else item.gong_opportunity_id
+    return key if storable.fits_text(key) else None
 
 
 def _json(value: Any) -> dict[str, Any]:

@@ -31,9 +31,9 @@ from importlib import resources
 
 from pg8000.exceptions import DatabaseError, InterfaceError
 
-from sync.core.errors import PermanentError
+from sync.core.errors import INSUFFICIENT_PRIVILEGE, UNDEFINED_TABLE, PermanentError, sqlstate_of
 from sync.postgres import privileges
-from sync.postgres.db import Connection, Cursor
+from sync.postgres.db import Connection, Cursor, one_row
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,6 @@ _CREATE_LEDGER = (
     " version integer PRIMARY KEY, name text NOT NULL,"
     " applied_at timestamptz NOT NULL DEFAULT now())"
 )
-_UNDEFINED_TABLE = "42P01"
-_INSUFFICIENT_PRIVILEGE = "42501"
 
 
 class MigrationPermissionError(PermanentError):
@@ -124,18 +122,15 @@ def _read_state(conn: Connection) -> tuple[set[int], bool, bool]:
     cur = conn.cursor()
     try:
         cur.execute(_STATE_SQL, (ENTITY,))
-        row = cur.fetchone()
+        row = one_row(cur, "the schema state query")
     except DatabaseError as err:
         conn.rollback()
-        if _sqlstate(err) == _UNDEFINED_TABLE:  # an empty database, or one never migrated
+        if sqlstate_of(err) == UNDEFINED_TABLE:  # an empty database, or one never migrated
             return set(), False, True  # shedding re-reads what is held
-        if _sqlstate(err) == _INSUFFICIENT_PRIVILEGE:
+        if sqlstate_of(err) == INSUFFICIENT_PRIVILEGE:
             raise _permission_error(conn, "read schema_migrations and sync_status", err) from err
         raise
     conn.rollback()
-    if row is None:  # an aggregate always returns a row; this is a driver fault
-        msg = "expected one row from the schema state query, got none"
-        raise RuntimeError(msg)
     return {int(v) for v in row[0]}, bool(row[1]), bool(row[2])
 
 
@@ -154,7 +149,7 @@ def _apply(conn: Connection, migration: Migration) -> bool:
         conn.commit()
     except DatabaseError as err:
         conn.rollback()
-        if _sqlstate(err) == _INSUFFICIENT_PRIVILEGE:
+        if sqlstate_of(err) == INSUFFICIENT_PRIVILEGE:
             raise _permission_error(conn, f"apply migration {migration.version:04d}_{migration.name}", err) from err
         raise
     log.info("applied migration %04d_%s", migration.version, migration.name)
@@ -181,7 +176,7 @@ def give_up_privileges(conn: Connection) -> tuple[list[str], list[str]]:
             "could not give up %s (SQLSTATE %s: %s); the sync goes on, the next cold start tries again. As an"
             " administrator: ALTER ROLE ... NOCREATEROLE NOCREATEDB; REVOKE cloudsqlsuperuser FROM ...",
             ", ".join(left.describe()) or "cluster-wide powers",
-            _sqlstate(err),
+            sqlstate_of(err),
             _message(err),
             extra={"event": "privileges_not_shed", "still_held": left.describe()},
         )
@@ -238,7 +233,8 @@ def _permission_error(conn: Connection, action: str, err: DatabaseError) -> Migr
     quoted = '"' + (role or "ROLE").replace('"', '""') + '"'
     fields = err.args[0] if err.args and isinstance(err.args[0], dict) else {}
     msg = (
-        f"role {role!r} cannot {action}: {fields.get('M', 'permission denied')} (SQLSTATE 42501). Either let this role "
+        f"role {role!r} cannot {action}: {fields.get('M', 'permission denied')} (SQLSTATE {INSUFFICIENT_PRIVILEGE})."
+        " Either let this role "
         f"migrate (as the database owner: GRANT USAGE, CREATE ON SCHEMA public TO {quoted}; a migration that alters a "
         f"table also needs the table's owner: ALTER TABLE ... OWNER TO {quoted};), or run `python -m sync migrate` as "
         "the owner and set SYNC_AUTO_MIGRATE=false for this role"
@@ -255,13 +251,6 @@ def _current_user(conn: Connection) -> str | None:
     except (DatabaseError, InterfaceError):
         return None  # the name only decorates the message
     return str(row[0]) if row else None
-
-
-def _sqlstate(err: DatabaseError) -> str | None:
-    # pg8000 puts the server's error fields in args[0], keyed by field code.
-    fields = err.args[0] if err.args and isinstance(err.args[0], dict) else {}
-    code = fields.get("C")
-    return code if isinstance(code, str) else None
 
 
 def current_version(conn: Connection) -> int:

@@ -121,7 +121,7 @@ KEY, DELETED, HASH = _only(Role.KEY), _only(Role.DELETED), _only(Role.HASH)
 PARSED = tuple(c for c in COLUMNS if c.role is not Role.HASH)
 # The staging table's and the COPY stream's order: the content text, the rest, the digest.
 COPY_ORDER = (*(c for c in PARSED if c.hashed), *(c for c in PARSED if not c.hashed), HASH)
-# A row no stored row holds is copied straight into ``opportunities`` (``sync/postgres/sink.py``), live
+# A row no stored row holds is copied straight into ``opportunities`` (``sync/postgres/writer.py``), live
 # rows only, so without the soft-delete column: it stays NULL.
 INSERT_ORDER = tuple(c for c in COPY_ORDER if c.role is not Role.DELETED)
 # Data columns whose value may be stored as NULL to save a row Postgres refuses.

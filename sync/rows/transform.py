@@ -76,21 +76,29 @@ def transform_page(source_rows: Iterable[Mapping[str, Any]]) -> PageResult:
 class PageMapping:
     """:func:`transform_page`, done row by row as the writer needs the rows, each row at most once.
 
-    The writer (``sync/postgres/streamed.py``) pulls them through the COPY of a page Postgres
-    holds none of, so Postgres stores the first rows while Python still maps the later ones.
-    :meth:`result` maps whatever is left and answers what ``transform_page`` answers.
+    The writer (``sync/postgres/writer.py``) pulls a page's new rows through its COPY, so
+    Postgres stores the first rows while Python still maps the later ones. :meth:`result`
+    maps whatever is left and answers what ``transform_page`` answers.
     """
 
     def __init__(self, source_rows: Sequence[Mapping[str, Any]]) -> None:
         self._source = source_rows
+        self._given: list[OpportunityRow] = []  # rows handed over mapped already (PageMapping.of)
         self._mapped: list[OpportunityRow] = []
         self._issues: list[Issue] = []
         self._done = 0
         self._result: PageResult | None = None
 
+    @classmethod
+    def of(cls, rows: Sequence[OpportunityRow], issues: Sequence[Issue] = ()) -> PageMapping:
+        """A page mapped already (a preview, a test sending values the transform would stop)."""
+        mapping = cls([])
+        mapping._given, mapping._mapped, mapping._issues = list(rows), list(rows), list(issues)
+        return mapping
+
     def ids(self) -> list[str | None]:
-        """The id each source row carries, before any mapping: what its stored row is keyed by."""
-        return [source_id(raw.get("id")) for raw in self._source]
+        """The id each row carries, before any mapping: what its stored row is keyed by."""
+        return [row.source_id for row in self._given] + [source_id(raw.get("id")) for raw in self._source]
 
     def rows(self) -> Iterator[OpportunityRow]:
         """Every row that maps, in source order: those mapped already, then the rest as they are pulled."""

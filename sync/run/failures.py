@@ -8,15 +8,14 @@ that times out every time is refused in the end (``sync/run/pacing.py``).
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Callable
 
 from sync.core.deadline import LEASE_LOCK_WAIT_SECONDS, Deadline
 from sync.core.errors import PermanentError, SourceShapeError, SyncError, is_page_timeout, is_write_timeout
-from sync.postgres.db import Connection
+from sync.postgres.db import Connection, close_quietly
 from sync.postgres.transaction import transaction
-from sync.run import pacing, runlog
+from sync.run import pacing, sync_runs
 from sync.run import state as st
 from sync.run.page_plan import PagePlan
 
@@ -49,7 +48,7 @@ def after_failure(
                     elif isinstance(failure, PermanentError):
                         st.mark_failed(target, invocation, str(failure))
                         if run_id is not None:
-                            runlog.fail_run(target, run_id, str(failure))
+                            sync_runs.fail_run(target, run_id, str(failure))
                     elif shrink is not None:
                         st.limit_page_size(target, shrink)
                         st.release_lease(target, invocation)
@@ -57,19 +56,13 @@ def after_failure(
                         st.release_lease(target, invocation)
             finally:
                 if attempt is None:
-                    _close(target)
+                    close_quietly(target)
         except Exception:  # noqa: BLE001, S112 - the lease expires on its own
             continue
         if isinstance(failure, SourceShapeError):
-            runlog.log_source_unavailable(run_id, failure)
+            sync_runs.log_source_unavailable(run_id, failure)
         if isinstance(failure, PermanentError):
-            runlog.log_run_failed(run_id, str(failure))
+            sync_runs.log_run_failed(run_id, str(failure))
         if shrink is not None and p is not None:
-            runlog.log_page_shrunk(p, shrink, str(failure))
+            sync_runs.log_page_shrunk(p, shrink, str(failure))
         return
-
-
-def _close(conn: Connection) -> None:
-    # Closing a broken connection has nothing to report.
-    with contextlib.suppress(Exception):
-        conn.close()

@@ -1,7 +1,7 @@
-"""What one invocation was decided to do: the plan :func:`sync.run.runs.plan` returns.
+"""What one invocation was decided to do: the plan :func:`sync.run.plan.plan` returns.
 
 Its own module because both sides of a page use it: ``runs`` makes it from the stored state,
-``state`` and ``runlog`` write what the page did under it. Kept apart, the arrows run
+``state`` and ``sync_runs`` write what the page did under it. Kept apart, the arrows run
 ``runs -> state -> page_plan`` with no cycle.
 """
 

@@ -16,7 +16,7 @@ A redelivered message after step 4 is stale (its page is no longer the expected 
 dropped, so at-least-once delivery cannot double-apply or fork the chain.
 
 This module only orchestrates: SQL lives with the table it touches (``sync/run/state.py`` for
-``sync_status``, ``sync/run/runlog.py`` for ``sync_runs``, ``sync/postgres/sink.py`` for the synced rows), and
+``sync_status``, ``sync/run/sync_runs.py`` for ``sync_runs``, ``sync/postgres/writer.py`` for the synced rows), and
 each unit of work is one ``transaction`` opened here.
 
 One :class:`~sync.core.deadline.Deadline` per invocation bounds every step: the read stops early, the
@@ -27,7 +27,6 @@ a session a killed invocation left behind makes the next one answer "busy", neve
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -44,17 +43,16 @@ from sync.core.deadline import LEASE_LOCK_WAIT_SECONDS, Deadline
 from sync.core.errors import LeaseBusyError, classify
 from sync.core.messages import Message, MessageType
 from sync.postgres import purge, refused, requests
-from sync.postgres.db import Connection
-from sync.postgres.sink import PageWrite, WriteCounts, refuse_page
-from sync.postgres.streamed import write_mapped
+from sync.postgres.db import Connection, close_quietly
 from sync.postgres.transaction import transaction
-from sync.rows.transform import Issue, LinkResult, PageMapping, PageResult, transform_links
-from sync.run import pacing, runlog, shape_check, wakeups
+from sync.postgres.writer import PageWrite, WriteCounts, refuse_page, write_page
+from sync.rows.transform import Issue, LinkResult, PageMapping, transform_links
+from sync.run import pacing, shape_check, sync_runs, wakeups
 from sync.run import state as st
 from sync.run.failures import after_failure
 from sync.run.page_plan import PagePlan
+from sync.run.plan import TRIGGER_FULL, Drop, StopRun, plan
 from sync.run.reader import PageRead, Reader, SourceReader
-from sync.run.runs import TRIGGER_FULL, Drop, StopRun, plan
 
 log = logging.getLogger(__name__)
 
@@ -85,21 +83,12 @@ class Outcome:
 
 @dataclass(frozen=True)
 class _Page:
-    """One page between the read and the write: what was read and what it maps to."""
+    """One page between the read and the write: what was read, its links, and its rows to map."""
 
     plan: PagePlan
     read: PageRead
-    # Mapped as the write pulls the rows (sync/postgres/streamed.py): read ``rows`` only after it.
-    mapping: PageMapping
+    mapping: PageMapping  # mapped by the write, as it pulls the rows (sync/postgres/writer.py)
     links: LinkResult
-
-    @property
-    def rows(self) -> PageResult:
-        return self.mapping.result()
-
-    @property
-    def issues(self) -> list[Issue]:
-        return [*self.rows.issues, *self.links.issues]
 
 
 class Pipeline:
@@ -128,7 +117,7 @@ class Pipeline:
     ) -> None:
         self._settings = settings
         self._connect = connect
-        self._release = release or (lambda conn, _failed: _close(conn))
+        self._release = release or (lambda conn, _failed: close_quietly(conn))
         self._publisher = publisher
         self._checkpoint = checkpoint or (lambda _step: None)
         self._source = source
@@ -211,10 +200,9 @@ class Pipeline:
         with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
             st.fence(conn, invocation)
             if attempt.refuse:
-                issues = [*page.rows.issues, *others]
-                written = refuse_page(conn, page.rows.rows, page.links.links, issues, str(p.run_id), attempt.number - 1)
+                written = refuse_page(conn, page.mapping, page.links.links, others, str(p.run_id), attempt.number - 1)
             else:
-                written = write_mapped(conn, page.mapping, page.links.links, others, str(p.run_id), deadline=deadline.work_ends)
+                written = write_page(conn, page.mapping, page.links.links, others, str(p.run_id), deadline=deadline.work_ends)
             c = written.counts
             if p.new_run:
                 requests.take(conn, p.requests, p.run_id)
@@ -224,10 +212,10 @@ class Pipeline:
                     _count_purge(c, purge.finish(conn, p.run_id, complete=ids_complete))
             self._checkpoint("written")
             tally = _tally(page, written)
-            runlog.record_page(conn, p, tally, run_done=read.run_done, shrunk_to=pacing.shrunk(s.page_size, p.page_size_limit))
+            sync_runs.record_page(conn, p, tally, run_done=read.run_done, shrunk_to=pacing.shrunk(s.page_size, p.page_size_limit))
             st.record_page(conn, _progress(page, state, c, tally, s.page_size, ids_complete=ids_complete))
             if read.run_done:
-                runlog.expire_rejections(conn, s.rejection_retention_days)
+                sync_runs.expire_rejections(conn, s.rejection_retention_days)
                 refused.expire(conn, s.rejection_retention_days)
         return written
 
@@ -235,14 +223,14 @@ class Pipeline:
         """The finish step, after the commit: log the page, then end the run or continue it."""
         p, read = page.plan, page.read
         tally = _tally(page, written)
-        runlog.log_page(p, tally, read.opportunities.cursor, [*page.issues, *written.refused], run_done=read.run_done)
+        sync_runs.log_page(p, tally, read.opportunities.cursor, _issues(page, written), run_done=read.run_done)
         if read.future_starts:
-            runlog.log_future_stamped(p, read.future, read.future_total)
+            sync_runs.log_future_stamped(p, read.future, read.future_total)
         outcome = _page_outcome(page, tally, written)
         if read.run_done:
             with transaction(conn, within=deadline.left_after_work()):
-                totals = runlog.run_totals(conn, p.run_id)
-            runlog.log_run_finished(p.run_id, totals)
+                totals = sync_runs.run_totals(conn, p.run_id)
+            sync_runs.log_run_finished(p.run_id, totals)
             if self._publisher is not None:
                 _follow_up(conn, self._publisher, p, deadline)
             return outcome
@@ -273,7 +261,7 @@ def _decide(
     return decision
 
 
-def _page_outcome(page: _Page, tally: runlog.PageTally, written: PageWrite) -> Outcome:
+def _page_outcome(page: _Page, tally: sync_runs.PageTally, written: PageWrite) -> Outcome:
     """What a committed page did, as the caller (and the function's log) sees it."""
     p, read = page.plan, page.read
     return Outcome(
@@ -302,12 +290,12 @@ def _begin_attempt(
         if p.new_run:
             wakeups.run_began(conn)
     if state.page_attempts and (attempt.number == 1 or attempt.refuse):
-        runlog.log_page_died(p, state.page_attempts, state.page_attempt_size, size, refuse=attempt.refuse)
+        sync_runs.log_page_died(p, state.page_attempts, state.page_attempt_size, size, refuse=attempt.refuse)
     return attempt
 
 
 def _progress(
-    page: _Page, state: st.SyncState, counts: WriteCounts, tally: runlog.PageTally, page_size: int, *, ids_complete: bool
+    page: _Page, state: st.SyncState, counts: WriteCounts, tally: sync_runs.PageTally, page_size: int, *, ids_complete: bool
 ) -> st.PageProgress:
     """Where the run stands once this page commits (pure): cursors, watermarks, pacing, marks."""
     p, read = page.plan, page.read
@@ -326,6 +314,7 @@ def _progress(
         run_marks=(read.probe.marks if read.probe else None) if p.new_run else state.run_source_marks,
         ids_complete=ids_complete,
         repaired=repaired,
+        run_done=read.run_done,
     )
 
 
@@ -340,8 +329,8 @@ def _stop(conn: Connection, invocation: uuid.UUID, decision: StopRun, deadline: 
     with transaction(conn, within=deadline.left_after_work(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
         st.fence(conn, invocation)
         st.mark_failed(conn, invocation, decision.reason, abandon_run=True)
-        runlog.fail_run(conn, decision.run_id, decision.reason)
-    runlog.log_run_failed(decision.run_id, decision.reason, stopped=True)
+        sync_runs.fail_run(conn, decision.run_id, decision.reason)
+    sync_runs.log_run_failed(decision.run_id, decision.reason, stopped=True)
     return Outcome("stopped", decision.reason, decision.run_id)
 
 
@@ -386,14 +375,19 @@ def _follow_up(conn: Connection, publisher: Publisher, p: PagePlan, deadline: De
         )
 
 
-def _tally(page: _Page, written: PageWrite) -> runlog.PageTally:
+def _tally(page: _Page, written: PageWrite) -> sync_runs.PageTally:
     """Rows and links skipped or degraded by the transform, those Postgres refused, and future stamps."""
     read = page.read
-    issues = [*page.issues, *written.refused]
+    issues = _issues(page, written)
     skipped = sum(1 for i in issues if i.kind == "skipped")
     future = len(read.future)
     degraded = len(issues) - skipped + future
-    return runlog.PageTally(len(read.opportunity_rows), skipped, degraded, written.counts, future, read.cost)
+    return sync_runs.PageTally(len(read.opportunity_rows), skipped, degraded, written.counts, future, read.cost)
+
+
+def _issues(page: _Page, written: PageWrite) -> list[Issue]:
+    """Every row and link of the page skipped or degraded, by the transform or by Postgres."""
+    return [*written.mapped.issues, *page.links.issues, *written.refused]
 
 
 def _count_purge(counts: WriteCounts, purged: purge.Purged | None) -> None:
@@ -401,12 +395,6 @@ def _count_purge(counts: WriteCounts, purged: purge.Purged | None) -> None:
         counts.purged = purged.rows
         counts.deleted += purged.rows
         counts.links_removed += purged.links
-
-
-def _close(conn: Connection) -> None:
-    # Closing a broken connection has nothing to report.
-    with contextlib.suppress(Exception):
-        conn.close()
 
 
 def _s(value: uuid.UUID | None) -> str | None:

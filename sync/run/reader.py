@@ -25,7 +25,7 @@ from sync.bigquery.streams import StreamKind
 from sync.rows.transform import Issue
 from sync.run.pacing import page_size
 from sync.run.page_plan import PagePlan
-from sync.run.runs import TRIGGER_FULL
+from sync.run.plan import TRIGGER_FULL
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import astuple, dataclass
 from typing import Any
 
 from pg8000.exceptions import DatabaseError
@@ -24,14 +24,13 @@ from sync.bigquery.cursor import EPOCH, Keyset, Stream
 from sync.bigquery.probe import Mark, marks_from_json, marks_json
 from sync.bigquery.results import JobRef, ResultPosition
 from sync.bigquery.streams import StreamKind
-from sync.core.errors import LeaseBusyError, PermanentError, StaleLeaseError, sqlstate_of
-from sync.postgres.db import Connection
+from sync.core.errors import LOCK_NOT_AVAILABLE, LeaseBusyError, PermanentError, StaleLeaseError, sqlstate_of
+from sync.postgres.db import Connection, Cursor
 from sync.postgres.schema import ENTITY
 from sync.rows import storable
 from sync.run.page_plan import PagePlan
 
 # lock_not_available: a lock wait ran past the transaction's lock_timeout (sync/postgres/transaction.py).
-_LOCK_TIMEOUT = "55P03"
 # Undoes only the lease UPDATE whose lock wait timed out, not the caller's transaction.
 _LEASE_SAVEPOINT = "acquire_lease"
 
@@ -54,17 +53,20 @@ class _StreamColumns:
     job_id: str
     job_offset: str
 
-    def names(self) -> tuple[str, ...]:
-        return (
-            self.upper_bound,
-            self.cursor_stamp,
-            self.cursor_key,
-            self.done,
-            self.job_project,
-            self.job_location,
-            self.job_id,
-            self.job_offset,
+    def stream(self, row: Mapping[str, Any]) -> Stream:
+        """The stream as a ``sync_status`` row read by name holds it."""
+        job_id, offset = row[self.job_id], row[self.job_offset]
+        job = JobRef(row[self.job_project], row[self.job_location], job_id)
+        result = ResultPosition(job, int(offset)) if job_id and offset is not None else None
+        return Stream(
+            Keyset(row[self.cursor_stamp] or EPOCH, row[self.cursor_key] or ""),
+            row[self.upper_bound],
+            bool(row[self.done]),
+            result,
         )
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(str(name) for name in astuple(self))
 
 
 _OPPORTUNITIES = _StreamColumns(
@@ -86,17 +88,6 @@ _LINKS = _StreamColumns(
     "run_link_job_location",
     "run_link_job_id",
     "run_link_job_offset",
-)
-_WIDTH = len(_OPPORTUNITIES.names())
-_STATE_COLUMNS = ", ".join(
-    (
-        "run_id, run_trigger, run_next_page",
-        *_OPPORTUNITIES.names(),
-        *_LINKS.names(),
-        "last_sync_timestamp, link_watermark, page_size_limit, status",
-        "source_marks, run_source_marks, run_ids_complete",
-        "page_attempts, page_attempt_size",
-    )
 )
 
 
@@ -124,31 +115,34 @@ class SyncState:
     page_attempt_size: int | None = None
 
     @classmethod
-    def from_row(cls, row: Sequence[Any]) -> SyncState:
-        run_id = row[0]
-        rest = row[3 + 2 * _WIDTH :]
+    def from_row(cls, row: Mapping[str, Any]) -> SyncState:
+        """The state in a ``sync_status`` row read as column name -> value (``SELECT *``: a field
+        read is one line here, whatever else the row holds or where a column sits)."""
+        run_id = row["run_id"]
         return cls(
             run_id=uuid.UUID(str(run_id)) if run_id is not None else None,
-            trigger=row[1],
-            next_page=row[2],
-            opportunities=_stream(row[3 : 3 + _WIDTH]),
-            links=_stream(row[3 + _WIDTH : 3 + 2 * _WIDTH]),
-            watermark=rest[0],
-            link_watermark=rest[1],
-            page_size_limit=rest[2],
-            status=rest[3],
-            source_marks=marks_from_json(rest[4]),
-            run_source_marks=marks_from_json(rest[5]),
-            ids_complete=bool(rest[6]),
-            page_attempts=int(rest[7] or 0),
-            page_attempt_size=rest[8],
+            trigger=row["run_trigger"],
+            next_page=row["run_next_page"],
+            opportunities=_OPPORTUNITIES.stream(row),
+            links=_LINKS.stream(row),
+            watermark=row["last_sync_timestamp"],
+            link_watermark=row["link_watermark"],
+            page_size_limit=row["page_size_limit"],
+            status=row["status"],
+            source_marks=marks_from_json(row["source_marks"]),
+            run_source_marks=marks_from_json(row["run_source_marks"]),
+            ids_complete=bool(row["run_ids_complete"]),
+            page_attempts=int(row["page_attempts"] or 0),
+            page_attempt_size=row["page_attempt_size"],
         )
 
 
-def _stream(values: Sequence[Any]) -> Stream:
-    upper_bound, stamp, key, done, project, location, job_id, offset = values
-    result = ResultPosition(JobRef(project, location, job_id), int(offset)) if job_id and offset is not None else None
-    return Stream(Keyset(stamp or EPOCH, key or ""), upper_bound, bool(done), result)
+def _by_name(cur: Cursor) -> dict[str, Any] | None:
+    """The statement's one row as column name -> value; None when there is none."""
+    row = cur.fetchone()
+    if row is None or cur.description is None:
+        return None
+    return {str(column[0]): value for column, value in zip(cur.description, row, strict=True)}
 
 
 def acquire_lease(conn: Connection, owner: uuid.UUID, seconds: int) -> SyncState | None:
@@ -165,15 +159,15 @@ def acquire_lease(conn: Connection, owner: uuid.UUID, seconds: int) -> SyncState
         cur.execute(
             "UPDATE sync_status SET lease_owner = %s, lease_expires_at = clock_timestamp() + make_interval(secs => %s)"
             " WHERE entity_type = %s AND (lease_owner IS NULL OR lease_expires_at < clock_timestamp())"
-            f" RETURNING {_STATE_COLUMNS}",
+            " RETURNING *",
             (str(owner), seconds, ENTITY),
         )
     except DatabaseError as err:
-        if sqlstate_of(err) == _LOCK_TIMEOUT:
+        if sqlstate_of(err) == LOCK_NOT_AVAILABLE:
             cur.execute(f"ROLLBACK TO SAVEPOINT {_LEASE_SAVEPOINT}")
             return None
         raise
-    row = cur.fetchone()
+    row = _by_name(cur)
     cur.execute(f"RELEASE SAVEPOINT {_LEASE_SAVEPOINT}")
     if row is not None:
         return SyncState.from_row(row)
@@ -199,7 +193,7 @@ def fence(conn: Connection, owner: uuid.UUID) -> None:
     try:
         cur.execute("SELECT lease_owner FROM sync_status WHERE entity_type = %s FOR UPDATE", (ENTITY,))
     except DatabaseError as err:
-        if sqlstate_of(err) == _LOCK_TIMEOUT:
+        if sqlstate_of(err) == LOCK_NOT_AVAILABLE:
             msg = "another session holds the sync_status row lock past lock_timeout; the message will be redelivered"
             raise LeaseBusyError(msg) from err
         raise
@@ -212,8 +206,8 @@ def fence(conn: Connection, owner: uuid.UUID) -> None:
 def read_state(conn: Connection) -> SyncState:
     """The stored state, without taking the lease (the dry run reads it this way)."""
     cur = conn.cursor()
-    cur.execute(f"SELECT {_STATE_COLUMNS} FROM sync_status WHERE entity_type = %s", (ENTITY,))
-    row = cur.fetchone()
+    cur.execute("SELECT * FROM sync_status WHERE entity_type = %s", (ENTITY,))
+    row = _by_name(cur)
     if row is None:
         raise _missing_row()
     return SyncState.from_row(row)
@@ -262,10 +256,8 @@ class PageProgress:
     ids_complete: bool = False
     # Streams whose stored watermark lay beyond the source's clock: dropped now, not at the end.
     repaired: frozenset[StreamKind] = frozenset()
-
-    @property
-    def run_done(self) -> bool:
-        return self.opportunities.done and self.links.done
+    # Both streams read to the run's bound (PageRead.run_done).
+    run_done: bool = False
 
 
 def record_page(conn: Connection, progress: PageProgress) -> None:

@@ -167,7 +167,7 @@ def test_cost_is_in_the_run_finished_line_sync_runs_status_and_runs(env, caplog)
     from sync.ops import cli
 
     env.seed(generate(40, seed=96, messy=False))
-    with caplog.at_level(logging.INFO, logger="sync.run.runlog"):
+    with caplog.at_level(logging.INFO, logger="sync.run.sync_runs"):
         env.drain(SYNC_PAGE_SIZE="15")
     (finished,) = [r for r in caplog.records if getattr(r, "event", None) == "run_finished"]
     # Two schema look-ups, the probe and two evaluations; the emulator reports 0 bytes processed

@@ -41,7 +41,7 @@ def test_spent_budget_cuts_the_page_and_the_run_continues(env):
 
 def test_run_finished_summary_line(env, caplog):
     env.seed(generate(20, seed=72, messy=False))
-    with caplog.at_level(logging.INFO, logger="sync.run.runlog"):
+    with caplog.at_level(logging.INFO, logger="sync.run.sync_runs"):
         env.drain(Message.tick())
     finished = [r for r in caplog.records if getattr(r, "event", None) == "run_finished"]
     assert len(finished) == 1

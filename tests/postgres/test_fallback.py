@@ -1,6 +1,6 @@
 """The generic fallback alone handles every listed repro: rows built without the transform's checks.
 
-``sync/rows/limits.py`` stops these values in the transform; here they reach ``sink.write_page`` as
+``sync/rows/limits.py`` stops these values in the transform; here they reach ``writer.write_page`` as
 they would if a check were missing, and bisection under savepoints must find each one, repair
 or skip it, write the rest, record it and remember it.
 """
@@ -17,11 +17,11 @@ from poison import random_text
 
 from sync.core.errors import TimeBudgetError
 from sync.postgres.db import connect_url
-from sync.postgres.sink import write_page
 from sync.postgres.transaction import transaction
+from sync.postgres.writer import write_page
 from sync.rows import parse, stored
 from sync.rows.stored import OpportunityRow
-from sync.rows.transform import LinkRow
+from sync.rows.transform import LinkRow, PageMapping
 
 RUN = str(uuid.UUID(int=9))
 LONG_ID = "006" + random_text(2997, seed=11)
@@ -54,7 +54,7 @@ def _write(url, rows, links, deadline=math.inf):
     conn = connect_url(url)
     try:
         with transaction(conn):
-            return write_page(conn, rows, links, [], RUN, deadline=deadline)
+            return write_page(conn, PageMapping.of(rows), links, [], RUN, deadline=deadline)
     finally:
         conn.close()
 
@@ -112,7 +112,18 @@ def test_isolation_that_runs_out_of_time_raises_and_writes_nothing(database_url)
     conn = connect_url(database_url)
     try:
         with pytest.raises(TimeBudgetError), transaction(conn):
-            write_page(conn, rows, links, [], RUN, deadline=-1)
+            write_page(conn, PageMapping.of(rows), links, [], RUN, deadline=-1)
     finally:
         conn.close()
     assert query_url(database_url, "SELECT count(*) FROM opportunities") == [(0,)]
+
+
+def test_a_refusal_remembered_before_0010_without_an_id_is_still_recalled(database_url):
+    rows, links = _page()
+    first = _write(database_url, rows, links)
+    # Before migration 0010 a refusal was remembered by its content digest alone.
+    query_url(database_url, "UPDATE sync_refused_rows SET source_id = NULL")
+    again = _write(database_url, rows, links)
+    assert again.attempts == 1
+    assert {(i.source_id[:20], i.kind) for i in again.refused} == {(i.source_id[:20], i.kind) for i in first.refused}
+    assert all(i.values.get("remembered") for i in again.refused)

@@ -112,7 +112,7 @@ def test_an_unlisted_trigger_gets_the_offending_value_nulled(env):
     p.rejections.add((victim["id"], "degraded", "refused_by_postgres"))
     p._adjust.append(
         lambda projection: projection.__setitem__(
-            victim["id"], (*projection[victim["id"]][:3], None, projection[victim["id"]][4])
+            victim["id"], (*projection[victim["id"]][:3], None, *projection[victim["id"]][4:])
         )
     )
     _assert_synced(env, p)

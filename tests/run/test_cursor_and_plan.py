@@ -11,7 +11,7 @@ from sync.bigquery.cursor import EPOCH, Keyset, Stream, advance, next_watermark,
 from sync.bigquery.results import JobRef, ResultPosition
 from sync.core.messages import Message
 from sync.run.page_plan import PagePlan
-from sync.run.runs import Drop, StopRun, plan
+from sync.run.plan import Drop, StopRun, plan
 from sync.run.state import SyncState
 
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)

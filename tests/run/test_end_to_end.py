@@ -6,7 +6,7 @@ from unittest import mock
 
 from standins.generator import generate
 from sync.core.messages import Message
-from sync.postgres import sink, streamed
+from sync.postgres import writer
 
 
 def test_first_run_loads_every_opportunity_with_joins(env):
@@ -30,11 +30,11 @@ def test_first_run_loads_every_opportunity_with_joins(env):
 
 
 def test_a_first_run_copies_its_pages_as_they_are_mapped_and_a_resync_sends_no_row(env):
-    """The pipeline takes sync/postgres/streamed.py's shortcut for new pages and its pre-filter for unchanged ones."""
+    """New pages are COPY'd and never merged; an unchanged page sends neither a COPY nor a merged row."""
     env.seed(generate(300, seed=2))
     with (
-        mock.patch.object(streamed, "_copy", wraps=streamed._copy) as copied,
-        mock.patch.object(sink, "write_rows", wraps=sink.write_rows) as ordinary,
+        mock.patch.object(writer, "_copy_new", wraps=writer._copy_new) as copied,
+        mock.patch.object(writer, "_merge_and_link", wraps=writer._merge_and_link) as ordinary,
     ):
         first = env.drain(SYNC_PAGE_SIZE="100")
         copies, sent = copied.call_count, [len(c.args[1]) for c in ordinary.call_args_list]
@@ -45,7 +45,7 @@ def test_a_first_run_copies_its_pages_as_they_are_mapped_and_a_resync_sends_no_r
     stored = sum(o.counts.inserted for o in first)
     assert stored == env.query("SELECT count(*) FROM opportunities")[0][0]
     assert copies == len([o for o in first if o.rows_read]) == 3  # every page with rows was new
-    assert sum(sent) == 0  # no opportunity row took the ordinary path
+    assert sum(sent) == 0  # no opportunity row was merged
     assert copied.call_count == 0
     assert [row for c in ordinary.call_args_list for row in c.args[1]] == []
     assert sum(o.counts.not_stored for o in again) == sum(o.counts.not_stored for o in first) > 0

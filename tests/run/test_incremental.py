@@ -216,7 +216,7 @@ def test_link_before_its_opportunity_lands_when_the_opportunity_does(env):
     }
     env.append("opportunity", [new_opp])
     env.drain()
-    assert env.projection()["006NEW0000000001"][4] == ("call-early",)
+    assert env.projection()["006NEW0000000001"][-1] == ("call-early",)
     assert env.query(
         "SELECT count(*) FROM call_opportunities c JOIN opportunities o ON o.id = c.opportunity_id"
         " WHERE o.gong_opportunity_id = '006DOESNOTEXIST'"
@@ -233,4 +233,4 @@ def test_undeleted_opportunity_comes_back_with_its_links(env):
     env.update("opportunity", "id", opp_id, is_deleted=False, _fivetran_synced=_iso(BASE_TIME + dt.timedelta(days=2)))
     env.drain()
     assert env.projection() == expected_projection(data)
-    assert env.projection()[opp_id][4]
+    assert env.projection()[opp_id][-1]

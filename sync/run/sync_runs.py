@@ -19,7 +19,7 @@ from sync.bigquery.results import Cost
 from sync.core.errors import SourceShapeError
 from sync.postgres.db import Connection
 from sync.postgres.schema import ENTITY
-from sync.postgres.sink import WriteCounts
+from sync.postgres.writer import WriteCounts
 from sync.rows import storable
 
 if TYPE_CHECKING:
