@@ -196,3 +196,25 @@ def _migrated(url: str) -> str:
     finally:
         conn.close()
     return url
+
+
+def test_a_reread_request_reads_every_row_again_without_a_purge(env):
+    """What a migration adding a stored column inserts: the next new run reads every row once more."""
+    data = generate(40, seed=328, messy=False)
+    env.seed(data)
+    env.drain()
+    expected = env.snapshot()
+    # As a new column would leave them: rows the watermark has passed hold an old digest.
+    env.query("UPDATE opportunities SET stage = NULL, content_hash = '\\x00'::bytea RETURNING 1")
+    env.drain()  # an ordinary tick reads nothing: no stamp moved
+    assert all(row[3] is None for row in env.snapshot().values())
+    env.query(
+        "INSERT INTO sync_requests (kind, streams, reason, requested_by)"
+        " VALUES ('reread', '{opportunities}', 'migration: new column', 'migration') RETURNING id"
+    )
+    outcomes = env.drain()
+    assert sum(o.counts.updated for o in outcomes) == len(expected)
+    assert sum(o.counts.deleted for o in outcomes) == 0
+    assert env.snapshot() == expected
+    assert env.query("SELECT trigger FROM sync_runs ORDER BY started_at DESC LIMIT 1") == [("tick",)]
+    assert env.query("SELECT count(*) FROM sync_requests WHERE run_id IS NULL") == [(0,)]
