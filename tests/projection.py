@@ -94,7 +94,16 @@ def stored_metadata(metadata: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 
 def _summary(metadata: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted(metadata.items()))
+    # jsonb cannot hold NUL: the sync stores metadata strings without it (rows/parse.py).
+    return tuple(sorted((k, _without_nul(v)) for k, v in metadata.items()))
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, tuple):
+        return tuple(_without_nul(v) for v in value)
+    return value
 
 
 def _stage_history(data: FivetranData) -> dict[str, tuple[str, ...]]:

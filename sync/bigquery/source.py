@@ -239,6 +239,7 @@ class SchemaCache:
         self._at = 0.0
         self._lock = threading.Lock()
         # Look-ups made by resolve(), which has no run to bill yet: the next tables(cost) carries them.
+        # A look-up through tables() without a cost (a warm-up) is billed nowhere, as before.
         self._unbilled = Cost()
 
     def tables(self, cost: Cost | None = None) -> SourceTables:
@@ -263,10 +264,12 @@ class SchemaCache:
             self._recorded = recorded
             if old or pinned:
                 self._tables = None
-            tables = self._resolved(cost)
+            # Billed to the run that reads next (tables(cost)), since no run is known here yet.
+            spent = cost if cost is not None else self._unbilled
+            tables = self._resolved(spent)
             if recorded is not None and compare(recorded, tables.shape()).missing:
                 self._tables = None
-                tables = self._resolved(cost)
+                tables = self._resolved(spent)
             return tables
 
     def forget(self) -> None:
@@ -275,7 +278,7 @@ class SchemaCache:
 
     def _resolved(self, cost: Cost | None) -> SourceTables:
         if self._tables is None:
-            spent = cost if cost is not None else self._unbilled
+            spent = cost if cost is not None else Cost()
             lookup = lambda dataset: self._dataset_tables(dataset, spent)  # noqa: E731
             self._tables = discovery.resolve(self._settings, lookup, self._recorded)
             self._at = time.monotonic()
