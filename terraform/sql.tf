@@ -1,7 +1,7 @@
 # The Cloud SQL for PostgreSQL instance is normally an existing one, read here;
 # create_sql_instance = true creates it instead. Either way Terraform owns the
-# database and the function's user, not the schema: the function applies its own
-# migrations at cold start (README: "First run").
+# database and its two logins, not the schema: the migration job (migrate.tf) applies
+# the migrations as the owner login and grants the function's login its data.
 
 data "google_sql_database_instance" "existing" {
   count = var.create_sql_instance ? 0 : 1
@@ -13,13 +13,13 @@ data "google_sql_database_instance" "existing" {
 resource "google_sql_database_instance" "created" {
   count = var.create_sql_instance ? 1 : 0
   #checkov:skip=CKV_GCP_60:The function reaches the instance through the Cloud SQL connector over its public IP with IAM-authorised mTLS and no authorized networks; a private IP would need a VPC connector this stack does not otherwise need.
-  #checkov:skip=CKV_GCP_79:POSTGRES_15 is pinned deliberately: the README's one-time grants and the migrations are written and tested against 15; upgrade as a planned change.
+  #checkov:skip=CKV_GCP_79:The major is var.sql_database_version, by default the newest Cloud SQL offers as GA (POSTGRES_18); checkov cannot read a variable's default.
   #checkov:skip=CKV2_GCP_13:log_duration=on logs every statement's duration; a sync issues thousands per run, which floods Cloud Logging. Use Query Insights for slow statements.
 
   name                = var.sql_instance_name
   project             = local.sql_project
   region              = var.region
-  database_version    = "POSTGRES_15"
+  database_version    = var.sql_database_version
   deletion_protection = var.sql_deletion_protection
 
   settings {
@@ -37,7 +37,7 @@ resource "google_sql_database_instance" "created" {
       point_in_time_recovery_enabled = true
     }
 
-    # IAM database authentication (db_auth_mode = "iam").
+    # IAM database authentication: the function's login (google_sql_user.runtime).
     database_flags {
       name  = "cloudsql.iam_authentication"
       value = "on"
@@ -91,9 +91,9 @@ locals {
   # IAM condition that narrows the project-level Cloud SQL roles to this instance.
   sql_instance_condition = "resource.name == \"projects/${local.sql_project}/instances/${var.sql_instance_name}\" && resource.service == \"sqladmin.googleapis.com\""
 
-  # What the code gets in DB_USER. In IAM mode Postgres user names for service
+  # The function's DB_USER: its service account's IAM login. Postgres user names for service
   # accounts drop the ".gserviceaccount.com" suffix (63-char identifier limit).
-  db_user = local.iam_auth ? trimsuffix(google_service_account.runtime.email, ".gserviceaccount.com") : var.db_user_name
+  db_user = trimsuffix(google_service_account.runtime.email, ".gserviceaccount.com")
 
   existing_instance_flags = var.create_sql_instance ? {} : {
     for f in data.google_sql_database_instance.existing[0].settings[0].database_flags : f.name => f.value
@@ -111,16 +111,26 @@ resource "google_sql_database" "sync" {
   depends_on = [google_sql_database_instance.created]
 }
 
-resource "google_sql_user" "iam" {
-  count = local.iam_auth ? 1 : 0
+# Two logins (docs/operations.md, "Least privilege"):
+#
+#   runtime : the function's service account, by IAM database login. Cloud SQL creates it a member
+#             of cloudsqliamserviceaccount only: no CREATEROLE, no CREATEDB, no cloudsqlsuperuser.
+#             It gets reads and writes on the sync's tables from the migration job, nothing else.
+#   owner   : a built-in user, which the Admin API makes a cloudsqlsuperuser member. It owns the
+#             tables and applies the migrations, in the migration job only; its password is
+#             readable by the job's service account alone.
+#
+# A deployment made before the split keeps its tables where they are: the built-in user that
+# owned them (the function's login in password mode) is the owner now.
 
+resource "google_sql_user" "runtime" {
   name     = local.db_user
   project  = local.sql_project
   instance = var.sql_instance_name
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
 
-  # A Postgres user that owns objects or holds grants cannot be deleted through the API,
-  # so a destroy or a switch of db_auth_mode would fail; Terraform forgets it instead.
+  # A Postgres user that holds grants cannot be deleted through the API, so a destroy would
+  # fail; Terraform forgets it instead.
   deletion_policy = "ABANDON"
 
   depends_on = [google_sql_database_instance.created]
@@ -128,26 +138,34 @@ resource "google_sql_user" "iam" {
   lifecycle {
     precondition {
       condition     = var.create_sql_instance || lookup(local.existing_instance_flags, "cloudsql.iam_authentication", "off") == "on"
-      error_message = "db_auth_mode = \"iam\" needs the database flag cloudsql.iam_authentication=on on instance ${var.sql_instance_name}. Set it (gcloud sql instances patch ... --database-flags; note this replaces the whole flag list) or use db_auth_mode = \"password\"."
+      error_message = "The function logs in by IAM database authentication, which needs the database flag cloudsql.iam_authentication=on on instance ${var.sql_instance_name}. Set it (gcloud sql instances patch ... --database-flags; note this replaces the whole flag list)."
     }
   }
 }
 
-resource "google_sql_user" "password" {
-  count = local.iam_auth ? 0 : 1
+moved {
+  from = google_sql_user.iam[0]
+  to   = google_sql_user.runtime
+}
 
-  name     = local.db_user
+resource "google_sql_user" "owner" {
+  name     = var.db_user_name
   project  = local.sql_project
   instance = var.sql_instance_name
   type     = "BUILT_IN"
 
   # Same ephemeral value as the secret version (secrets.tf), never in state. The secret
   # version takes its version key from here and is replaced with every change here.
-  password_wo         = ephemeral.random_password.db[0].result
+  password_wo         = ephemeral.random_password.db.result
   password_wo_version = var.db_password_version
 
-  # As above: the tables the function created belong to this user.
+  # The tables belong to this user.
   deletion_policy = "ABANDON"
 
   depends_on = [google_sql_database_instance.created]
+}
+
+moved {
+  from = google_sql_user.password[0]
+  to   = google_sql_user.owner
 }

@@ -9,10 +9,10 @@ terraform {
   required_providers {
     google = {
       source = "hashicorp/google"
-      # google_sql_user.password_wo and google_secret_manager_secret_version.secret_data_wo
-      # arrived in 6.23.0; the floor stays at 6.27.0, the oldest release checked here.
-      # 8.x is untested.
-      version = ">= 6.27.0, < 8.0.0"
+      # google_cloud_run_v2_job.run_execution_token (the migration job apply runs and waits
+      # for, migrate.tf) is in 7.43.0 and not in 7.41.0; 7.43.0 is the oldest release with
+      # a published schema package, so it is the floor. 8.x is untested.
+      version = ">= 7.43.0, < 8.0.0"
     }
     archive = {
       source = "hashicorp/archive"
