@@ -326,3 +326,16 @@ def test_migrate_names_a_runtime_role_that_does_not_exist(database_url):
     with pytest.raises(grants.RuntimeRoleError, match="no Postgres role 'nobody_here'"):
         upgrade(conn, grant_to="nobody_here")
     conn.close()
+
+
+def test_tables_owned_by_another_role_name_the_one_statement_that_hands_them_over(database_url):
+    # An earlier IAM-mode deployment: the function's own login created the tables (here: postgres),
+    # and the owner login that now migrates may read them but does not own them.
+    with database_role(database_url, DATA_ONLY_GRANTS) as migrator_url, database_role(database_url) as runtime_url:
+        migrator = connect_url(migrator_url)
+        runtime = runtime_url.split("://", 1)[1].split("@", 1)[0]
+        with pytest.raises(grants.RuntimeRoleError) as refused:
+            upgrade(migrator, grant_to=runtime)
+        migrator.close()
+    me = migrator_url.split("://", 1)[1].split("@", 1)[0]
+    assert f'REASSIGN OWNED BY "postgres" TO "{me}";' in str(refused.value)
