@@ -1,8 +1,9 @@
 """The function's login holds its data and nothing more, on every Postgres major Cloud SQL offers.
 
-For each of 15 (the machine's server) and 16-18 (the npm-registry binaries ``make setup`` installs;
-skipped with the reason where they are absent, an error under ``REQUIRE_POSTGRES_MAJORS=1`` as in
-CI), a throwaway cluster set up the way Cloud SQL sets one up:
+For each of 15 (the machine's server; this file) and 16-18 (``test_least_privilege_pgNN.py``; the
+npm-registry binaries ``make setup`` installs; skipped with the reason where they are absent, an
+error under ``REQUIRE_POSTGRES_MAJORS=1`` as in CI), a throwaway cluster set up the way Cloud SQL
+sets one up:
 
 - ``cloudsqlsuperuser`` (NOLOGIN CREATEROLE CREATEDB) and ``cloudsqliamserviceaccount`` (NOLOGIN);
 - the owner, a built-in user as the Admin API creates one (LOGIN CREATEROLE CREATEDB, member of
@@ -45,6 +46,10 @@ from sync.postgres.db import connect_url
 from sync.postgres.schema import available, upgrade
 
 pytestmark = pytest.mark.every_major
+
+# This file runs on 15; test_least_privilege_pg16.py, _pg17.py and _pg18.py import its cluster
+# tests with their own MAJOR, one file per major so pytest-xdist spreads the majors over workers.
+MAJOR = 15
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, IAM_GROUP, OWNER = "cloudsqlsuperuser", "cloudsqliamserviceaccount", "opportunity_sync"
@@ -92,9 +97,9 @@ class Instance:
         return conn
 
 
-@pytest.fixture(scope="module", params=[15, 16, 17, 18], ids=lambda m: f"pg{m}")
+@pytest.fixture(scope="module")
 def instance(request: pytest.FixtureRequest) -> Iterator[Instance]:
-    major = request.param
+    major = request.module.MAJOR  # this file's, or that of the test_least_privilege_pgNN.py importing it
     ca = CertificateAuthority("least-privilege test CA")
     cluster = Cluster.start(password=f"adm-{uuid.uuid4().hex[:8]}", tls=ca.server_pair("127.0.0.1"), bindir=_bindir(major))
     cloudsql = CloudSql.start(("127.0.0.1", cluster.port))
