@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--grant-to",
         metavar="ROLE",
         help="then grant ROLE (the function's login) reads and writes on the sync's tables, and fail if it holds"
-        " anything more: no CREATEROLE, CREATEDB or role it may SET ROLE to that has them",
+        " anything more: no CREATEROLE, CREATEDB, no membership of a role that has them",
     )
     run = sub.add_parser(
         "run",

@@ -11,9 +11,10 @@ writes rows. After migrating, the owner:
    migration adds are granted the next time the job runs, in the same transaction as nothing
    else: a failed grant leaves the previous grants as they were;
 2. checks that the runtime role holds nothing beyond its data: none of ``SUPERUSER``,
-   ``CREATEROLE``, ``CREATEDB``, ``REPLICATION``, ``BYPASSRLS`` itself, no role it may ``SET ROLE``
-   to that has one (or is ``cloudsqlsuperuser``, or a predefined ``pg_*`` role such as
-   ``pg_read_all_data``, which reads every database), and no database of its own. A power found
+   ``CREATEROLE``, ``CREATEDB``, ``REPLICATION``, ``BYPASSRLS`` itself, no membership (which
+   would let it ``SET ROLE`` to, or inherit from) of a role that has one, is ``cloudsqlsuperuser``
+   or is a predefined ``pg_*`` role such as ``pg_read_all_data`` (which reads every database),
+   and no database of its own. A power found
    raises :class:`RuntimeRoleError`, so the job fails and the apply with it.
 
 The check rather than a repair: on Postgres 16 and later the owner could not take a membership
@@ -50,15 +51,15 @@ _POWERFUL = (
     "(g.rolsuper OR g.rolcreaterole OR g.rolcreatedb OR g.rolreplication OR g.rolbypassrls"
     " OR g.rolname = 'cloudsqlsuperuser' OR starts_with(g.rolname, 'pg_'))"
 )
-# One row per power a role holds; bound as (role, role, role, mode, role). The mode is 'SET' from
-# Postgres 16 (a membership may be granted without it), 'MEMBER' before (every membership allows
-# SET ROLE).
+# One row per power a role holds; bound as (role, role, role, role). 'MEMBER' counts every
+# membership, direct or indirect: from Postgres 16 one may be granted without SET (no SET ROLE)
+# and still with INHERIT (the role's privileges, such as pg_read_all_data's, come with it).
 _POWERS_SQL = (
     "SELECT 'attribute', a.name FROM pg_roles r, LATERAL (VALUES ('SUPERUSER', r.rolsuper),"
     " ('CREATEROLE', r.rolcreaterole), ('CREATEDB', r.rolcreatedb), ('REPLICATION', r.rolreplication),"
     " ('BYPASSRLS', r.rolbypassrls)) AS a(name, held) WHERE r.rolname = %s AND a.held"
     " UNION ALL SELECT 'role', g.rolname FROM pg_roles g"
-    f" WHERE g.rolname <> %s AND {_POWERFUL} AND pg_has_role(%s, g.oid, %s)"
+    f" WHERE g.rolname <> %s AND {_POWERFUL} AND pg_has_role(%s, g.oid, 'MEMBER')"
     " UNION ALL SELECT 'database', d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba"
     " WHERE r.rolname = %s"
 )
@@ -126,11 +127,8 @@ def grant(cur: Cursor, role: str) -> Granted:
 
 def powers(cur: Cursor, role: str) -> tuple[str, ...]:
     """What ``role`` holds beyond its data, described for a person (empty: nothing)."""
-    cur.execute("SELECT current_setting('server_version_num')::int >= 160000")
-    row = cur.fetchone()
-    mode = "SET" if row and row[0] else "MEMBER"
-    cur.execute(_POWERS_SQL, (role, role, role, mode, role))
-    described = {"attribute": "{}", "role": "may SET ROLE {}", "database": "owns database {}"}
+    cur.execute(_POWERS_SQL, (role, role, role, role))
+    described = {"attribute": "{}", "role": "member of {}", "database": "owns database {}"}
     return tuple(described[str(kind)].format(name) for kind, name in cur.fetchall())
 
 

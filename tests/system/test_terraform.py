@@ -435,7 +435,7 @@ def test_migrate_service_account_has_exactly_the_expected_grants(cfg: Config) ->
 
 def test_cloud_sql_grants_are_narrowed_to_the_instance(cfg: Config) -> None:
     for account in (RUNTIME_SA, MIGRATE_SA):
-        for (rtype, role, _), body in _grants_to(cfg, account).items():
+        for (_, role, _), body in _grants_to(cfg, account).items():
             if role.startswith("roles/cloudsql."):
                 assert "count" not in body, f"{account}: {role}"
                 assert one(body["condition"])["expression"] == "${local.sql_instance_condition}", f"{account}: {role}"
@@ -553,7 +553,8 @@ def test_two_logins_the_function_by_iam_and_the_owner_by_password(cfg: Config) -
 def test_apply_runs_the_migration_job_as_the_owner_and_waits_for_it(cfg: Config) -> None:
     job = cfg.resource("google_cloud_run_v2_job", "migrate")
     # run_ (not start_) waits for the execution to complete; a new token per build or change.
-    assert "run_execution_token" in job and "start_execution_token" not in job
+    assert "run_execution_token" in job
+    assert "start_execution_token" not in job
     token = job["run_execution_token"]
     assert all(f"local.{name}" in token for name in ("migrate_image", "migrate_args", "migrate_env")), token
     task = one(one(job["template"])["template"])
