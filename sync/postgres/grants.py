@@ -8,14 +8,14 @@ writes rows. After migrating, the owner:
 1. grants the runtime role ``SELECT, INSERT, UPDATE, DELETE`` on each table it owns in ``public``
    (only ``SELECT`` on ``schema_migrations`` and on views) and ``USAGE, SELECT`` on its
    sequences. Grants are idempotent and name every relation that exists now, so the tables a later
-   migration adds are granted the next time the job runs, in the same transaction as nothing
-   else: a failed grant leaves the previous grants as they were;
+   migration adds are granted the next time the job runs. They share one transaction with the
+   check below: a refused grant or a failed check leaves the previous grants as they were;
 2. checks that the runtime role holds nothing beyond its data: none of ``SUPERUSER``,
    ``CREATEROLE``, ``CREATEDB``, ``REPLICATION``, ``BYPASSRLS`` itself, no membership (which
    would let it ``SET ROLE`` to, or inherit from) of a role that has one, is ``cloudsqlsuperuser``
    or is a predefined ``pg_*`` role such as ``pg_read_all_data`` (which reads every database),
-   and no database of its own. A power found
-   raises :class:`RuntimeRoleError`, so the job fails and the apply with it.
+   and no database of its own. A power found raises :class:`RuntimeRoleError`, so the job fails
+   and the apply with it.
 
 The check rather than a repair: on Postgres 16 and later the owner could not take a membership
 away (revoking needs ``ADMIN OPTION`` on the granted role), and the runtime role's memberships are
