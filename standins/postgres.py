@@ -1,6 +1,11 @@
 """A PostgreSQL server for tests and the demo: the machine's own if it answers, else a
 throwaway cluster started from the installed binaries (as the ``postgres`` user when root,
-because ``initdb`` refuses to run as root)."""
+because ``initdb`` refuses to run as root).
+
+A cluster of another major comes from a chosen ``bin`` folder: ``Cluster.start(bindir=...)``, or
+``TEST_POSTGRES_BINDIR`` for every cluster of a test session (``standins.postgres_majors`` installs
+the majors Cloud SQL offers).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from standins.postgres_majors import library_path
+
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 5432
 
 
@@ -27,6 +34,17 @@ def _answers(host: str, port: int) -> bool:
 
 
 def _bindir() -> Path:
+    chosen = os.environ.get("TEST_POSTGRES_BINDIR")
+    if chosen:
+        if not (Path(chosen) / "initdb").exists():
+            msg = f"TEST_POSTGRES_BINDIR={chosen} has no initdb; install a major with: python -m standins.postgres_majors"
+            raise RuntimeError(msg)
+        return Path(chosen)
+    return system_bindir()
+
+
+def system_bindir() -> Path:
+    """The machine's own server binaries (Debian's postgresql package)."""
     pg_config = shutil.which("pg_config")
     if pg_config:
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
@@ -48,7 +66,11 @@ def _own(path: Path) -> None:
         shutil.chown(path, user="postgres")
 
 
-def _as_postgres(cmd: list[str]) -> list[str]:
+def _as_postgres(cmd: list[str], bindir: Path) -> list[str]:
+    # Registry-packaged binaries carry their own libraries; env passes the path through runuser.
+    libs = library_path(bindir)
+    if libs is not None:
+        cmd = ["env", f"LD_LIBRARY_PATH={libs}", *cmd]
     if os.geteuid() == 0:
         return ["runuser", "-u", "postgres", "--", *cmd]
     return cmd
@@ -90,9 +112,15 @@ class Cluster:
         auth = f"postgres:{quote(self.password, safe='')}" if self.password else "postgres"
         return f"postgresql://{auth}@{DEFAULT_HOST}:{self.port}/postgres"
 
+    @property
+    def major(self) -> int:
+        """The server's major version, from the cluster's own PG_VERSION file."""
+        return int((self.root / "data" / "PG_VERSION").read_text().strip())
+
     @classmethod
-    def start(cls, *, password: str | None = None, tls: tuple[str, bytes] | None = None) -> Cluster:
-        bindir = _bindir()
+    def start(cls, *, password: str | None = None, tls: tuple[str, bytes] | None = None, bindir: Path | None = None) -> Cluster:
+        """A new cluster from ``bindir`` (default: ``TEST_POSTGRES_BINDIR``, else the machine's binaries)."""
+        bindir = bindir or _bindir()
         root = Path(tempfile.mkdtemp(prefix="opportunity-sync-pg-"))
         if os.geteuid() == 0:
             shutil.chown(root, user="postgres")
@@ -103,7 +131,7 @@ class Cluster:
             _own(pwfile)
             auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
         subprocess.run(
-            _as_postgres([str(bindir / "initdb"), "-D", str(root / "data"), "-U", "postgres", *auth, "-E", "UTF8"]),
+            _as_postgres([str(bindir / "initdb"), "-D", str(root / "data"), "-U", "postgres", *auth, "-E", "UTF8"], bindir),
             check=True,
             capture_output=True,
         )
@@ -124,7 +152,7 @@ class Cluster:
         if self.tls:
             options += f" -c ssl=on -c ssl_cert_file={self.root / 'server.crt'} -c ssl_key_file={self.root / 'server.key'}"
         cmd = [str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.root / "log"), "-w", "-o", options]
-        subprocess.run(_as_postgres([*cmd, *extra, action]), check=True, capture_output=True)
+        subprocess.run(_as_postgres([*cmd, *extra, action], self.bindir), check=True, capture_output=True)
         if action != "stop":
             deadline = time.monotonic() + 30
             while not _answers(DEFAULT_HOST, self.port):

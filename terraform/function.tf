@@ -107,8 +107,10 @@ locals {
     SYNC_LOOKBACK_SECONDS         = tostring(var.lookback_seconds)
     SYNC_LEASE_SECONDS            = tostring(local.lease_seconds)
     SYNC_MAX_PAGES                = tostring(var.max_pages)
-    SYNC_AUTO_MIGRATE             = tostring(var.auto_migrate)
-    SYNC_SHED_PRIVILEGES          = "true"
+    # The function's login may not alter the schema; the migration job does (migrate.tf).
+    SYNC_AUTO_MIGRATE = "false"
+    # IAM database login as the runtime account: the function has no password at all.
+    DB_IAM_AUTH                   = "true"
     SYNC_REJECTION_RETENTION_DAYS = tostring(var.rejection_retention_days)
     LOG_LEVEL                     = var.log_level
   }
@@ -118,19 +120,9 @@ locals {
     BIGQUERY_LOCATION = var.bigquery_location
   }
 
-  # The two auth modes are mutually exclusive in sync/core/config.py.
-  function_env_iam = {
-    DB_IAM_AUTH = "true"
-  }
-  function_env_password = {
-    # The code reads the value at runtime; only the version's name is in config.
-    DB_PASSWORD_SECRET = "${try(google_secret_manager_secret.db_password[0].id, "")}/versions/latest"
-  }
-
   function_env = merge(
     local.function_env_common,
     { for k, v in local.function_env_optional : k => v if v != null },
-    local.iam_auth ? local.function_env_iam : local.function_env_password,
   )
 }
 
@@ -215,12 +207,10 @@ resource "google_cloudfunctions2_function" "sync" {
     google_compute_forwarding_rule.psc,
     # The build identity's grants, given time to propagate (iam.tf).
     time_sleep.build_grants,
-    # The first cold start migrates the schema and must be able to log in.
+    # The first cold start must be able to log in; until the migration job (which runs
+    # after the function, from its image) has migrated, messages are redelivered.
     google_project_iam_member.runtime_cloudsql_client,
     google_project_iam_member.runtime_cloudsql_instance_user,
-    google_secret_manager_secret_iam_member.runtime_db_password_accessor,
-    google_secret_manager_secret_version.db_password,
-    google_sql_user.iam,
-    google_sql_user.password,
+    google_sql_user.runtime,
   ]
 }

@@ -1,14 +1,22 @@
-# Three identities, each with only what its job needs:
-#   runtime : what the function's code does (read BigQuery, write Cloud SQL, publish continuations)
+# Four identities, each with only what its job needs:
+#   runtime : what the function's code does (read BigQuery, read and write rows in Cloud SQL as
+#             its own IAM database login, publish continuations)
+#   migrate : the migration job (migrate.tf): logs in as the owner login with its password
 #   invoker : whose OIDC token the push subscription presents to the function
 #   build   : what Cloud Build uses to turn the source zip into a container
 # plus the grants the Pub/Sub service agent needs for push and dead-lettering.
-# tests/system/test_terraform.py pins the runtime, invoker and build accounts' complete role sets.
+# tests/system/test_terraform.py pins the runtime, migrate, invoker and build accounts' complete role sets.
 
 resource "google_service_account" "runtime" {
   account_id   = var.name
   display_name = "${var.name} function runtime"
   description  = "Runs the ${var.name} Cloud Function: reads the Fivetran datasets, writes Cloud SQL, publishes continuations."
+}
+
+resource "google_service_account" "migrate" {
+  account_id   = "${var.name}-migrate"
+  display_name = "${var.name} migration job"
+  description  = "Runs the ${var.name} migration job: applies the schema migrations as the owner login and grants the function's login its data."
 }
 
 resource "google_service_account" "invoker" {
@@ -66,8 +74,6 @@ resource "google_project_iam_member" "runtime_cloudsql_client" {
 
 # IAM database authentication: lets the account log in as its own Postgres user.
 resource "google_project_iam_member" "runtime_cloudsql_instance_user" {
-  count = local.iam_auth ? 1 : 0
-
   project = local.sql_project
   role    = "roles/cloudsql.instanceUser"
   member  = google_service_account.runtime.member
@@ -79,21 +85,39 @@ resource "google_project_iam_member" "runtime_cloudsql_instance_user" {
   }
 }
 
-# --- runtime: Secret Manager and Pub/Sub --------------------------------------
-
-resource "google_secret_manager_secret_iam_member" "runtime_db_password_accessor" {
-  count = local.iam_auth ? 0 : 1
-
-  secret_id = google_secret_manager_secret.db_password[0].id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.runtime.member
+moved {
+  from = google_project_iam_member.runtime_cloudsql_instance_user[0]
+  to   = google_project_iam_member.runtime_cloudsql_instance_user
 }
+
+# --- runtime: Pub/Sub -----------------------------------------------------------
 
 # Continuations are published to the trigger topic itself.
 resource "google_pubsub_topic_iam_member" "runtime_publisher" {
   topic  = google_pubsub_topic.sync.id
   role   = "roles/pubsub.publisher"
   member = google_service_account.runtime.member
+}
+
+# --- migrate: Cloud SQL and the owner's password ---------------------------------
+
+# The runtime account has no grant on the secret: the function cannot log in as the owner.
+resource "google_secret_manager_secret_iam_member" "migrate_db_password_accessor" {
+  secret_id = google_secret_manager_secret.db_password.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.migrate.member
+}
+
+resource "google_project_iam_member" "migrate_cloudsql_client" {
+  project = local.sql_project
+  role    = "roles/cloudsql.client"
+  member  = google_service_account.migrate.member
+
+  condition {
+    title       = "only-${var.sql_instance_name}"
+    description = "Connect to the ${var.sql_instance_name} instance only."
+    expression  = local.sql_instance_condition
+  }
 }
 
 # --- invoker and the Pub/Sub service agent ----------------------------------

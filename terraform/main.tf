@@ -8,7 +8,6 @@ data "google_project" "this" {
 locals {
   bigquery_project = coalesce(var.bigquery_project, var.project_id)
   sql_project      = coalesce(var.sql_instance_project, var.project_id)
-  iam_auth         = var.db_auth_mode == "iam"
   scheduler_region = coalesce(var.scheduler_region, var.region)
 
   # One deadline per invocation (sync/core/deadline.py): the work budget, then a fixed reserve for

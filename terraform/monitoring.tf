@@ -540,12 +540,6 @@ resource "google_monitoring_alert_policy" "memory_high" {
 # a label of the line (page_failed: acknowledged without being processed, not the retried ones).
 locals {
   error_event_alerts = {
-    privileges_not_shed = {
-      severity = "ERROR"
-      only     = {}
-      subject  = "the database login still holds admin rights"
-      action   = "The function's Postgres login could not give up CREATEROLE, CREATEDB or cloudsqlsuperuser (jsonPayload.still_held lists them): least privilege does not hold. Follow docs/operations.md, \"Least privilege\"."
-    }
     purge_skipped = {
       severity = "WARNING"
       only     = {}

@@ -54,13 +54,13 @@ output "instance_connection_name" {
 }
 
 output "database_user" {
-  description = "Postgres user the function logs in as (DB_USER)."
+  description = "Postgres user the function logs in as (DB_USER): its service account's IAM database login, with reads and writes on the sync's tables only."
   value       = local.db_user
 }
 
 output "db_password_secret" {
-  description = "Secret holding the database password (password mode), else null."
-  value       = try(google_secret_manager_secret.db_password[0].id, null)
+  description = "Secret holding the owner login's password (read by the migration job only)."
+  value       = google_secret_manager_secret.db_password.id
 }
 
 output "tick_command" {
@@ -91,4 +91,19 @@ output "webhook_url" {
 output "webhook_secret" {
   description = "Secret Manager secret holding the webhook's signing key (read it with gcloud secrets versions access latest --secret=...)."
   value       = try(google_secret_manager_secret.webhook[0].secret_id, null)
+}
+
+output "database_owner" {
+  description = "Postgres user that owns the sync's tables and applies the migrations, in the migration job only."
+  value       = google_sql_user.owner.name
+}
+
+output "migrate_job" {
+  description = "Cloud Run job that applies the migrations and grants the function's login its data; every apply that changes the build runs it and waits."
+  value       = google_cloud_run_v2_job.migrate.id
+}
+
+output "migrate_command" {
+  description = "Run the migration job again by hand (e.g. after restoring a backup) and wait for it. Run with eval \"$(terraform output -raw migrate_command)\"."
+  value       = "gcloud run jobs execute ${google_cloud_run_v2_job.migrate.name} --region=${var.region} --project=${var.project_id} --wait"
 }

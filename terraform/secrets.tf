@@ -1,10 +1,9 @@
-# Database password, password mode only (db_auth_mode = "password", the default).
+# The owner login's password (google_sql_user.owner), read by the migration job only.
 #
-# IAM mode (opt-in) has no password at all: the function's service account logs in
-# as its own Postgres user with a short-lived OAuth token, so there is no secret to
-# store, rotate or leak, in state or anywhere else.
+# The function has no password at all: its service account logs in as its own Postgres
+# user with a short-lived OAuth token, so it has no secret to store, rotate or leak.
 #
-# Password mode generates the password with an *ephemeral* random_password and
+# The owner's password is generated with an *ephemeral* random_password and
 # hands it to two write-only arguments (secret_data_wo, password_wo). Ephemeral
 # values and write-only arguments are never persisted to the plan or the state,
 # so the password exists only in Secret Manager and in Cloud SQL. This beats both
@@ -19,13 +18,11 @@
 # both. Rotation is one bump of var.db_password_version (README: "Rotate the database
 # password"); sync/postgres/db.py re-reads the secret once when Postgres rejects the cached one.
 #
-# The function reads the secret itself at runtime (DB_PASSWORD_SECRET names the
-# version), rather than through secret_environment_variables, so the value never
-# appears in the function's configuration either.
+# The job reads the secret itself at runtime (DB_PASSWORD_SECRET names the version),
+# rather than through a secret environment variable, so the value never appears in the
+# job's configuration either.
 
 ephemeral "random_password" "db" {
-  count = local.iam_auth ? 0 : 1
-
   length = 32
   # Connector and pg8000 take the password as a parameter, never in a URL, but
   # avoiding quoting hazards costs nothing at this length.
@@ -33,8 +30,6 @@ ephemeral "random_password" "db" {
 }
 
 resource "google_secret_manager_secret" "db_password" {
-  count = local.iam_auth ? 0 : 1
-
   secret_id = "${var.name}-db-password"
 
   replication {
@@ -43,15 +38,23 @@ resource "google_secret_manager_secret" "db_password" {
 }
 
 resource "google_secret_manager_secret_version" "db_password" {
-  count = local.iam_auth ? 0 : 1
-
-  secret                 = google_secret_manager_secret.db_password[0].id
-  secret_data_wo         = ephemeral.random_password.db[0].result
-  secret_data_wo_version = google_sql_user.password[0].password_wo_version
+  secret                 = google_secret_manager_secret.db_password.id
+  secret_data_wo         = ephemeral.random_password.db.result
+  secret_data_wo_version = google_sql_user.owner.password_wo_version
 
   lifecycle {
     # A user recreated (new name or instance, dropped out of band, -replace) or given a
     # new password is written with this run's value; a new version carries it here too.
-    replace_triggered_by = [google_sql_user.password]
+    replace_triggered_by = [google_sql_user.owner]
   }
+}
+
+moved {
+  from = google_secret_manager_secret.db_password[0]
+  to   = google_secret_manager_secret.db_password
+}
+
+moved {
+  from = google_secret_manager_secret_version.db_password[0]
+  to   = google_secret_manager_secret_version.db_password
 }

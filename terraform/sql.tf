@@ -1,7 +1,7 @@
 # The Cloud SQL for PostgreSQL instance is normally an existing one, read here;
 # create_sql_instance = true creates it instead. Either way Terraform owns the
-# database and the function's user, not the schema: the function applies its own
-# migrations at cold start (README: "First run").
+# database and its two logins, not the schema: the migration job (migrate.tf) applies
+# the migrations as the owner login and grants the function's login its data.
 
 data "google_sql_database_instance" "existing" {
   count = var.create_sql_instance ? 0 : 1
@@ -50,7 +50,7 @@ resource "google_sql_database_instance" "created" {
       point_in_time_recovery_enabled = true
     }
 
-    # IAM database authentication (db_auth_mode = "iam").
+    # IAM database authentication: the function's login (google_sql_user.runtime).
     database_flags {
       name  = "cloudsql.iam_authentication"
       value = "on"
@@ -104,9 +104,9 @@ locals {
   # IAM condition that narrows the project-level Cloud SQL roles to this instance.
   sql_instance_condition = "resource.name == \"projects/${local.sql_project}/instances/${var.sql_instance_name}\" && resource.service == \"sqladmin.googleapis.com\""
 
-  # What the code gets in DB_USER. In IAM mode Postgres user names for service
+  # The function's DB_USER: its service account's IAM login. Postgres user names for service
   # accounts drop the ".gserviceaccount.com" suffix (63-char identifier limit).
-  db_user = local.iam_auth ? trimsuffix(google_service_account.runtime.email, ".gserviceaccount.com") : var.db_user_name
+  db_user = trimsuffix(google_service_account.runtime.email, ".gserviceaccount.com")
 
   # Whether the existing instance has the address kind sql_connectivity dials (checked on the function).
   existing_ip = var.create_sql_instance ? null : try(data.google_sql_database_instance.existing[0].settings[0].ip_configuration[0], null)
@@ -132,16 +132,26 @@ resource "google_sql_database" "sync" {
   depends_on = [google_sql_database_instance.created]
 }
 
-resource "google_sql_user" "iam" {
-  count = local.iam_auth ? 1 : 0
+# Two logins (docs/operations.md, "Least privilege"):
+#
+#   runtime : the function's service account, by IAM database login. Cloud SQL creates it a member
+#             of cloudsqliamserviceaccount only: no CREATEROLE, no CREATEDB, no cloudsqlsuperuser.
+#             It gets reads and writes on the sync's tables from the migration job, nothing else.
+#   owner   : a built-in user, which the Admin API makes a cloudsqlsuperuser member. It owns the
+#             tables and applies the migrations, in the migration job only; its password is
+#             readable by the job's service account alone.
+#
+# A deployment made before the split keeps its tables where they are: the built-in user that
+# owned them (the function's login in password mode) is the owner now.
 
+resource "google_sql_user" "runtime" {
   name     = local.db_user
   project  = local.sql_project
   instance = var.sql_instance_name
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
 
-  # A Postgres user that owns objects or holds grants cannot be deleted through the API,
-  # so a destroy or a switch of db_auth_mode would fail; Terraform forgets it instead.
+  # A Postgres user that holds grants cannot be deleted through the API, so a destroy would
+  # fail; Terraform forgets it instead.
   deletion_policy = "ABANDON"
 
   depends_on = [google_sql_database_instance.created]
@@ -149,26 +159,34 @@ resource "google_sql_user" "iam" {
   lifecycle {
     precondition {
       condition     = var.create_sql_instance || lookup(local.existing_instance_flags, "cloudsql.iam_authentication", "off") == "on"
-      error_message = "db_auth_mode = \"iam\" needs the database flag cloudsql.iam_authentication=on on instance ${var.sql_instance_name}. Set it (gcloud sql instances patch ... --database-flags; note this replaces the whole flag list) or use db_auth_mode = \"password\"."
+      error_message = "The function logs in by IAM database authentication, which needs the database flag cloudsql.iam_authentication=on on instance ${var.sql_instance_name}. Set it (gcloud sql instances patch ... --database-flags; note this replaces the whole flag list)."
     }
   }
 }
 
-resource "google_sql_user" "password" {
-  count = local.iam_auth ? 0 : 1
+moved {
+  from = google_sql_user.iam[0]
+  to   = google_sql_user.runtime
+}
 
-  name     = local.db_user
+resource "google_sql_user" "owner" {
+  name     = var.db_user_name
   project  = local.sql_project
   instance = var.sql_instance_name
   type     = "BUILT_IN"
 
   # Same ephemeral value as the secret version (secrets.tf), never in state. The secret
   # version takes its version key from here and is replaced with every change here.
-  password_wo         = ephemeral.random_password.db[0].result
+  password_wo         = ephemeral.random_password.db.result
   password_wo_version = var.db_password_version
 
-  # As above: the tables the function created belong to this user.
+  # The tables belong to this user.
   deletion_policy = "ABANDON"
 
   depends_on = [google_sql_database_instance.created]
+}
+
+moved {
+  from = google_sql_user.password[0]
+  to   = google_sql_user.owner
 }

@@ -136,20 +136,9 @@ variable "database_name" {
   }
 }
 
-variable "db_auth_mode" {
-  type        = string
-  description = "How the function logs in to Postgres: \"password\" (default: a built-in user whose generated password lives only in Secret Manager; works on the first apply with no SQL by hand) or \"iam\" (Cloud SQL IAM database authentication as its service account; no password anywhere, but needs the one-time grants in the README on Postgres 15)."
-  default     = "password"
-
-  validation {
-    condition     = contains(["iam", "password"], var.db_auth_mode)
-    error_message = "db_auth_mode must be \"iam\" or \"password\"."
-  }
-}
-
 variable "db_user_name" {
   type        = string
-  description = "Built-in Postgres user name, used only when db_auth_mode = \"password\". In IAM mode the user name is the service account email without .gserviceaccount.com."
+  description = "The owner login: a built-in Postgres user that owns the sync's tables and applies the migrations, in the migration job only (migrate.tf). Its generated password lives only in Secret Manager, readable by the job's account. The function logs in as its own IAM database login instead (its service account's email without .gserviceaccount.com)."
   default     = "opportunity_sync"
 
   validation {
@@ -157,17 +146,16 @@ variable "db_user_name" {
     error_message = "db_user_name must be a lowercase Postgres identifier."
   }
 
-  # The function's login gives up CREATEROLE, CREATEDB and cloudsqlsuperuser at its first start
-  # (SYNC_SHED_PRIVILEGES); pointed at the instance's admin user it would strip the admin.
+  # Terraform sets this user's password and owns it; the instance's admin user is someone else's.
   validation {
     condition     = !contains(["postgres", "cloudsqlsuperuser", "cloudsqladmin"], var.db_user_name)
-    error_message = "db_user_name must be a user of its own, not the instance's postgres user (the function drops its login's admin rights)."
+    error_message = "db_user_name must be a user of its own, not the instance's postgres user (Terraform generates and rotates this user's password)."
   }
 }
 
 variable "db_password_version" {
   type        = number
-  description = "Password mode only: bump to generate a new password and write it to both Secret Manager and the Cloud SQL user in one apply (rotation)."
+  description = "Bump to generate a new password for the owner login (db_user_name) and write it to both Secret Manager and the Cloud SQL user in one apply (rotation)."
   default     = 1
 
   validation {
@@ -311,12 +299,6 @@ variable "max_pages" {
     condition     = var.max_pages >= 1 && var.max_pages <= 1000000
     error_message = "max_pages must be between 1 and 1000000."
   }
-}
-
-variable "auto_migrate" {
-  type        = bool
-  description = "Apply pending SQL migrations at cold start under an advisory lock (SYNC_AUTO_MIGRATE)."
-  default     = true
 }
 
 variable "rejection_retention_days" {

@@ -9,11 +9,11 @@ terraform {
   required_providers {
     google = {
       source = "hashicorp/google"
-      # google_cloudfunctions2_function's Direct VPC egress (direct_vpc_egress,
-      # direct_vpc_network_interface; network.tf) arrived in 7.21.0. The floor is 7.31.0, the
-      # oldest release after it with a published schema package (cdktn-provider-google 19.0.0;
-      # 18.0.0 is still 6.50.0), so the check verifies the floor itself. 8.x is untested.
-      version = ">= 7.31.0, < 8.0.0"
+      # google_cloud_run_v2_job.run_execution_token (the migration job apply runs and waits
+      # for, migrate.tf) is in 7.43.0 and not in 7.41.0; Direct VPC egress on functions
+      # (network.tf) needs 7.21.0. 7.43.0 is the oldest release with a published schema
+      # package that has both, so it is the floor. 8.x is untested.
+      version = ">= 7.43.0, < 8.0.0"
     }
     archive = {
       source = "hashicorp/archive"

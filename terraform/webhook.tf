@@ -117,7 +117,7 @@ resource "google_cloudfunctions2_function" "webhook" {
     time_sleep.build_grants,
     google_project_iam_member.runtime_cloudsql_client,
     google_project_iam_member.runtime_cloudsql_instance_user,
-    google_secret_manager_secret_iam_member.runtime_db_password_accessor,
+    google_sql_user.runtime,
     google_secret_manager_secret_iam_member.runtime_webhook_secret_accessor,
     google_secret_manager_secret_version.webhook,
     google_pubsub_topic_iam_member.runtime_publisher,

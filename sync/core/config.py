@@ -52,7 +52,6 @@ KNOWN_ENV_VARS: frozenset[str] = frozenset(
         "SYNC_LEASE_SECONDS",
         "SYNC_MAX_PAGES",
         "SYNC_AUTO_MIGRATE",
-        "SYNC_SHED_PRIVILEGES",
         "SYNC_REJECTION_RETENTION_DAYS",
         "SYNC_DEAD_LETTER_SUBSCRIPTION",  # python -m sync dead-letters only (sync/ops/deadletters.py)
         # The Fivetran webhook function only (sync/core/webhook_config.py).
@@ -139,10 +138,9 @@ class Settings:
     lookback_seconds: int = 3600
     lease_seconds: int = 600
     max_pages: int = 10_000
+    # False for a login that may not alter the schema (the function's): it only requires the
+    # schema to be current (sync/postgres/schema.py require_current).
     auto_migrate: bool = True
-    # The login gives up CREATEROLE, CREATEDB and cloudsqlsuperuser at start-up (sync/postgres/privileges.py).
-    # Off unless set: an administrator running `python -m sync migrate` must never strip itself.
-    shed_privileges: bool = False
     rejection_retention_days: int = 30
     log_level: str = "INFO"
 
@@ -204,7 +202,6 @@ class Settings:
             lease_seconds=r.integer("SYNC_LEASE_SECONDS", 600, 1, 7200),
             max_pages=r.integer("SYNC_MAX_PAGES", 10_000, 1, 1_000_000),
             auto_migrate=r.boolean("SYNC_AUTO_MIGRATE", default=True),
-            shed_privileges=r.boolean("SYNC_SHED_PRIVILEGES", default=False),
             rejection_retention_days=r.integer("SYNC_REJECTION_RETENTION_DAYS", 30, 1, 3650),
             log_level=log_level,
         )

@@ -61,7 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m sync", description="Sync Salesforce/Gong opportunities from BigQuery to Postgres."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="apply pending schema migrations", description="Apply pending schema migrations (idempotent).")
+    migrate = sub.add_parser(
+        "migrate", help="apply pending schema migrations", description="Apply pending schema migrations (idempotent)."
+    )
+    migrate.add_argument(
+        "--grant-to",
+        metavar="ROLE",
+        help="then grant ROLE (the function's login) reads and writes on the sync's tables, and fail if it holds"
+        " anything more: no CREATEROLE, CREATEDB, no membership of a role that has them",
+    )
     run = sub.add_parser(
         "run",
         help="process one page, exactly as one function invocation",
@@ -134,15 +142,18 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None, o
         return 2 if isinstance(failure, ConfigurationError) else 1
 
 
-def _migrate(_args: argparse.Namespace, runtime: Runtime, out: TextIO) -> int:
+def _migrate(args: argparse.Namespace, runtime: Runtime, out: TextIO) -> int:
     conn = runtime.connect()
     try:
-        upgraded = upgrade(conn, shed_privileges=runtime.settings.shed_privileges)
+        upgraded = upgrade(conn, grant_to=args.grant_to)
         print(f"schema at version {current_version(conn)}; applied {upgraded.applied or 'nothing'}", file=out)
-        if upgraded.shed:
-            print(f"the login gave up {', '.join(upgraded.shed)}", file=out)
-        if upgraded.still_held:
-            print(f"the login still holds {', '.join(upgraded.still_held)} (see the log)", file=out)
+        if upgraded.granted:
+            g = upgraded.granted
+            print(
+                f"granted {g.role} reads and writes on {len(g.tables)} tables, reads on {len(g.read_only)},"
+                f" {len(g.sequences)} sequences; it holds nothing more",
+                file=out,
+            )
         if upgraded.restored_status_row:
             print(f"{views.MISSING_ROW}; restored it: the next run starts from the beginning of the source", file=out)
     finally:

@@ -13,13 +13,16 @@ Each ``migrations/NNNN_name.sql`` file runs once, in its own transaction, record
   with migrations applied by an admin.
 - **The ``sync_status`` row is restored** when someone deleted it: without it every run
   looks like one already in flight.
-- **The login sheds its cluster-wide powers** when asked (``shed_privileges``; the function's
-  ``SYNC_SHED_PRIVILEGES=true``): after the migrations, under the same lock, in its own
-  transaction (:mod:`sync.postgres.privileges`). The same single read tells whether any are held, so a
-  start with nothing pending and nothing to shed still costs one SELECT; a power given back
-  later (by hand, or by the platform) is shed again at the next cold start. Migrations are
-  applied by version, not by position: a gap in the numbers (0006 before 0004) is fine, and a
-  lower number that arrives later is applied when it arrives.
+- **The runtime login only checks.** A login that must not alter the schema (the function's,
+  ``SYNC_AUTO_MIGRATE=false``) calls :func:`require_current`: the same one read, and a retryable
+  :class:`SchemaBehindError` while migrations this release needs are missing, so Pub/Sub brings
+  the message back once the owner has applied them (the migration job ``terraform apply`` runs).
+- **The owner grants the runtime login its data** after migrating, when asked
+  (``upgrade(..., grant_to=ROLE)``, ``python -m sync migrate --grant-to ROLE``), in the same
+  transaction as the check that the runtime login holds nothing more (:mod:`sync.postgres.grants`).
+
+Migrations are applied by version, not by position: a gap in the numbers (0006 before 0004) is
+fine, and a lower number that arrives later is applied when it arrives.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from importlib import resources
 
 from pg8000.exceptions import DatabaseError, InterfaceError
 
-from sync.core.errors import INSUFFICIENT_PRIVILEGE, UNDEFINED_TABLE, PermanentError, sqlstate_of
-from sync.postgres import privileges
+from sync.core.errors import INSUFFICIENT_PRIVILEGE, UNDEFINED_TABLE, PermanentError, RetryableError, sqlstate_of
+from sync.postgres import grants
 from sync.postgres.db import Connection, Cursor, one_row
 
 log = logging.getLogger(__name__)
@@ -46,8 +49,7 @@ _MIGRATION_LOCK_KEY = 7_342_001
 
 _STATE_SQL = (
     "SELECT (SELECT coalesce(array_agg(version), '{}') FROM schema_migrations),"
-    " EXISTS (SELECT 1 FROM sync_status WHERE entity_type = %s),"
-    f" {privileges.ANY_HELD_SQL}"
+    " EXISTS (SELECT 1 FROM sync_status WHERE entity_type = %s)"
 )
 _CREATE_LEDGER = (
     "CREATE TABLE schema_migrations ("
@@ -64,6 +66,19 @@ class MigrationPermissionError(PermanentError):
         super().__init__(message)
 
 
+class SchemaBehindError(RetryableError):
+    """Migrations this release needs are missing, and this login does not apply them."""
+
+    def __init__(self, pending: list[int]) -> None:
+        self.pending = pending
+        names = ", ".join(f"{v:04d}" for v in pending)
+        super().__init__(
+            f"the database lacks migration(s) {names} that this release needs; the tables' owner applies them"
+            " (the migration job `terraform apply` runs, or by hand `python -m sync migrate --grant-to ROLE` as the"
+            " owner); retried until then"
+        )
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -77,10 +92,8 @@ class MigrationReport:
 
     applied: list[int] = field(default_factory=list)
     restored_status_row: bool = False
-    # What the login gave up (``privileges.Held.describe()``), and what it still holds when
-    # shedding was refused.
-    shed: list[str] = field(default_factory=list)
-    still_held: list[str] = field(default_factory=list)
+    # What the runtime role was granted (``grant_to``), None when not asked.
+    granted: grants.Granted | None = None
 
 
 def available() -> list[Migration]:
@@ -98,27 +111,57 @@ def migrate(conn: Connection) -> list[int]:
     return upgrade(conn).applied
 
 
-def upgrade(conn: Connection, *, shed_privileges: bool = False) -> MigrationReport:
-    """Apply pending migrations, restore a missing ``sync_status`` row, and, with
-    ``shed_privileges``, give up the login's cluster-wide powers (:mod:`sync.postgres.privileges`).
+def upgrade(conn: Connection, *, grant_to: str | None = None) -> MigrationReport:
+    """Apply pending migrations, restore a missing ``sync_status`` row and, with ``grant_to``,
+    grant that role the sync's data and check it holds nothing more (:mod:`sync.postgres.grants`).
 
     Raises:
         MigrationPermissionError: the role lacks a privilege a pending migration needs.
+        grants.RuntimeRoleError: ``grant_to`` is missing, cannot be granted, or holds more.
     """
     migrations = available()
-    applied, status_row, powers = _read_state(conn)
-    must_shed = shed_privileges and powers
-    if status_row and {m.version for m in migrations} <= applied and not must_shed:
+    applied, status_row = _read_state(conn)
+    if status_row and {m.version for m in migrations} <= applied and grant_to is None:
         return MigrationReport()
     applied_now = [m.version for m in migrations if m.version not in applied and _apply(conn, m)]
     restored = _restore_status_row(conn)
-    shed, still_held = give_up_privileges(conn) if must_shed else ([], [])
-    return MigrationReport(applied_now, restored, shed, still_held)
+    return MigrationReport(applied_now, restored, _grant(conn, grant_to) if grant_to else None)
 
 
-def _read_state(conn: Connection) -> tuple[set[int], bool, bool]:
-    """The one read of an up-to-date start: applied versions, whether the status row exists,
-    and whether the login holds powers beyond its own objects."""
+def require_current(conn: Connection) -> bool:
+    """For a login that does not migrate: raise :class:`SchemaBehindError` while a migration is
+    missing; restore a deleted ``sync_status`` row (a row, no DDL). Returns whether it restored one."""
+    applied, status_row = _read_state(conn)
+    pending = [m.version for m in available() if m.version not in applied]
+    if pending:
+        raise SchemaBehindError(pending)
+    return False if status_row else _restore_status_row(conn)
+
+
+def _grant(conn: Connection, role: str) -> grants.Granted:
+    cur = conn.cursor()
+    try:
+        # Under the migration lock: a concurrent migrator's new table is either granted here or
+        # by its own run.
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
+        granted = grants.grant(cur, role)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    log.info(
+        "granted %s the sync's data: %d tables, %d read-only, %d sequences; it holds nothing more",
+        role,
+        len(granted.tables),
+        len(granted.read_only),
+        len(granted.sequences),
+        extra={"event": "runtime_granted", "role": role},
+    )
+    return granted
+
+
+def _read_state(conn: Connection) -> tuple[set[int], bool]:
+    """The one read of an up-to-date start: applied versions and whether the status row exists."""
     cur = conn.cursor()
     try:
         cur.execute(_STATE_SQL, (ENTITY,))
@@ -126,12 +169,12 @@ def _read_state(conn: Connection) -> tuple[set[int], bool, bool]:
     except DatabaseError as err:
         conn.rollback()
         if sqlstate_of(err) == UNDEFINED_TABLE:  # an empty database, or one never migrated
-            return set(), False, True  # shedding re-reads what is held
+            return set(), False
         if sqlstate_of(err) == INSUFFICIENT_PRIVILEGE:
             raise _permission_error(conn, "read schema_migrations and sync_status", err) from err
         raise
     conn.rollback()
-    return {int(v) for v in row[0]}, bool(row[1]), bool(row[2])
+    return {int(v) for v in row[0]}, bool(row[1])
 
 
 def _apply(conn: Connection, migration: Migration) -> bool:
@@ -154,52 +197,6 @@ def _apply(conn: Connection, migration: Migration) -> bool:
         raise
     log.info("applied migration %04d_%s", migration.version, migration.name)
     return True
-
-
-def give_up_privileges(conn: Connection) -> tuple[list[str], list[str]]:
-    """Shed the login's powers under the migration lock; (what was shed, what is still held).
-
-    A refusal is logged, not raised: the sync itself needs none of these powers, so it goes on,
-    and the next cold start tries again.
-    """
-    cur = conn.cursor()
-    try:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
-        found = privileges.shed(cur)
-        left = privileges.held(cur)
-        conn.commit()
-    except DatabaseError as err:
-        conn.rollback()
-        left = privileges.held(conn.cursor())
-        conn.rollback()
-        log.error(  # noqa: TRY400 - the SQLSTATE and message say it all; no traceback wanted
-            "could not give up %s (SQLSTATE %s: %s); the sync goes on, the next cold start tries again. As an"
-            " administrator: ALTER ROLE ... NOCREATEROLE NOCREATEDB; REVOKE cloudsqlsuperuser FROM ...",
-            ", ".join(left.describe()) or "cluster-wide powers",
-            sqlstate_of(err),
-            _message(err),
-            extra={"event": "privileges_not_shed", "still_held": left.describe()},
-        )
-        return [], left.describe()
-    if found:
-        log.info(
-            "the database login gave up %s; it keeps its own tables and CREATE on schema public",
-            ", ".join(found.describe()),
-            extra={"event": "privileges_shed", "shed": found.describe(), "still_held": left.describe()},
-        )
-    if left:
-        log.error(
-            "the database login still holds %s after shedding; as an administrator: ALTER ROLE ... NOCREATEROLE"
-            " NOCREATEDB; REVOKE ... FROM ...",
-            ", ".join(left.describe()),
-            extra={"event": "privileges_not_shed", "still_held": left.describe()},
-        )
-    return found.describe(), left.describe()
-
-
-def _message(err: DatabaseError) -> str:
-    fields = err.args[0] if err.args and isinstance(err.args[0], dict) else {}
-    return str(fields.get("M", err))
 
 
 def _ensure_ledger(cur: Cursor) -> None:
@@ -236,8 +233,8 @@ def _permission_error(conn: Connection, action: str, err: DatabaseError) -> Migr
         f"role {role!r} cannot {action}: {fields.get('M', 'permission denied')} (SQLSTATE {INSUFFICIENT_PRIVILEGE})."
         " Either let this role "
         f"migrate (as the database owner: GRANT USAGE, CREATE ON SCHEMA public TO {quoted}; a migration that alters a "
-        f"table also needs the table's owner: ALTER TABLE ... OWNER TO {quoted};), or run `python -m sync migrate` as "
-        "the owner and set SYNC_AUTO_MIGRATE=false for this role"
+        f"table also needs the table's owner: ALTER TABLE ... OWNER TO {quoted};), or run `python -m sync migrate"
+        " --grant-to ROLE` as the owner and set SYNC_AUTO_MIGRATE=false for this role"
     )
     return MigrationPermissionError(msg, role)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from sync.core.config import Settings
 from sync.postgres import db
 from sync.postgres.idle import IdleConnection
-from sync.postgres.schema import give_up_privileges, upgrade
+from sync.postgres.schema import require_current, upgrade
 from sync.run.pipeline import Pipeline, Publisher
 from sync.run.publisher import PubSubPublisher
 
@@ -54,18 +54,17 @@ class Runtime:
             return self._source
 
     def ensure_schema(self) -> None:
-        """Apply pending migrations once per process (under the migration lock), then shed
-        the login's cluster-wide powers when ``SYNC_SHED_PRIVILEGES`` asks for it."""
-        settings = self.settings
+        """Once per process: apply pending migrations (``SYNC_AUTO_MIGRATE``, under the migration
+        lock), or, for a login that does not migrate, require that none is pending."""
         with self._lock:
-            if self._migrated or not (settings.auto_migrate or settings.shed_privileges):
+            if self._migrated:
                 return
             conn = self.connect()
             try:
-                if settings.auto_migrate:
-                    applied = upgrade(conn, shed_privileges=settings.shed_privileges).applied
+                if self.settings.auto_migrate:
+                    applied = upgrade(conn).applied
                 else:
-                    give_up_privileges(conn)
+                    require_current(conn)
                     applied = []
             finally:
                 conn.close()

@@ -47,6 +47,7 @@ EXPECTED_TF_FILES = {
     "sql.tf",
     "network.tf",
     "function.tf",
+    "migrate.tf",
     "monitoring.tf",
     "dashboard.tf",
     "outputs.tf",
@@ -56,6 +57,7 @@ EXPECTED_TF_FILES = {
 RUNTIME_SA = "google_service_account.runtime"
 INVOKER_SA = "google_service_account.invoker"
 BUILD_SA = "google_service_account.build"
+MIGRATE_SA = "google_service_account.migrate"
 PUBSUB_AGENT = "local.pubsub_service_agent"
 
 
@@ -75,6 +77,7 @@ class Config:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     locals: dict[str, Any] = field(default_factory=dict)
     terraform: list[dict[str, Any]] = field(default_factory=list)
+    moved: list[dict[str, Any]] = field(default_factory=list)
 
     def resource(self, rtype: str, name: str) -> dict[str, Any]:
         assert name in self.resources.get(rtype, {}), f"terraform/ has no resource {rtype}.{name}"
@@ -109,6 +112,7 @@ def _load() -> Config:
         for block in doc.get("locals", []):
             cfg.locals.update(block)
         cfg.terraform.extend(doc.get("terraform", []))
+        cfg.moved.extend(doc.get("moved", []))
     return cfg
 
 
@@ -162,11 +166,10 @@ def test_every_variable_is_typed_and_described(cfg: Config) -> None:
         ("region", "regex("),
         ("schedule", "regexall("),
         ("function_memory", "regex("),
-        ("db_auth_mode", "contains("),
         # Pub/Sub's own limits for a dead-letter policy.
         ("max_delivery_attempts", ">= 5"),
         ("max_delivery_attempts", "<= 100"),
-        # The function's login sheds its admin rights: never point it at the instance's admin.
+        # Terraform sets the owner login's password: never point it at the instance's admin.
         ("db_user_name", '"postgres"'),
         # The push-failure alert aligns on 5-minute windows.
         ("alert_push_failure_minutes", "% 5 == 0"),
@@ -336,7 +339,7 @@ def test_function_runtime_settings(cfg: Config) -> None:
 # Environment variables vs sync/core/config.py
 # ---------------------------------------------------------------------------
 
-ENV_LOCALS = ("function_env_common", "function_env_optional", "function_env_iam", "function_env_password")
+ENV_LOCALS = ("function_env_common", "function_env_optional")
 
 
 def _env_names(cfg: Config) -> set[str]:
@@ -347,7 +350,7 @@ def test_function_env_is_built_from_the_env_maps_only(cfg: Config) -> None:
     service = one(cfg.resource("google_cloudfunctions2_function", "sync")["service_config"])
     assert service["environment_variables"] == "${local.function_env}"
     merged = cfg.locals["function_env"]
-    assert set(re.findall(r"local\.(\w+)", merged)) == {*ENV_LOCALS, "iam_auth"}, merged
+    assert set(re.findall(r"local\.(\w+)", merged)) == set(ENV_LOCALS), merged
     # Every map is a literal, so its keys are exactly what the function gets.
     for local in ENV_LOCALS:
         assert isinstance(cfg.locals[local], dict), f"local.{local} must be a literal map"
@@ -382,18 +385,17 @@ def test_env_names_are_known_to_the_code(cfg: Config) -> None:
 def test_required_env_present_and_local_only_env_absent(cfg: Config) -> None:
     common = set(cfg.locals["function_env_common"])
     assert {"BIGQUERY_PROJECT", "SYNC_TOPIC", "INSTANCE_CONNECTION_NAME", "DB_USER", "DB_NAME"} <= common
-    # The function's login gives up cloudsqlsuperuser, CREATEROLE and CREATEDB (sync/postgres/privileges.py).
-    assert cfg.locals["function_env_common"]["SYNC_SHED_PRIVILEGES"] == "true"
     assert not _env_names(cfg) & {"DATABASE_URL", "BIGQUERY_API_ENDPOINT"}
 
 
-def test_auth_mode_env_is_mutually_exclusive(cfg: Config) -> None:
-    assert cfg.locals["function_env_iam"] == {"DB_IAM_AUTH": "true"}
-    password = cfg.locals["function_env_password"]
-    assert set(password) == {"DB_PASSWORD_SECRET"}
-    assert password["DB_PASSWORD_SECRET"].endswith("/versions/latest")
-    assert "google_secret_manager_secret.db_password" in password["DB_PASSWORD_SECRET"]
-    assert "local.iam_auth ? local.function_env_iam : local.function_env_password" in cfg.locals["function_env"]
+def test_the_function_logs_in_as_its_own_iam_login_and_never_migrates(cfg: Config) -> None:
+    common = cfg.locals["function_env_common"]
+    assert common["DB_IAM_AUTH"] == "true"
+    assert common["DB_USER"] == "${local.db_user}"
+    # The migration job migrates; the function only requires a current schema.
+    assert common["SYNC_AUTO_MIGRATE"] == "false"
+    # No password of any login reaches the function.
+    assert "DB_PASSWORD_SECRET" not in _env_names(cfg)
 
 
 # ---------------------------------------------------------------------------
@@ -407,17 +409,21 @@ EXPECTED_RUNTIME_GRANTS = {
     ("google_project_iam_member", "roles/bigquery.jobUser", "${local.bigquery_project}"),
     ("google_project_iam_member", "roles/cloudsql.client", "${local.sql_project}"),
     ("google_project_iam_member", "roles/cloudsql.instanceUser", "${local.sql_project}"),
-    (
-        "google_secret_manager_secret_iam_member",
-        "roles/secretmanager.secretAccessor",
-        "${google_secret_manager_secret.db_password[0].id}",
-    ),
     ("google_pubsub_topic_iam_member", "roles/pubsub.publisher", "${google_pubsub_topic.sync.id}"),
     # The webhook function runs as the same account and reads its signing key (webhook.tf).
     (
         "google_secret_manager_secret_iam_member",
         "roles/secretmanager.secretAccessor",
         "${google_secret_manager_secret.webhook[0].id}",
+    ),
+}
+# The migration job's account: the instance, and the owner login's password.
+EXPECTED_MIGRATE_GRANTS = {
+    ("google_project_iam_member", "roles/cloudsql.client", "${local.sql_project}"),
+    (
+        "google_secret_manager_secret_iam_member",
+        "roles/secretmanager.secretAccessor",
+        "${google_secret_manager_secret.db_password.id}",
     ),
 }
 SCOPE_ATTRIBUTE = {
@@ -448,14 +454,16 @@ def test_runtime_service_account_has_exactly_the_expected_grants(cfg: Config) ->
     assert set(_grants_to(cfg, RUNTIME_SA)) == EXPECTED_RUNTIME_GRANTS
 
 
-def test_mode_specific_grants_are_conditional(cfg: Config) -> None:
-    grants = _grants_to(cfg, RUNTIME_SA)
-    by_role = {role: body for (_, role, scope), body in grants.items() if "webhook" not in scope}
-    assert by_role["roles/cloudsql.instanceUser"]["count"] == "${local.iam_auth ? 1 : 0}"
-    assert by_role["roles/secretmanager.secretAccessor"]["count"] == "${local.iam_auth ? 0 : 1}"
-    # Project-level Cloud SQL roles are narrowed to the one instance.
-    for role in ("roles/cloudsql.client", "roles/cloudsql.instanceUser"):
-        assert one(by_role[role]["condition"])["expression"] == "${local.sql_instance_condition}"
+def test_migrate_service_account_has_exactly_the_expected_grants(cfg: Config) -> None:
+    assert set(_grants_to(cfg, MIGRATE_SA)) == EXPECTED_MIGRATE_GRANTS
+
+
+def test_cloud_sql_grants_are_narrowed_to_the_instance(cfg: Config) -> None:
+    for account in (RUNTIME_SA, MIGRATE_SA):
+        for (_, role, _), body in _grants_to(cfg, account).items():
+            if role.startswith("roles/cloudsql."):
+                assert "count" not in body, f"{account}: {role}"
+                assert one(body["condition"])["expression"] == "${local.sql_instance_condition}", f"{account}: {role}"
     assert "/instances/${var.sql_instance_name}" in cfg.locals["sql_instance_condition"]
 
 
@@ -525,37 +533,66 @@ def test_function_waits_for_the_build_grants_to_propagate(cfg: Config) -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_password_mode_is_the_default(cfg: Config) -> None:
-    # API-created built-in users are cloudsqlsuperuser members: the first migration needs no grants.
-    assert cfg.variables["db_auth_mode"]["default"] == "password"
+def test_created_instances_default_to_the_newest_ga_major(cfg: Config) -> None:
+    from standins.postgres_majors import NEWEST
+
+    assert cfg.variables["postgres_version"]["default"] == f"POSTGRES_{NEWEST}"
+    instance = cfg.resource("google_sql_database_instance", "created")
+    assert instance["database_version"] == "${var.postgres_version}"
 
 
 def test_sql_users_are_abandoned_not_deleted(cfg: Config) -> None:
-    for name in ("iam", "password"):
+    for name in ("runtime", "owner"):
         assert cfg.resource("google_sql_user", name)["deletion_policy"] == "ABANDON", name
 
 
-def test_secret_version_follows_the_sql_user(cfg: Config) -> None:
-    user = cfg.resource("google_sql_user", "password")
+def test_secret_version_follows_the_owner_login(cfg: Config) -> None:
+    user = cfg.resource("google_sql_user", "owner")
     version = cfg.resource("google_secret_manager_secret_version", "db_password")
     # One rotation knob, on the user; the secret takes its key from there.
     assert user["password_wo_version"] == "${var.db_password_version}"
-    assert version["secret_data_wo_version"] == "${google_sql_user.password[0].password_wo_version}"
+    assert version["secret_data_wo_version"] == "${google_sql_user.owner.password_wo_version}"
     # Any update or replacement of the user writes a new secret version in the same apply.
-    assert one(version["lifecycle"])["replace_triggered_by"] == ["${google_sql_user.password}"]
-    assert user["password_wo"] == version["secret_data_wo"] == "${ephemeral.random_password.db[0].result}"
+    assert one(version["lifecycle"])["replace_triggered_by"] == ["${google_sql_user.owner}"]
+    assert user["password_wo"] == version["secret_data_wo"] == "${ephemeral.random_password.db.result}"
 
 
-def test_sql_users_per_auth_mode(cfg: Config) -> None:
-    iam = cfg.resource("google_sql_user", "iam")
-    assert iam["type"] == "CLOUD_IAM_SERVICE_ACCOUNT"
-    assert iam["count"] == "${local.iam_auth ? 1 : 0}"
-    assert iam["name"] == "${local.db_user}"
+def test_two_logins_the_function_by_iam_and_the_owner_by_password(cfg: Config) -> None:
+    runtime = cfg.resource("google_sql_user", "runtime")
+    assert runtime["type"] == "CLOUD_IAM_SERVICE_ACCOUNT"
+    assert runtime["name"] == "${local.db_user}"
     assert '.gserviceaccount.com"' in cfg.locals["db_user"]
     assert "trimsuffix" in cfg.locals["db_user"]
-    password = cfg.resource("google_sql_user", "password")
-    assert password["count"] == "${local.iam_auth ? 0 : 1}"
-    assert password["password_wo"] == "${ephemeral.random_password.db[0].result}"
+    # No database_roles: an IAM login is created a member of cloudsqliamserviceaccount only, and
+    # the migration job fails if it holds more (sync/postgres/grants.py).
+    assert "database_roles" not in runtime
+    owner = cfg.resource("google_sql_user", "owner")
+    assert owner["type"] == "BUILT_IN"
+    assert owner["name"] == "${var.db_user_name}"
+    # A deployment made before the split keeps its users: the state moves, nothing is replaced.
+    moved = {(m["from"], m["to"]) for m in cfg.moved}
+    assert ("${google_sql_user.iam[0]}", "${google_sql_user.runtime}") in moved
+    assert ("${google_sql_user.password[0]}", "${google_sql_user.owner}") in moved
+
+
+def test_apply_runs_the_migration_job_as_the_owner_and_waits_for_it(cfg: Config) -> None:
+    job = cfg.resource("google_cloud_run_v2_job", "migrate")
+    # run_ (not start_) waits for the execution to complete; a new token per build or change.
+    assert "run_execution_token" in job
+    assert "start_execution_token" not in job
+    token = job["run_execution_token"]
+    assert all(f"local.{name}" in token for name in ("migrate_image", "migrate_args", "migrate_env")), token
+    task = one(one(job["template"])["template"])
+    assert task["service_account"] == f"${{{MIGRATE_SA}.email}}"
+    container = one(task["containers"])
+    assert container["image"] == "${local.migrate_image}"
+    assert cfg.locals["migrate_args"] == ["python", "-m", "sync", "migrate", "--grant-to", "${local.db_user}"]
+    env = cfg.locals["migrate_env"]
+    assert env["DB_USER"] == "${google_sql_user.owner.name}"
+    assert env["DB_PASSWORD_SECRET"] == "${google_secret_manager_secret.db_password.id}/versions/latest"
+    assert set(env) <= KNOWN_ENV_VARS
+    # The image is the function's current build, read after the function is updated.
+    assert "google_cloudfunctions2_function.sync" in refs(cfg.data["google_cloud_run_v2_service"]["function"])
 
 
 def test_no_password_reaches_state(cfg: Config) -> None:
@@ -563,10 +600,10 @@ def test_no_password_reaches_state(cfg: Config) -> None:
     # random_password is the webhook's signing key, which fivetran_webhook.secret would store anyway.
     assert set(cfg.resources.get("random_password", {})) <= {"webhook"}, "a managed random_password is stored in state"
     assert "db" in cfg.ephemeral.get("random_password", {})
+    assert "password" not in cfg.resource("google_sql_user", "owner")
     version = cfg.resource("google_secret_manager_secret_version", "db_password")
     assert "secret_data" not in version
-    assert version["secret_data_wo"] == "${ephemeral.random_password.db[0].result}"
-    assert "password" not in cfg.resource("google_sql_user", "password")
+    assert version["secret_data_wo"] == "${ephemeral.random_password.db.result}"
 
 
 def test_secret_replication_is_automatic(cfg: Config) -> None:
@@ -1169,3 +1206,13 @@ def test_connectivity_and_version_variables_refuse_what_cannot_work(
     assert refused is not accepted, result.stdout + result.stderr
     if accepted:
         assert result.stdout.strip().strip('"') == values.get("sql_connectivity", "public")
+
+
+def test_every_depends_on_names_a_declared_resource(cfg: Config) -> None:
+    """A resource renamed or removed in one file must not stay behind in another's depends_on."""
+    declared = {f"{rtype}.{name}" for rtype, name, _ in cfg.all_resources()}
+    for rtype, name, body in cfg.all_resources():
+        for ref in body.get("depends_on", []):
+            target = ref.removeprefix("${").removesuffix("}")
+            if not target.startswith(("data.", "module.")):
+                assert target in declared, f"{rtype}.{name} depends on {target}, which no file declares"
