@@ -41,8 +41,9 @@ from sync.core.config import Settings
 from sync.core.deadline import LEASE_LOCK_WAIT_SECONDS, Deadline
 from sync.core.errors import LeaseBusyError, classify
 from sync.core.messages import Message, MessageType
-from sync.postgres import purge, refused
+from sync.postgres import holds, purge, refused
 from sync.postgres.db import Connection
+from sync.postgres.guard import Guard
 from sync.postgres.sink import PageWrite, WriteCounts, refuse_page
 from sync.postgres.streamed import write_mapped
 from sync.postgres.transaction import transaction
@@ -79,6 +80,8 @@ class Outcome:
     skipped: int = 0
     degraded: int = 0
     counts: WriteCounts = field(default_factory=WriteCounts)
+    # Deletes the guard held back (sync/postgres/guard.py).
+    held: int = 0
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class _Page:
     # Mapped as the write pulls the rows (sync/postgres/streamed.py): read ``rows`` only after it.
     mapping: PageMapping
     links: LinkResult
+    # Deletes held back: the page's rows left out of ``mapping``, and a held purge.
+    held: int = 0
 
     @property
     def rows(self) -> PageResult:
@@ -130,6 +135,7 @@ class Pipeline:
         self._publisher = publisher
         self._checkpoint = checkpoint or (lambda _step: None)
         self._reader = reader or SourceReader(source, settings.page_size)
+        self._guard = Guard.of(settings)
 
     def handle(self, message: Message, *, started: float | None = None) -> Outcome:
         """Process one message. Raises :class:`SyncError` (retryable or permanent) on failure.
@@ -184,7 +190,7 @@ class Pipeline:
         read = self._reader.read(p, deadline.read_ends)
         self._checkpoint("read")
         page = _Page(p, read, PageMapping(read.opportunity_rows), transform_links(read.link_rows))
-        written = self._write(conn, invocation, page, state, deadline, attempt)
+        page, written = self._write(conn, invocation, page, state, deadline, attempt)
         self._checkpoint("committed")
         return self._finish(conn, page, written, deadline)
 
@@ -196,7 +202,7 @@ class Pipeline:
         state: st.SyncState,
         deadline: Deadline,
         attempt: pacing.Attempt,
-    ) -> PageWrite:
+    ) -> tuple[_Page, PageWrite]:
         """The write step: rows, links, rejections, purge ids, run counts and cursor in one transaction."""
         p, read, s = page.plan, page.read, self._settings
         full = p.trigger == TRIGGER_FULL
@@ -208,6 +214,7 @@ class Pipeline:
         # retried smaller (sync/run/pacing.py) rather than overrun the function.
         with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
             st.fence(conn, invocation)
+            page = _guarded(conn, self._guard, page)
             if attempt.refuse:
                 issues = [*page.rows.issues, *others]
                 written = refuse_page(conn, page.rows.rows, page.links.links, issues, str(p.run_id), attempt.number - 1)
@@ -217,7 +224,9 @@ class Pipeline:
             if full:
                 purge.record_page(conn, p.run_id, read.opportunity_rows, first=p.new_run)
                 if read.run_done:
-                    _count_purge(c, purge.finish(conn, p.run_id, complete=ids_complete))
+                    purged = purge.finish(conn, p.run_id, complete=ids_complete, guard=self._guard)
+                    _count_purge(c, purged)
+                    page = dataclasses.replace(page, held=page.held + (purged.held if purged else 0))
             self._checkpoint("written")
             tally = _tally(page, written)
             runlog.record_page(conn, p, tally, run_done=read.run_done, shrunk_to=pacing.shrunk(s.page_size, p.page_size_limit))
@@ -225,7 +234,7 @@ class Pipeline:
             if read.run_done:
                 runlog.expire_rejections(conn, s.rejection_retention_days)
                 refused.expire(conn, s.rejection_retention_days)
-        return written
+        return page, written
 
     def _finish(self, conn: Connection, page: _Page, written: PageWrite, deadline: Deadline) -> Outcome:
         """The finish step, after the commit: log the page, then end the run or continue it."""
@@ -247,6 +256,14 @@ class Pipeline:
         return outcome
 
 
+def _guarded(conn: Connection, guard: Guard, page: _Page) -> _Page:
+    """The page as written: without the deletes the guard holds (recorded and logged by ``holds.guard_page``)."""
+    guarded = holds.guard_page(conn, guard, page.plan.run_id, page.read.opportunity_rows)
+    if not guarded.held:
+        return page
+    return dataclasses.replace(page, mapping=PageMapping(guarded.rows), held=len(guarded.held))
+
+
 def _page_outcome(page: _Page, tally: runlog.PageTally, written: PageWrite) -> Outcome:
     """What a committed page did, as the caller (and the function's log) sees it."""
     p, read = page.plan, page.read
@@ -259,6 +276,7 @@ def _page_outcome(page: _Page, tally: runlog.PageTally, written: PageWrite) -> O
         skipped=tally.rows_skipped,
         degraded=tally.rows_degraded,
         counts=written.counts,
+        held=page.held,
     )
 
 
@@ -345,7 +363,7 @@ def _tally(page: _Page, written: PageWrite) -> runlog.PageTally:
     skipped = sum(1 for i in issues if i.kind == "skipped")
     future = len(read.future)
     degraded = len(issues) - skipped + future
-    return runlog.PageTally(len(read.opportunity_rows), skipped, degraded, written.counts, future, read.cost)
+    return runlog.PageTally(len(read.opportunity_rows), skipped, degraded, written.counts, future, read.cost, page.held)
 
 
 def _count_purge(counts: WriteCounts, purged: purge.Purged | None) -> None:

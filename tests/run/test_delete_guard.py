@@ -1,0 +1,214 @@
+"""Deletes are guarded: a run that would soft-delete too much of the replica holds those deletes.
+
+Each scenario runs the real pipeline against the BigQuery emulator and a real Postgres, and ends by
+comparing the replica with an independent projection of the final source and with a clean full
+sync of it into an empty database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from conftest import Env
+from projection import expected_projection
+
+from standins.generator import BASE_TIME, generate
+from sync.core import logs
+from sync.core.messages import Message
+from sync.ops import cli
+from sync.postgres.db import connect_url
+
+# Small replicas: the guard's floor is lowered so that a tenth of 200 rows is worth holding.
+GUARD = {"SYNC_DELETE_GUARD_MIN_ROWS": "10"}
+LATER = BASE_TIME + dt.timedelta(days=1)
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+@pytest.fixture
+def json_log() -> Iterator:
+    """The JSON lines the sync writes, as Cloud Logging would receive them."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    logs.configure("INFO", stream)
+    try:
+        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    finally:
+        for handler in list(root.handlers):
+            if getattr(handler, "_opportunity_sync", False):
+                root.removeHandler(handler)
+        root.setLevel(level)
+
+
+@pytest.fixture
+def clean(env: Env, pg_admin_url: str, migrated_template: str) -> Iterator[Env]:
+    """The same source synced from scratch into a database of its own, for comparison."""
+    name = f"os_clean_{uuid.uuid4().hex[:12]}"
+    admin = connect_url(pg_admin_url)
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+    base, _, _ = pg_admin_url.rpartition("/")
+    try:
+        yield Env(env.bq, env.endpoint, f"{base}/{name}", env.salesforce_dataset, env.gong_dataset)
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def _live(env: Env) -> dict[str, tuple]:
+    """Every stored column the source decides, for the live rows."""
+    return {k: v for k, v in env.snapshot().items() if not v[8]}
+
+
+def _matches_a_clean_sync(env: Env, clean: Env) -> None:
+    assert env.projection() == expected_projection(env.data)
+    clean.drain(Message.full_resync("clean"))
+    assert _live(env) == _live(clean)
+
+
+def _cli(env: Env, *args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = cli.main(list(args), env=env.env_vars(**GUARD), out=out)
+    return code, out.getvalue()
+
+
+def _holds(env: Env) -> list[tuple]:
+    return env.query(
+        "SELECT kind, rows_held, live_rows, limit_rows, run_id::text, released_at IS NOT NULL FROM sync_delete_holds ORDER BY id"
+    )
+
+
+def test_a_full_resync_against_a_tenth_of_the_source_holds_its_purge(env, clean, json_log):
+    data = generate(200, seed=301, messy=False)
+    env.seed(data)
+    env.drain(**GUARD)
+    before = env.snapshot()
+    # A Fivetran re-sync in flight: the table holds a tenth of its rows.
+    data.tables["opportunity"] = data.rows("opportunity")[:20]
+    env.seed(data)
+
+    outcomes = env.drain(Message.full_resync("truncated"), **GUARD)
+
+    assert env.snapshot() == before  # not one row soft-deleted
+    assert sum(o.held for o in outcomes) == 180
+    run_id, status, held, deleted = env.query(
+        "SELECT run_id::text, status, rows_held, rows_deleted FROM sync_runs ORDER BY started_at DESC LIMIT 1"
+    )[0]
+    assert (status, held, deleted) == ("success", 180, 0)
+    # 10 % of the 200 live rows may go in one run; 180 may not.
+    assert _holds(env) == [("purge", 180, 200, 20, run_id, False)]
+    assert env.query("SELECT status, run_id FROM sync_status") == [("success", None)]  # the run finished
+    (line,) = [e for e in json_log() if e.get("event") == "deletes_held"]
+    assert (line["severity"], line["kind"], line["rows_held"], line["live_rows"], line["limit_rows"]) == (
+        "ERROR",
+        "purge",
+        180,
+        200,
+        20,
+    )
+    assert line["run_id"] == run_id
+    assert "180 deletes held" in line["message"]
+    assert "from 200 live rows" in line["message"]
+    assert len(line["sample_ids"]) == 10
+
+
+def _flag_deleted(env: Env, ids: list[str], *, deleted: bool = True) -> None:
+    """Salesforce deletes (or restores) these records; Fivetran lands the flag with a new stamp."""
+    from google.cloud import bigquery
+
+    sql = f"UPDATE {env.table('opportunity')} SET is_deleted = @deleted, _fivetran_synced = @at WHERE id IN UNNEST(@ids)"
+    params = [
+        bigquery.ScalarQueryParameter("deleted", "BOOL", deleted),
+        bigquery.ScalarQueryParameter("at", "TIMESTAMP", _iso(LATER)),
+        bigquery.ArrayQueryParameter("ids", "STRING", ids),
+    ]
+    env.bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params)).result(timeout=60)
+    for row in env.data.rows("opportunity"):
+        if row["id"] in ids:
+            row.update(is_deleted=deleted, _fivetran_synced=_iso(LATER))
+
+
+def test_a_wave_of_deleted_rows_is_held_and_the_rest_of_the_page_written(env, clean, json_log):
+    data = generate(200, seed=302, messy=False)
+    env.seed(data)
+    env.drain(**GUARD)
+    ids = [o["id"] for o in data.rows("opportunity")]
+    wave, edited = ids[:60], ids[100]
+    _flag_deleted(env, wave)
+    env.update("opportunity", "id", edited, name="Renamed in Salesforce", _fivetran_synced=_iso(LATER))
+
+    outcomes = env.drain(SYNC_PAGE_SIZE="25", **GUARD)
+
+    # Pages before the one that crossed the limit applied theirs; from there on every delete waits.
+    applied, held = env.query("SELECT rows_deleted, rows_held FROM sync_runs ORDER BY started_at DESC LIMIT 1")[0]
+    assert (applied + held, sum(o.held for o in outcomes)) == (60, held)
+    assert 0 < applied <= 20 < applied + held  # 10 % of the 200 live rows may go in one run
+    assert env.live_ids() == set(ids) - set(wave[:applied])  # pages are in id order within one stamp
+    assert env.projection()[edited][0] == "Renamed in Salesforce"  # the rest of the pages was written
+    read, counted = env.query(
+        "SELECT rows_read, rows_inserted + rows_updated + rows_unchanged + rows_skipped + rows_deleted"
+        " + rows_deleted_not_stored + rows_held FROM sync_runs ORDER BY started_at DESC LIMIT 1"
+    )[0]
+    assert read == counted  # each row read is counted once, a held one as held
+    (hold,) = _holds(env)
+    assert hold[:4] == ("source_deletes", held, 200, 20)
+    watermark, status = env.query("SELECT last_sync_timestamp, status FROM sync_status")[0]
+    assert (watermark, status) == (LATER, "success")  # the cursor and watermark moved past them
+    lines = [e for e in json_log() if e.get("event") == "deletes_held"]
+    assert lines
+    assert all(e["severity"] == "ERROR" and e["kind"] == "source_deletes" for e in lines)
+    assert sum(e["rows_held"] for e in lines) == held
+    assert (lines[0]["live_rows"], lines[0]["run_deletes_before"]) == (200, applied)
+
+    # A later run reading them again (a re-sync bumps their stamps) holds them again, counted once.
+    bumped = _iso(LATER + dt.timedelta(hours=1))
+    env.execute(f"UPDATE {env.table('opportunity')} SET _fivetran_synced = TIMESTAMP '{bumped}' WHERE is_deleted")
+    env.drain(**GUARD)
+    assert env.live_ids() == set(ids) - set(wave[:applied])
+    assert _holds(env)[0][:2] == ("source_deletes", held)
+    assert [e["event"] for e in json_log() if e.get("event", "").startswith("deletes_")][-1] == "deletes_still_held"
+
+
+def test_deletes_within_the_limit_are_applied_and_nothing_is_held(env, clean):
+    data = generate(200, seed=303, messy=False)
+    env.seed(data)
+    env.drain(**GUARD)
+    ids = [o["id"] for o in data.rows("opportunity")]
+    _flag_deleted(env, ids[:20])  # exactly 10 %: not more than the limit
+    env.drain(SYNC_PAGE_SIZE="7", **GUARD)
+    assert env.live_ids() == set(ids[20:])
+    assert _holds(env) == []
+    assert env.query("SELECT rows_deleted, rows_held FROM sync_runs ORDER BY started_at DESC LIMIT 1") == [(20, 0)]
+    _matches_a_clean_sync(env, clean)
+
+
+def test_fewer_deletes_than_the_floor_are_never_held(env):
+    data = generate(30, seed=304, messy=False)
+    env.seed(data)
+    env.drain()  # the default floor: 100 deletes
+    ids = [o["id"] for o in data.rows("opportunity")]
+    data.tables["opportunity"] = data.rows("opportunity")[:3]
+    env.seed(data)
+    env.drain(Message.full_resync("tiny"))
+    assert env.live_ids() == set(ids[:3])  # 27 of 30 gone, as the source says: too few to hold
+    assert _holds(env) == []
+
+
+def test_the_guard_can_be_turned_off(env):
+    data = generate(200, seed=305, messy=False)
+    env.seed(data)
+    env.drain(**GUARD)
+    data.tables["opportunity"] = data.rows("opportunity")[:20]
+    env.seed(data)
+    env.drain(Message.full_resync("off"), SYNC_DELETE_GUARD_PERCENT="off", **GUARD)
+    assert len(env.live_ids()) == 20
+    assert _holds(env) == []
