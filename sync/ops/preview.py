@@ -15,7 +15,9 @@ from typing import Any
 from sync.bigquery.source import Source
 from sync.core.config import Settings
 from sync.core.messages import Message
+from sync.postgres import holds
 from sync.postgres.db import Connection
+from sync.postgres.guard import Guard, page_deletes
 from sync.postgres.sink import write_page
 from sync.postgres.transaction import rolled_back, transaction
 from sync.rows.transform import Issue, transform_links, transform_page
@@ -38,7 +40,10 @@ class Preview:
     deleted_not_stored: int = 0
     would_skip: int = 0
     degraded: int = 0
+    # Deletes of live rows the guard would hold (sync/postgres/guard.py), and the holds waiting now.
+    would_hold: int = 0
     links_read: int = 0
+    held_deletes: list[dict[str, Any]] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -63,15 +68,18 @@ def preview(
     step = step or (lambda _what: None)
     with transaction(conn):
         state = read_state(conn)
+        held = holds.standing(conn)
     decision = plan(Message.tick(), state, lookback=dt.timedelta(seconds=settings.lookback_seconds), max_pages=settings.max_pages)
     if not isinstance(decision, PagePlan):
-        return Preview(run=f"nothing to do: {decision.reason}", page=None)
+        return Preview(run=f"nothing to do: {decision.reason}", page=None, held_deletes=held)
     step("reading the next page from BigQuery")
     read = (reader or SourceReader(source, settings.page_size)).read(decision, time.monotonic() + settings.time_budget_seconds)
-    transformed = transform_page(read.opportunity_rows)
     links = transform_links(read.link_rows)
-    step(f"staging {len(transformed.rows)} rows in Postgres (rolled back)")
+    step(f"staging {len(read.opportunity_rows)} rows in Postgres (rolled back)")
     with rolled_back(conn):
+        # What the pipeline would hold, weighed as it would weigh it; nothing is recorded.
+        guarded = page_deletes(conn, Guard.of(settings), decision.run_id, read.opportunity_rows)
+        transformed = transform_page(guarded.rows)
         written = write_page(conn, transformed.rows, links.links, [], str(decision.run_id))
     counts = written.counts
     issues = [*transformed.issues, *links.issues, *read.future, *written.refused]
@@ -88,6 +96,8 @@ def preview(
         deleted_not_stored=counts.not_stored,
         would_skip=skipped,
         degraded=len(issues) - skipped,
+        would_hold=len(guarded.held),
         links_read=len(links.links),
+        held_deletes=held,
         issues=issues,
     )

@@ -120,7 +120,10 @@ def standing(conn: Connection) -> list[dict[str, Any]]:
     names = [d[0] for d in cur.description or []]
     rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
     for row in rows:
-        row["state"] = "held" if row["released_at"] is None else "released, re-read pending"
+        if row["released_at"] is None:
+            row["state"] = "held"
+        else:
+            row["state"] = "released, re-read pending" if row["reread_run_id"] is None else "released, re-read running"
     return rows
 
 

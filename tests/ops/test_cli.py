@@ -362,10 +362,19 @@ def test_labels_count_a_run_with_known_counts(env):
         "rows_skipped": 3,
         "rows_deleted": 1,
         "rows_deleted_not_stored": 4,
+        "rows_held": 0,  # one delete of 52 live rows: far below the delete guard's limit
         "rows_degraded": None,
         "rows_future_stamped": None,
     }
-    parts = ("rows_inserted", "rows_updated", "rows_unchanged", "rows_skipped", "rows_deleted", "rows_deleted_not_stored")
+    parts = (
+        "rows_inserted",
+        "rows_updated",
+        "rows_unchanged",
+        "rows_skipped",
+        "rows_deleted",
+        "rows_deleted_not_stored",
+        "rows_held",
+    )
     assert sum(latest[k] for k in parts) == latest["rows_read"]
 
     sheet = dict(_sheet(_cli(["status"], vars_).stdout))
@@ -374,6 +383,7 @@ def test_labels_count_a_run_with_known_counts(env):
     assert sheet["latest run's rows"] == "60 read: 0 inserted, 2 updated, 50 unchanged, 3 skipped,"
     assert sheet[""] == "1 soft-deleted, 4 deleted in the source and never stored"
     assert sheet["opportunities in Postgres"].startswith("52 live, 1 soft-deleted, ")
+    assert sheet["deletes held"] == "-"
 
     table = _cli(["runs"], vars_).stdout.splitlines()
     assert table[0].split() == ["started", "(UTC)", "run", "trigger", "status", "pages", "read", "written", "skipped", "error"]

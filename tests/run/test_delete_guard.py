@@ -120,6 +120,26 @@ def test_a_full_resync_against_a_tenth_of_the_source_holds_its_purge(env, clean,
     assert "from 200 live rows" in line["message"]
     assert len(line["sample_ids"]) == 10
 
+    # status and preview show what is held, and release-deletes says what it approves.
+    code, sheet = _cli(env, "status")
+    assert code == 0
+    assert f"deletes held                      180 (purge) by run {run_id[:8]} of 200 live rows: held\n" in sheet
+    assert "look, then: python -m sync release-deletes" in sheet
+    code, as_json = _cli(env, "status", "--json")
+    (held,) = json.loads(as_json)["held_deletes"]
+    assert (held["kind"], held["rows_held"], held["live_rows"], held["state"]) == ("purge", 180, 200, "held")
+    assert held["sample_ids"] == line["sample_ids"]
+    code, preview = _cli(env, "preview")
+    assert "deletes held now" in preview
+    assert "release-deletes" in preview
+    code, released = _cli(env, "release-deletes")
+    assert code == 0
+    assert f"approved up to 180 deletes (a full resync's purge) held by run {run_id} against 200 live rows" in released
+    assert "asked for a full resync (request " in released
+    (held,) = json.loads(_cli(env, "status", "--json")[1])["held_deletes"]
+    assert (held["state"], held["approved"]) == ("released, re-read pending", 180)
+    assert _cli(env, "release-deletes")[1] == "no deletes are held\n"
+
 
 def _flag_deleted(env: Env, ids: list[str], *, deleted: bool = True) -> None:
     """Salesforce deletes (or restores) these records; Fivetran lands the flag with a new stamp."""
