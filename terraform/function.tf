@@ -109,6 +109,8 @@ locals {
     SYNC_AUTO_MIGRATE             = tostring(var.auto_migrate)
     SYNC_SHED_PRIVILEGES          = "true"
     SYNC_REJECTION_RETENTION_DAYS = tostring(var.rejection_retention_days)
+    SYNC_DELETE_GUARD_PERCENT     = var.delete_guard_percent
+    SYNC_DELETE_GUARD_MIN_ROWS    = tostring(var.delete_guard_min_rows)
     LOG_LEVEL                     = var.log_level
   }
 
