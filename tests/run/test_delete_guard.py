@@ -232,3 +232,85 @@ def test_the_guard_can_be_turned_off(env):
     env.drain(Message.full_resync("off"), SYNC_DELETE_GUARD_PERCENT="off", **GUARD)
     assert len(env.live_ids()) == 20
     assert _holds(env) == []
+
+
+def _hold_a_wave(env: Env, n: int = 200, wave: int = 60, seed: int = 310) -> tuple[list[str], int, int]:
+    """Sync ``n`` rows, then have the source flag the first ``wave`` deleted: (ids, applied, held)."""
+    data = generate(n, seed=seed, messy=False)
+    env.seed(data)
+    env.drain(**GUARD)
+    ids = [o["id"] for o in data.rows("opportunity")]
+    _flag_deleted(env, ids[:wave])
+    env.drain(SYNC_PAGE_SIZE="25", **GUARD)
+    applied, held = env.query("SELECT rows_deleted, rows_held FROM sync_runs ORDER BY started_at DESC LIMIT 1")[0]
+    assert held > 0
+    return ids, applied, held
+
+
+def _latest_run(env: Env) -> tuple:
+    return env.query("SELECT trigger, status, rows_deleted, rows_held FROM sync_runs ORDER BY started_at DESC LIMIT 1")[0]
+
+
+def test_a_released_purge_deletes_only_what_the_source_lacks_when_it_is_read_again(env, clean):
+    data = generate(200, seed=311, messy=False)
+    env.seed(data)
+    env.drain(**GUARD)
+    every = list(data.rows("opportunity"))
+    data.tables["opportunity"] = every[:20]
+    env.seed(data)
+    env.drain(Message.full_resync("truncated"), **GUARD)
+    assert len(env.live_ids()) == 200  # 180 held
+    # While the operator looks, the Fivetran re-sync goes on: 100 rows are back, 80 are really gone.
+    data.tables["opportunity"] = every[:120]
+    env.seed(data)
+
+    code, released = _cli(env, "release-deletes")
+    assert code == 0
+    assert "approved up to 180 deletes" in released
+    env.drain(**GUARD)  # the next tick takes the request: a full resync
+
+    assert env.live_ids() == {o["id"] for o in every[:120]}  # 80 purged, not the 180 held
+    assert _latest_run(env)[1:] == ("success", 80, 0)
+    assert [h[5] for h in _holds(env)] == [True]  # released, and nothing held again
+    assert json.loads(_cli(env, "status", "--json")[1])["held_deletes"] == []  # the re-read finished
+    _matches_a_clean_sync(env, clean)
+
+
+@pytest.mark.parametrize("recovered", [False, True])
+def test_released_source_deletes_are_derived_again_from_the_source(env, clean, recovered):
+    ids, _applied, held = _hold_a_wave(env)
+    if recovered:
+        _flag_deleted(env, ids[:60], deleted=False)  # the flags were a connector's fault, now undone
+    code, released = _cli(env, "release-deletes")
+    assert code == 0
+    assert f"approved up to {held} deletes (rows the source flags deleted)" in released
+    assert "a re-read of the opportunities from the beginning" in released
+
+    env.drain(**GUARD)
+
+    if recovered:
+        # Nothing deleted; the rows the first run deleted before it held the rest come back.
+        assert env.live_ids() == set(ids)
+        assert _latest_run(env)[2:] == (0, 0)
+    else:
+        assert env.live_ids() == set(ids[60:])
+        assert _latest_run(env)[2:] == (held, 0)  # exactly the held ones, within the approval
+    assert [h[5] for h in _holds(env)] == [True]
+    _matches_a_clean_sync(env, clean)
+
+
+def test_a_re_read_that_would_delete_more_than_approved_is_held_again(env):
+    ids, applied, held = _hold_a_wave(env)
+    _flag_deleted(env, ids[60:180])  # the source loses 120 more before the operator releases
+    _cli(env, "release-deletes")
+
+    env.drain(SYNC_PAGE_SIZE="25", **GUARD)
+
+    live = 200 - applied
+    deleted, held_again = _latest_run(env)[2:]
+    assert deleted <= held + live // 10  # the approval plus what any run may delete
+    assert deleted + held_again == 180 - applied
+    (first, again) = _holds(env)
+    assert first[5]  # the released hold
+    assert (again[0], again[1], again[5]) == ("source_deletes", held_again, False)  # a new one, waiting
+    assert env.live_ids() == set(ids) - set(ids[: applied + deleted])
