@@ -22,6 +22,7 @@ from standins.generator import BASE_TIME, generate
 from sync.core import logs
 from sync.core.messages import Message
 from sync.ops import cli
+from sync.ops.preview import preview
 from sync.postgres.db import connect_url
 
 # Small replicas: the guard's floor is lowered so that a tenth of 200 rows is worth holding.
@@ -314,3 +315,19 @@ def test_a_re_read_that_would_delete_more_than_approved_is_held_again(env):
     assert first[5]  # the released hold
     assert (again[0], again[1], again[5]) == ("source_deletes", held_again, False)  # a new one, waiting
     assert env.live_ids() == set(ids) - set(ids[: applied + deleted])
+
+
+def test_preview_says_which_deletes_the_next_page_would_hold_and_holds_nothing(env):
+    data = generate(200, seed=312, messy=False)
+    env.seed(data)
+    env.drain(**GUARD)
+    ids = [o["id"] for o in data.rows("opportunity")]
+    _flag_deleted(env, ids[:60])
+    conn = env.connect()
+    try:
+        result = preview(env.settings(**GUARD), env.source(), conn)
+    finally:
+        conn.close()
+    assert (result.would_hold, result.would_delete, result.held_deletes) == (60, 0, [])
+    assert _holds(env) == []  # a dry run records nothing
+    assert env.live_ids() == set(ids)
