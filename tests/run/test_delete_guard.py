@@ -18,7 +18,7 @@ import pytest
 from conftest import Env
 from projection import expected_projection
 
-from standins.generator import BASE_TIME, generate
+from standins.generator import BASE_TIME, generate, to_history_mode
 from sync.core import logs
 from sync.core.messages import Message
 from sync.ops import cli
@@ -331,3 +331,35 @@ def test_preview_says_which_deletes_the_next_page_would_hold_and_holds_nothing(e
     assert (result.would_hold, result.would_delete, result.held_deletes) == (60, 0, [])
     assert _holds(env) == []  # a dry run records nothing
     assert env.live_ids() == set(ids)
+
+
+def test_history_mode_deletions_over_the_limit_are_held(env, clean):
+    data = to_history_mode(generate(200, seed=313, messy=False), "opportunity")
+    env.seed(data)
+    env.drain(**GUARD)
+    ids = [o["id"] for o in data.rows("opportunity")]
+    # 40 records deleted in Salesforce: Fivetran ends their active versions and lands no successor.
+    from google.cloud import bigquery
+
+    sql = (
+        f"UPDATE {env.table('opportunity')} SET _fivetran_active = FALSE, _fivetran_end = @at"
+        " WHERE id IN UNNEST(@ids) AND _fivetran_active"
+    )
+    params = [
+        bigquery.ScalarQueryParameter("at", "TIMESTAMP", _iso(LATER)),
+        bigquery.ArrayQueryParameter("ids", "STRING", ids[:40]),
+    ]
+    env.bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params)).result(timeout=60)
+    for row in data.rows("opportunity"):
+        if row["id"] in ids[:40]:
+            row.update(_fivetran_active=False, _fivetran_end=_iso(LATER))
+
+    env.drain(**GUARD)
+
+    assert env.live_ids() == set(ids)  # one page: 40 deletes of 200 live rows, all held
+    assert _latest_run(env)[2:] == (0, 40)
+    assert _holds(env)[0][:3] == ("source_deletes", 40, 200)
+    _cli(env, "release-deletes")
+    env.drain(**GUARD)
+    assert env.live_ids() == set(ids[40:])
+    _matches_a_clean_sync(env, clean)
