@@ -30,7 +30,9 @@ def _cli(args, env_vars):
     )
 
 
-@pytest.mark.parametrize("command", [[], ["migrate"], ["run"], ["status"], ["runs"], ["rejections"], ["preview"], ["publish"]])
+@pytest.mark.parametrize(
+    "command", [[], ["migrate"], ["run"], ["status"], ["runs"], ["rejections"], ["preview"], ["publish"], ["release-deletes"]]
+)
 def test_help(command):
     result = _cli([*command, "--help"], {})
     assert result.returncode == 0
@@ -48,7 +50,7 @@ def test_bad_config_exits_2_with_one_line_naming_every_variable_and_the_command(
     assert "SYNC_PAGE_SIZE must be an integer" in lines[0]
 
 
-@pytest.mark.parametrize("command", ["status", "runs", "rejections", "migrate"])
+@pytest.mark.parametrize("command", ["status", "runs", "rejections", "migrate", "release-deletes"])
 def test_database_only_commands_name_only_the_database_settings(command):
     result = _cli([command], {})
     assert result.returncode == 2
