@@ -1,4 +1,5 @@
-"""Cloud Functions entry point: an adapter from a Pub/Sub CloudEvent to one pipeline page.
+"""Cloud Functions entry points: adapters from a Pub/Sub CloudEvent to one pipeline page
+(``sync_opportunities``), and from Fivetran's webhook to a tick (``fivetran_webhook``, at the end).
 
 Returning acknowledges the message; any non-2xx answer makes Pub/Sub redeliver it with backoff.
 How each outcome is answered and logged (the runbook in terraform/README.md keys on this):
@@ -24,6 +25,7 @@ import threading
 import time
 from typing import Any
 
+import flask
 import functions_framework
 from cloudevents.http.event import CloudEvent
 from werkzeug.exceptions import InternalServerError, ServiceUnavailable, TooManyRequests
@@ -32,13 +34,18 @@ from sync.core import logs
 from sync.core.config import Settings
 from sync.core.errors import ConfigurationError, LeaseBusyError, PermanentError, SyncError, UnknownError, classify
 from sync.core.messages import Message, decode, from_cloud_event_data
+from sync.core.webhook_config import WebhookSettings
 from sync.run.runtime import Runtime
+from sync.webhook.handler import MAX_BODY_BYTES, Webhook
+from sync.webhook.service import WebhookService
+from sync.webhook.signature import HEADER
 
 log = logging.getLogger("sync.main")
 # Log as JSON from the first line, even if the configuration turns out to be invalid.
 logs.configure("INFO")
 
 _runtime: Runtime | None = None
+_webhook: Webhook | None = None
 _runtime_lock = threading.Lock()
 
 
@@ -104,3 +111,50 @@ def _answer_failure(failure: SyncError, message: Message | None) -> None:
         raise InternalServerError(description="unexpected failure; redeliver") from failure
     log.warning("transient failure, message will be redelivered: %s", failure, extra=fields)
     raise ServiceUnavailable(description="transient failure; redeliver") from failure
+
+
+def _get_webhook() -> Webhook:
+    global _webhook
+    with _runtime_lock:
+        if _webhook is None:
+            settings = Settings.from_env(os.environ, require_topic=True, require_source=False)
+            hook = WebhookSettings.from_env(os.environ)
+            logs.configure(settings.log_level)
+            _webhook = WebhookService(settings, hook).webhook()
+        return _webhook
+
+
+@functions_framework.http
+def fivetran_webhook(request: flask.Request) -> tuple[str, int]:
+    """Fivetran's webhook: a signed, successful ``sync_end`` publishes a tick (``sync/webhook/``).
+
+    Answers carry no body: a refused signature must not say why. A failure to record the request
+    or publish the tick answers 5xx, and Fivetran retries for up to 24 hours.
+    """
+    try:
+        body = _bounded_body(request)
+        answer = _get_webhook().handle(request.method, request.mimetype, body, request.headers.get(HEADER))
+    except Exception as err:  # noqa: BLE001 - every failure is classified and answered below
+        return "", _webhook_failure(classify(err))
+    return "", answer.status
+
+
+def _bounded_body(request: flask.Request) -> bytes | None:
+    """The raw body (the signature covers these exact bytes), or None past the size limit."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return None
+    body = request.stream.read(MAX_BODY_BYTES + 1)
+    return None if len(body) > MAX_BODY_BYTES else body
+
+
+def _webhook_failure(failure: SyncError) -> int:
+    """Log a webhook failure once; every one is answered 5xx so that Fivetran delivers it again."""
+    fields = {"event": "webhook_failed", "retryable": failure.retryable, "error": str(failure)}
+    if isinstance(failure, ConfigurationError):
+        log.critical("%s", failure, extra=fields)
+        return 500
+    if isinstance(failure, UnknownError):
+        log.error("webhook failed unexpectedly; Fivetran will retry: %s", failure, exc_info=failure, extra=fields)
+        return 500
+    log.warning("webhook failed; Fivetran will retry: %s", failure, extra=fields)
+    return 503

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS = ("write", "cold", "emulated", "pages", "storage", "runs", "purge", "bytes")
+PARTS = ("write", "cold", "emulated", "pages", "heavy", "storage", "runs", "purge", "bytes", "webhook")
 
 
 def _require_bench_deps() -> None:
@@ -53,9 +53,15 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--memory-sizes", default="100000,300000", help="rows seeded in the emulator for the peak-RSS runs")
     p.add_argument("--memory-page-size", type=int, default=10_000, help="SYNC_PAGE_SIZE for the peak-RSS runs")
     p.add_argument("--memory-page-sizes", default="2000,10000,25000,50000", help="SYNC_PAGE_SIZE values, peak RSS by page")
+    p.add_argument("--heavy-stages", type=int, default=200, help="stage-history entries per opportunity, heavy-row runs")
+    p.add_argument("--heavy-huge", type=int, default=30_000, help="stage-history entries of the one huge opportunity")
+    p.add_argument("--heavy-page-sizes", default="2000,3687", help="SYNC_PAGE_SIZE values, heavy-row runs at 256M")
+    p.add_argument("--heavy-baseline", default="ea2d0d6", help="commit measured beside today's, heavy-row runs; 'none' to skip")
     p.add_argument("--source-pages", type=int, default=4, help="pipeline pages read for the queries-per-page count")
     p.add_argument("--run-rows", type=int, default=100_000, help="rows for the full-run comparison (old vs new read path)")
     p.add_argument("--purge-sizes", default="100000,1000000", help="source ids for the purge-memory runs")
+    p.add_argument("--webhook-samples", type=int, default=20, help="changes synced through each path for --only webhook")
+    p.add_argument("--webhook-rows", type=int, default=2000, help="rows in the source for --only webhook")
     p.add_argument("--only", choices=sorted(PARTS), action="append", help="run only these parts")
     p.add_argument("--no-dlt", action="store_true", help="skip the dlt comparison")
     p.add_argument(
@@ -69,10 +75,11 @@ def _parse() -> argparse.Namespace:
 
 def main() -> int:
     args = _parse()
-    _require_bench_deps()
+    parts = set(args.only or PARTS)
+    if parts != {"webhook"}:  # the webhook part needs only the project's own requirements
+        _require_bench_deps()
     # The pipeline logs every skipped row; the bench reports counts instead.
     logging.basicConfig(level=logging.CRITICAL)
-    parts = set(args.only or PARTS)
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -111,6 +118,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="bench-pages-") as log_dir:
             sizes = [int(s) for s in args.memory_page_sizes.split(",") if s]
             results["pages"] = page_memory.run(args.run_rows, sizes, Path(log_dir))
+    if "heavy" in parts:
+        results["heavy"] = _heavy(args)
     if "storage" in parts:
         from bench import storage_read
 
@@ -119,13 +128,10 @@ def main() -> int:
     if "runs" in parts:
         results["runs"] = _runs(args)
     if "purge" in parts:
-        from bench import purge_memory
-
-        results["purge"] = purge_memory.run([int(n) for n in args.purge_sizes.split(",") if n])
-    if "bytes" in parts:
-        from bench import bytes_estimate
-
-        results["bytes"] = bytes_estimate.estimate()
+        results["purge"] = _purge(args)
+    for name, measure in (("bytes", _bytes), ("webhook", _webhook)):
+        if name in parts:
+            results[name] = measure(args)
     summary = summarize(results, page_sizes)
     results["summary"] = summary
     RESULTS.mkdir(exist_ok=True)
@@ -157,6 +163,20 @@ def _cold(repeats: int) -> dict[str, Any]:
             finally:
                 conn.close()
             return result
+
+
+def _bytes(_args: argparse.Namespace) -> dict[str, Any]:
+    from bench import bytes_estimate
+
+    return bytes_estimate.estimate()
+
+
+def _webhook(args: argparse.Namespace) -> dict[str, Any]:
+    """Signed sync_end -> row in Postgres, beside tick -> row, on the served local stack."""
+    from bench import webhook
+
+    with tempfile.TemporaryDirectory(prefix="bench-webhook-") as log_dir:
+        return webhook.run(args.webhook_samples, args.webhook_rows, Path(log_dir))
 
 
 def _runs(args: argparse.Namespace) -> dict[str, Any]:
@@ -223,6 +243,21 @@ def _rate(rows: int, seconds: float | None) -> float | None:
     return rows / seconds if seconds else None
 
 
+def _purge(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import purge_memory
+
+    return purge_memory.run([int(n) for n in args.purge_sizes.split(",") if n])
+
+
+def _heavy(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import baseline, heavy_pages
+
+    sizes = [int(s) for s in args.heavy_page_sizes.split(",") if s]
+    before = baseline.export(args.heavy_baseline) if args.heavy_baseline != "none" else None
+    with tempfile.TemporaryDirectory(prefix="bench-heavy-") as log_dir:
+        return heavy_pages.run(2000, args.heavy_stages, args.heavy_huge, sizes, Path(log_dir), before)
+
+
 def summarize(results: dict[str, Any], page_sizes: list[int]) -> list[dict[str, Any]]:
     """One line per number: value, target and whether it was met."""
     lines: list[dict[str, Any]] = []
@@ -238,6 +273,8 @@ def summarize(results: dict[str, Any], page_sizes: list[int]) -> list[dict[str, 
         _summarize_emulated(results["emulated"], add)
     if results.get("pages"):
         _summarize_pages(results["pages"], add)
+    if results.get("heavy"):
+        _summarize_heavy(results["heavy"], add)
     if results.get("storage"):
         _summarize_storage(results["storage"], add)
     if results.get("runs"):
@@ -246,7 +283,20 @@ def summarize(results: dict[str, Any], page_sizes: list[int]) -> list[dict[str, 
         _summarize_purge(results["purge"], add)
     if results.get("bytes"):
         _summarize_bytes(results["bytes"], add)
+    if results.get("webhook") and "skipped" not in results["webhook"]:
+        _summarize_webhook(results["webhook"], add)
     return lines
+
+
+def _summarize_webhook(w: dict[str, Any], add: Add) -> None:
+    n = w["samples"]
+    for path, what in (("webhook", "signed sync_end POST"), ("tick", "tick published")):
+        add(f"{what} -> row in Postgres, median of {n}", round(w[path]["median_s"], 2), "s")
+        add(f"{what} -> row in Postgres, p95 of {n}", round(w[path]["p95_s"], 2), "s")
+        add(f"{what}: answered (median)", round(w[path]["trigger_median_s"], 3), "s")
+    worst = w["scheduler_worst_case_s"]
+    add("scheduler path worst case (*/15 period + slowest tick)", round(worst, 1), "s")
+    add("webhook p95 within seconds", round(w["webhook"]["p95_s"], 2), "s", "< 10 s", w["webhook"]["p95_s"] < 10)
 
 
 Add = Callable[..., None]
@@ -355,6 +405,19 @@ def _summarize_pages(p: dict[str, Any], add: Add) -> None:
     fit = p["fit"]
     add("  least-squares fit: base", fit["base_mib"], "MiB", f"model {memory.BASE_MIB:.0f}")
     add("  least-squares fit: per row", fit["mib_per_row"] * 1024, "KiB", f"model {memory.MIB_PER_ROW * 1024:.1f}")
+
+
+def _summarize_heavy(h: dict[str, Any], add: Add) -> None:
+    from sync.core import memory
+
+    limit = memory.parse_memory_mib(h["memory"]) or 0.0
+    goal = limit / memory.HEADROOM
+    what = f"{h['rows']} rows, {h['stages']} stages each, one {h['huge_stages']}"
+    for label, runs in h["runs"].items():
+        for size, run in sorted(runs.items(), key=lambda kv: int(kv[0])):
+            peak = run["peak_mib"]
+            name = f"peak RSS at {h['memory']}, heavy rows ({what}), pages of {size}, {label}"
+            add(name, peak, "MiB", f"<= {goal:.0f} ({limit:.0f} less {memory.HEADROOM - 1:.0%})", peak <= goal)
 
 
 def _summarize_storage(r: dict[str, Any], add: Add) -> None:

@@ -60,10 +60,10 @@ def env_for(endpoint: str, sf: str, gong: str, url: str, page_size: int) -> dict
     }
 
 
-def whole_run_rss(env: dict[str, str]) -> dict[str, Any]:
-    """``python -m sync run --until-done`` in a subprocess; its peak RSS via RUSAGE_CHILDREN."""
+def whole_run_rss(env: dict[str, str], root: Path | None = None) -> dict[str, Any]:
+    """``python -m sync run --until-done`` in a subprocess (of the checkout at ``root``); its peak RSS via RUSAGE_CHILDREN."""
     cmd = [sys.executable, "-c", RSS_WRAPPER, sys.executable, "-m", "sync", "run", "--until-done"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT, env={**os.environ, **env})
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=root or ROOT, env={**os.environ, **env})
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     if result["rc"] != 0:
         msg = f"sync run failed ({result['rc']}): {result['stderr']}"

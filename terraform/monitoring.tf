@@ -114,6 +114,21 @@ resource "google_logging_metric" "config_errors" {
   }
 }
 
+# A recorded source table or column missing or unreadable (sync/run/shape_check.py): every
+# invocation fails by name and writes nothing until it returns.
+resource "google_logging_metric" "source_unavailable" {
+  name        = "${local.metric_prefix}_source_unavailable"
+  description = "Invocations of ${var.name} that found a table or column the replica was built from missing or unreadable in BigQuery (jsonPayload.event=\"source_unavailable\"); nothing was written."
+  filter      = "${local.function_log_filter} AND jsonPayload.event=\"source_unavailable\""
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "${var.name} source unavailable"
+  }
+}
+
 resource "google_logging_metric" "deletes_held" {
   name        = "${local.metric_prefix}_deletes_held"
   description = "Times a ${var.name} run held deletes for an operator (deletes_held), by kind (purge|source_deletes)."
@@ -149,7 +164,7 @@ resource "time_sleep" "log_metrics" {
 
   triggers = {
     metrics = join(",", concat(
-      [google_logging_metric.runs.id, google_logging_metric.config_errors.id, google_logging_metric.deletes_held.id],
+      [google_logging_metric.runs.id, google_logging_metric.config_errors.id, google_logging_metric.source_unavailable.id, google_logging_metric.deletes_held.id],
       [for m in google_logging_metric.run_value : m.id],
     ))
   }
@@ -387,6 +402,59 @@ resource "google_monitoring_alert_policy" "config_error" {
 
       First command: `gcloud logging read '${local.config_errors_filter}' --project=${var.project_id} --limit=5 --format='value(jsonPayload.message)'`.
       Fix the variable in terraform.tfvars (or the secret / database user) and `terraform apply`.
+      Runbook: terraform/README.md, "Log lines: working as designed, or look now".
+    EOT
+  }
+}
+
+# (5b) The source has lacked what the replica was built from for var.alert_source_unavailable_minutes:
+# a connector re-sync or a lost permission that did not pass on its own.
+resource "google_monitoring_alert_policy" "source_unavailable" {
+  display_name          = "${var.name}: source table missing"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "source_unavailable logged in every window for ${var.alert_source_unavailable_minutes} minutes"
+
+    condition_threshold {
+      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.source_unavailable.name}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "${var.alert_source_unavailable_minutes * 60}s"
+
+      aggregations {
+        alignment_period     = "900s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "3600s"
+  }
+
+  depends_on = [time_sleep.log_metrics]
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "${var.name}: a source table the replica was built from is missing"
+    content   = <<-EOT
+      ${var.name} has found a BigQuery table or column that the replica was built from missing or
+      unreadable for ${var.alert_source_unavailable_minutes} minutes (a Fivetran re-sync that dropped
+      the table, a permission taken away). Nothing is written meanwhile; rows keep their last good values.
+
+      First command: `gcloud logging read '${local.function_log_filter} AND jsonPayload.event="source_unavailable"' --project=${var.project_id} --limit=5 --format='value(jsonPayload.message)'`.
+      Then `python -m sync source` shows what was recorded beside what the source has now. If the
+      table is gone for good and that is intended, `python -m sync source --accept` records the
+      source as it is (the next run re-reads every row); `--switch salesforce|gong` changes the
+      opportunity table (the next run is a full resync).
       Runbook: terraform/README.md, "Log lines: working as designed, or look now".
     EOT
   }

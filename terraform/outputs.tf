@@ -82,3 +82,13 @@ output "pubsub_service_agent" {
   description = "Pub/Sub service agent: mints the push tokens and forwards dead letters (granted in iam.tf and pubsub.tf)."
   value       = trimprefix(local.pubsub_service_agent, "serviceAccount:")
 }
+
+output "webhook_url" {
+  description = "URL of the Fivetran webhook function (give it to Fivetran with the secret in webhook_secret); null when webhook_enabled is false."
+  value       = try(google_cloudfunctions2_function.webhook[0].url, null)
+}
+
+output "webhook_secret" {
+  description = "Secret Manager secret holding the webhook's signing key (read it with gcloud secrets versions access latest --secret=...)."
+  value       = try(google_secret_manager_secret.webhook[0].secret_id, null)
+}

@@ -432,3 +432,68 @@ variable "alert_memory_utilization" {
     error_message = "alert_memory_utilization must be a fraction in (0, 1)."
   }
 }
+
+variable "alert_source_unavailable_minutes" {
+  type        = number
+  default     = 60
+  description = "Minutes a recorded source table or column may stay missing or unreadable before the alert fires (a Fivetran re-sync or a permission change usually passes sooner)."
+
+  validation {
+    condition     = var.alert_source_unavailable_minutes >= 15 && var.alert_source_unavailable_minutes <= 1440
+    error_message = "alert_source_unavailable_minutes must be between 15 and 1440."
+  }
+}
+
+# --- Fivetran webhook (webhook.tf) ---------------------------------------------------
+
+variable "webhook_enabled" {
+  type        = bool
+  description = "Deploy the Fivetran webhook function (public URL, signature-checked) and its signing key."
+  default     = true
+}
+
+variable "fivetran_webhook_enabled" {
+  type        = bool
+  description = "Also create the webhook on Fivetran's side (fivetran/fivetran provider; needs FIVETRAN_APIKEY and FIVETRAN_APISECRET)."
+  default     = false
+}
+
+variable "fivetran_webhook_type" {
+  type        = string
+  description = "Fivetran webhook scope: \"group\" (one destination group, fivetran_group_id) or \"account\" (every group)."
+  default     = "group"
+
+  validation {
+    condition     = contains(["group", "account"], var.fivetran_webhook_type)
+    error_message = "fivetran_webhook_type must be \"group\" or \"account\"."
+  }
+}
+
+variable "fivetran_group_id" {
+  type        = string
+  description = "Fivetran destination group id for a group webhook."
+  default     = null
+}
+
+variable "fivetran_webhook_connectors" {
+  type        = list(string)
+  description = "Connector ids whose sync_end starts the sync (FIVETRAN_WEBHOOK_CONNECTORS); empty: any."
+  default     = []
+}
+
+variable "fivetran_webhook_groups" {
+  type        = list(string)
+  description = "Group ids whose sync_end starts the sync (FIVETRAN_WEBHOOK_GROUPS); empty: any."
+  default     = []
+}
+
+variable "fivetran_webhook_max_age_seconds" {
+  type        = number
+  description = "A sync_end whose created time is older than this starts nothing (replay protection)."
+  default     = 3600
+
+  validation {
+    condition     = var.fivetran_webhook_max_age_seconds >= 60 && var.fivetran_webhook_max_age_seconds <= 86400
+    error_message = "fivetran_webhook_max_age_seconds must be between 60 and 86400."
+  }
+}

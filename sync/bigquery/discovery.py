@@ -1,8 +1,11 @@
 """Which source tables exist and how their columns are spelled, from ``INFORMATION_SCHEMA.COLUMNS``.
 
-Required tables and columns missing are a permanent error that names them; optional tables
-(account, user, stage history, Gong) switch their feature off with one warning. When the
-Salesforce ``opportunity`` table is absent, the Gong dataset's is read instead.
+The tables are those declared in :mod:`sync.bigquery.shape`. With no recorded shape (a new,
+empty replica) the source decides: a missing optional table switches its feature off, and the
+Gong dataset's ``opportunity`` is read when Salesforce's is absent. Once a shape is recorded,
+it decides: the same opportunity table is read whatever else exists, and a recorded table or
+column that is gone raises :class:`SourceShapeError` (retryable) naming every such piece.
+Required columns missing from a table never recorded are a permanent error that names them.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
+from sync.bigquery.shape import DECLARED, JOINED, OPPORTUNITY, Origin, Shape, compare, shape_of
 from sync.bigquery.source_sql import SourceTables
 from sync.core.config import Settings
-from sync.core.errors import SourceSchemaError
+from sync.core.errors import SourceSchemaError, SourceShapeError
 from sync.rows.columns import Table
 
 log = logging.getLogger(__name__)
@@ -20,33 +24,71 @@ log = logging.getLogger(__name__)
 DatasetTables = Callable[[str], Mapping[str, Table]]
 
 
-def resolve(settings: Settings, dataset_tables: DatasetTables) -> SourceTables:
+def resolve(settings: Settings, dataset_tables: DatasetTables, recorded: Shape | None = None) -> SourceTables:
     """The source tables, given a look-up of one dataset's tables (an INFORMATION_SCHEMA query)."""
     s = settings
-    salesforce = dataset_tables(s.salesforce_dataset)
-    gong = dataset_tables(s.gong_dataset)
-    opportunity = salesforce.get("opportunity")
-    if opportunity is None:
-        opportunity = gong.get("opportunity")
-        if opportunity is None:
+    datasets = {"salesforce": dataset_tables(s.salesforce_dataset), "gong": dataset_tables(s.gong_dataset)}
+    origin = _origin(settings, datasets, recorded)
+    found: dict[str, Table | None] = {"opportunity": datasets[origin].get(OPPORTUNITY.table)}
+    for declared in JOINED:
+        found[declared.role] = datasets[declared.origin].get(declared.table)
+    if origin == "gong":
+        found["gong_opportunity"] = None  # the same table: its score is the opportunity's own
+    if recorded is not None:
+        difference = compare(recorded, shape_of(origin, found))
+        if difference.missing:
             msg = (
-                f"neither {s.salesforce_dataset}.opportunity nor {s.gong_dataset}.opportunity exists "
-                f"in project {s.bigquery_project}; check SALESFORCE_DATASET and GONG_DATASET"
+                f"the source no longer has what this replica was built from: {', '.join(difference.missing)}; nothing "
+                "is written until it returns (retried each tick). If the change is intended, record the new shape "
+                "with `python -m sync source --accept`"
             )
-            raise SourceSchemaError(msg)
-        log.warning("salesforce opportunity table missing; reading %s instead", opportunity.label)
-    for logical in ("id", "name", "stage_name", "amount", "close_date"):
-        opportunity.require(logical)
+            raise SourceShapeError(msg, difference.missing)
+    return _checked(settings, origin, found)
+
+
+def _origin(settings: Settings, datasets: Mapping[str, Mapping[str, Table]], recorded: Shape | None) -> Origin:
+    """Which dataset's opportunity table to read: the recorded one, else Salesforce's if it exists."""
+    s = settings
+    if recorded is not None:
+        return recorded.origin
+    if OPPORTUNITY.table in datasets["salesforce"]:
+        return "salesforce"
+    if OPPORTUNITY.table in datasets["gong"]:
+        log.warning(
+            "salesforce opportunity table missing; this new replica reads %s.opportunity",
+            s.gong_dataset,
+            extra={"event": "gong_fallback"},
+        )
+        return "gong"
+    msg = (
+        f"neither {s.salesforce_dataset}.opportunity nor {s.gong_dataset}.opportunity exists "
+        f"in project {s.bigquery_project}; check SALESFORCE_DATASET and GONG_DATASET"
+    )
+    raise SourceSchemaError(msg)
+
+
+def _checked(settings: Settings, origin: Origin, found: Mapping[str, Table | None]) -> SourceTables:
+    """Require every present table's columns; optional tables that are absent switch their feature off."""
+    opportunity = found["opportunity"]
+    if opportunity is None:  # only when a recorded origin's table is gone, which compare() reports first
+        msg = f"the {origin} opportunity table is missing"
+        raise SourceShapeError(msg, [f"table {origin}.opportunity"])
+    for role, table in found.items():
+        if table is None:
+            if role != "gong_opportunity" or origin == "salesforce":
+                log.warning("optional source table for %s is absent; its feature is off", role, extra={"event": "feature_off"})
+            continue
+        for logical in DECLARED[role].required:
+            table.require(logical)
     tables = SourceTables(
-        project=s.bigquery_project,
+        project=settings.bigquery_project,
         opportunity=opportunity,
-        account=_checked(salesforce, s.salesforce_dataset, "account", ("id", "name")),
-        user=_checked(salesforce, s.salesforce_dataset, "user", ("id", "email")),
-        history=_checked(
-            salesforce, s.salesforce_dataset, "opportunity_history", ("opportunity_id", "stage_name", "created_date")
-        ),
-        gong_opportunity=gong.get("opportunity") if gong.get("opportunity") is not opportunity else None,
-        links=_checked(gong, s.gong_dataset, "call_context_integration", ("call_id", "object_type", "object_id")),
+        account=found["account"],
+        user=found["user"],
+        history=found["opportunity_history"],
+        gong_opportunity=found["gong_opportunity"],
+        links=found["call_context_integration"],
+        origin=origin,
     )
     if tables.account is not None:
         _warn_unsafe_details(tables.account)
@@ -64,14 +106,3 @@ def _warn_unsafe_details(account: Table) -> None:
             account.label,
             extra={"event": "column_skipped", "table": account.label, "column": name},
         )
-
-
-def _checked(tables: Mapping[str, Table], dataset: str, name: str, required: tuple[str, ...]) -> Table | None:
-    """An optional table; when it exists it must still have its required columns."""
-    table = tables.get(name)
-    if table is None:
-        log.warning("optional source table %s.%s is absent; its feature is off", dataset, name, extra={"event": "feature_off"})
-        return None
-    for logical in required:
-        table.require(logical)
-    return table

@@ -8,23 +8,25 @@ Cloud Function instance serves many invocations, and each look-up is a billed qu
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sync.bigquery import discovery, results, slices
-from sync.bigquery.cursor import Keyset, page_is_last
+from sync.bigquery.cursor import Keyset
 from sync.bigquery.probe import CLOCK_SKEW, Mark, Probe
 from sync.bigquery.results import Cost, JobRef, ResultGone, ResultPosition
+from sync.bigquery.shape import Shape, compare
 from sync.bigquery.source_sql import SourceTables, link_result_sql, opportunity_result_sql, probe_sql
 from sync.bigquery.streams import SHAPES, StreamKind, split_link_key
 from sync.core.config import Settings
-from sync.core.errors import SourceSchemaError
+from sync.core.errors import SourceSchemaError, SourceShapeError
 from sync.rows.columns import Table, quote, quote_project, tables_from_information_schema
 
 if TYPE_CHECKING:
@@ -32,8 +34,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A new run looks the schema up again after this long, so a table that appeared turns its
+# feature on within minutes; two INFORMATION_SCHEMA queries bill 10 MB each.
+SCHEMA_MAX_AGE = 300.0
+
 # The page limit of a whole read: it never ends a slice early (BigQuery INT64).
 _EVERY_ROW = 2**62
+# Rows read at a time beyond a page's limit, when the page would end on rows whose key cannot be
+# the cursor (sync/bigquery/slices.py): such rows are rare, and a few per read keeps the read small.
+_TAIL_ROWS = 16
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,8 @@ class StreamRead:
     position: ResultPosition | None
     limit: int
     deadline: float
+    # What the page's rows may cost at peak (sync/core/memory.py); None: rows alone bound it.
+    budget_mib: float | None = None
 
 
 @dataclass
@@ -85,6 +96,8 @@ class SourceStats:
 
 class Source(Protocol):
     """Where opportunities and links come from; BigQuery in production and in tests."""
+
+    def shape(self, recorded: Shape | None, *, fresh: bool) -> Shape: ...
 
     def probe(self) -> Probe | None: ...
 
@@ -139,15 +152,49 @@ class BigQuerySource:
         """Resolved source tables, discovered once; the look-ups count in ``cost``."""
         return self._schema.tables(cost)
 
+    def shape(self, recorded: Shape | None, *, fresh: bool) -> Shape:
+        """The source's shape under the replica's ``recorded`` one, which later reads then follow.
+
+        ``fresh`` (a new run) discovers again when the cached look-up is older than
+        :data:`SCHEMA_MAX_AGE`, so a table that appeared is seen within minutes.
+
+        Raises:
+            SourceShapeError: a recorded table or column is missing (retryable).
+        """
+        with self._readable():
+            return self._schema.resolve(recorded, fresh=fresh).shape()
+
     def probe(self) -> Probe:
         """The run-start probe (:func:`read_probe`); its jobs count in the probe's own cost."""
         cost = Cost()
-        return read_probe(self.jobs, self.tables(cost), cost)
+        with self._readable():
+            return read_probe(self.jobs, self.tables(cost), cost)
 
     def read(self, request: StreamRead) -> SourcePage | None:
         """The next page of a stream (:meth:`PageReads.read`); None when the stream has no table."""
         cost = Cost()
-        return self._pages.read(request, self.tables(cost), cost)
+        with self._readable():
+            return self._pages.read(request, self.tables(cost), cost)
+
+    @contextlib.contextmanager
+    def _readable(self) -> Iterator[None]:
+        """A table the cached look-up holds but BigQuery cannot find or read: discover again next time.
+
+        Raised as :class:`SourceShapeError` (retryable), naming what BigQuery named: a table
+        dropped by a connector re-sync or a permission lost for an hour passes, and meanwhile
+        nothing is written.
+        """
+        from google.api_core import exceptions as gexc
+
+        try:
+            yield
+        except (gexc.NotFound, gexc.Forbidden) as err:
+            reasons = {str(e.get("reason")) for e in (err.errors or []) if isinstance(e, dict)}
+            if isinstance(err, gexc.Forbidden) and reasons and "accessDenied" not in reasons:
+                raise  # quota and rate limits are classified as they are
+            self._schema.forget()
+            msg = f"BigQuery cannot read a source table ({err.code}): {err.message}"
+            raise SourceShapeError(msg, [str(err.message)]) from err
 
     def whole(self, stream: StreamKind, *, slice_rows: int, deadline: float, cost: Cost) -> Iterator[list[dict[str, Any]]]:
         """Every row of a stream's run query, in slices (:meth:`PageReads.whole`); for ``verify``."""
@@ -177,21 +224,62 @@ class QueryJobs:
 
 
 class SchemaCache:
-    """The source tables, discovered once per process from ``INFORMATION_SCHEMA.COLUMNS``."""
+    """The source tables, discovered from ``INFORMATION_SCHEMA.COLUMNS`` and kept for the process.
+
+    Kept under the replica's recorded shape (:meth:`resolve`); looked up again when that shape
+    changes, when a new run finds the look-up older than :data:`SCHEMA_MAX_AGE`, and after a
+    read found a table gone (:meth:`forget`).
+    """
 
     def __init__(self, jobs: QueryJobs, settings: Settings) -> None:
         self._jobs = jobs
         self._settings = settings
         self._tables: SourceTables | None = None
+        self._recorded: Shape | None = None
+        self._at = 0.0
         self._lock = threading.Lock()
+        # Look-ups made by resolve(), which has no run to bill yet: the next tables(cost) carries them.
+        self._unbilled = Cost()
 
     def tables(self, cost: Cost | None = None) -> SourceTables:
-        """Resolved source tables, discovered once; the look-ups count in ``cost``."""
+        """Resolved source tables under the shape last given to :meth:`resolve`; the look-ups count in ``cost``."""
         with self._lock:
-            if self._tables is None:
-                spent = cost if cost is not None else Cost()
-                self._tables = discovery.resolve(self._settings, lambda dataset: self._dataset_tables(dataset, spent))
-            return self._tables
+            tables = self._resolved(cost)
+            if cost is not None:
+                cost.add(self._unbilled)
+                self._unbilled = Cost()
+            return tables
+
+    def resolve(self, recorded: Shape | None, *, fresh: bool, cost: Cost | None = None) -> SourceTables:
+        """Resolved source tables under ``recorded``; see the class docstring for when it looks again.
+
+        The look-up is compared with ``recorded`` without querying again; only a look-up that lacks
+        something recorded is repeated before :class:`SourceShapeError` is raised, so a stale cache
+        never fails a run and a healthy one costs no query.
+        """
+        with self._lock:
+            old = fresh and time.monotonic() - self._at > SCHEMA_MAX_AGE
+            pinned = recorded is not None and self._tables is not None and self._tables.origin != recorded.origin
+            self._recorded = recorded
+            if old or pinned:
+                self._tables = None
+            tables = self._resolved(cost)
+            if recorded is not None and compare(recorded, tables.shape()).missing:
+                self._tables = None
+                tables = self._resolved(cost)
+            return tables
+
+    def forget(self) -> None:
+        with self._lock:
+            self._tables = None
+
+    def _resolved(self, cost: Cost | None) -> SourceTables:
+        if self._tables is None:
+            spent = cost if cost is not None else self._unbilled
+            lookup = lambda dataset: self._dataset_tables(dataset, spent)  # noqa: E731
+            self._tables = discovery.resolve(self._settings, lookup, self._recorded)
+            self._at = time.monotonic()
+        return self._tables
 
     def _dataset_tables(self, dataset: str, cost: Cost) -> dict[str, Table]:
         from google.api_core import exceptions as gexc
@@ -208,6 +296,22 @@ class SchemaCache:
             log.warning("dataset %s not found in project %s", dataset, self._settings.bigquery_project)
             return {}
         return tables_from_information_schema(dataset, ((r["table_name"], r["column_name"], r["data_type"]) for r in rows))
+
+
+def _log_full(request: StreamRead, taken: slices.Taken, budget: slices.Budget | None) -> None:
+    log.info(
+        "the %s page ended at its memory budget after %d rows",
+        request.stream.value,
+        len(taken.rows),
+        extra={
+            "event": "page_memory_budget",
+            "stream": request.stream.value,
+            "rows": len(taken.rows),
+            "page_size": request.limit,
+            "budget_mib": request.budget_mib,
+            "rows_mib": round(budget.spent, 1) if budget else None,
+        },
+    )
 
 
 def read_probe(jobs: QueryJobs, tables: SourceTables, cost: Cost) -> Probe:
@@ -249,6 +353,8 @@ class PageReads:
     def __init__(self, jobs: QueryJobs) -> None:
         self._jobs = jobs
         self.stats = jobs.stats
+        # The average cost of a row on each stream's last page: how much of the result to read at first.
+        self._row_mib: dict[StreamKind, float] = {}
 
     def read(self, request: StreamRead, tables: SourceTables, cost: Cost) -> SourcePage | None:
         """The next page of a stream, from the run's result; None when the stream has no table.
@@ -285,15 +391,19 @@ class PageReads:
         start = position.offset - 1 if with_predecessor else position.offset
         started = time.monotonic()
         rows = request.limit + int(with_predecessor)
-        piece = results.read_slice(self._jobs.client, position.job, start, rows, request.deadline)
+        budget = None
+        if request.budget_mib is not None:
+            budget = slices.Budget(request.budget_mib, self._row_mib.get(request.stream))
         taken = slices.take(
-            piece.rows,
+            _rows(self._jobs.client, position.job, start, rows, request.deadline, budget),
             SHAPES[request.stream],
             after=request.after,
             upper_bound=request.upper_bound,
             starts_result=starts_result,
             with_predecessor=with_predecessor,
+            limit=request.limit,
             stop=lambda: time.monotonic() > request.deadline,
+            budget=budget,
         )
         self.stats.rows += taken.consumed
         self.stats.seconds += time.monotonic() - started
@@ -301,12 +411,16 @@ class PageReads:
         # twice the page's own rows. Collect it now: left to the next full collection, it added
         # ~50 MB to the peak of a run with pages of 10,000 rows (bench/README.md).
         _collect_cycles()
+        if budget is not None and budget.row_mib is not None:
+            self._row_mib[request.stream] = budget.row_mib
+        if taken.full:
+            _log_full(request, taken, budget)
         if taken.misaligned:
             msg = f"row {start} of job {position.job.job_id} lies after the cursor {request.after}: the offset is misaligned"
             raise ResultGone(msg)
         offset = position.offset + taken.consumed
-        # As with a keyset page: a short slice not cut by the budget proves the result is read.
-        exhausted = page_is_last(taken.consumed, request.limit, truncated=taken.truncated)
+        # As with a keyset page: a slice that ran out proves the result is read.
+        exhausted = taken.ended
         return SourcePage(
             rows=taken.rows,
             upper_bound=taken.upper_bound,
@@ -366,3 +480,35 @@ class PageReads:
             p("after_object", "STRING", object_id),
             p("object_type", "STRING", "opportunity"),
         ]
+
+
+def _rows(
+    client: bigquery.Client, job: JobRef, start: int, count: int, deadline: float, budget: slices.Budget | None
+) -> Iterator[dict[str, Any]]:
+    """Rows ``start`` .. ``start + count - 1`` of the result, then further rows for as long as they are pulled.
+
+    With a ``budget``, each read asks for the rows that still fit it at the weight seen so
+    far, so a page of heavy rows is not fetched whole only to end early: the client holds a
+    read's raw JSON until it is done. A page pulls past its slice only to reach a row that
+    can be its cursor (``slices.take``).
+    """
+    end = start + count
+    while start < end:
+        size = end - start if budget is None else min(end - start, budget.rows_left())
+        read = yield from _slice(client, job, start, size, deadline)
+        if read < size:
+            return
+        start += read
+    while True:
+        read = yield from _slice(client, job, start, _TAIL_ROWS, deadline)
+        if read < _TAIL_ROWS:
+            return
+        start += read
+
+
+def _slice(client: bigquery.Client, job: JobRef, start: int, count: int, deadline: float) -> Generator[dict[str, Any], None, int]:
+    """Yield a slice's rows as they are pulled; return how many there were."""
+    read = 0
+    for read, row in enumerate(results.read_slice(client, job, start, count, deadline).rows, start=1):  # noqa: B007
+        yield row
+    return read

@@ -13,9 +13,10 @@ stamp still counts, so its deletion reaches the opportunities that showed it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from sync.bigquery.shape import DECLARED, Origin, Shape, shape_of
 from sync.bigquery.streams import StreamKind
 from sync.bigquery.versions import active, col, current_versions, history_mode, id_expr, ref, row_live, row_stamp, timestamp
 from sync.rows.columns import Table, quote, snake_case
@@ -23,7 +24,7 @@ from sync.rows.columns import Table, quote, snake_case
 
 @dataclass(frozen=True)
 class SourceTables:
-    """Which source tables exist; optional ones switch features on."""
+    """The source tables found, one per role declared in :mod:`sync.bigquery.shape`; absent ones are None."""
 
     project: str
     opportunity: Table
@@ -32,40 +33,44 @@ class SourceTables:
     history: Table | None
     gong_opportunity: Table | None
     links: Table | None
+    origin: Origin = "salesforce"
 
-    def features(self) -> dict[str, bool]:
-        features = {
-            "account_names": self.account is not None,
-            "owner_emails": self.user is not None,
-            "stage_history": self.history is not None,
-            "health_score": self._health_table() is not None,
-            "call_links": self.links is not None,
-            "fivetran_synced_stamp": self.opportunity.find("_fivetran_synced") is not None,
-        }
-        # History Mode is a per-table setting in Fivetran, so it is reported per table.
-        tables = {
+    def by_role(self) -> dict[str, Table | None]:
+        """Every declared role and its table (None when absent)."""
+        return {
             "opportunity": self.opportunity,
             "account": self.account,
             "user": self.user,
             "opportunity_history": self.history,
             "gong_opportunity": self.gong_opportunity,
-            "call_links": self.links,
+            "call_context_integration": self.links,
         }
-        features |= {f"history_mode_{name}": history_mode(table) for name, table in tables.items() if table is not None}
-        return features
+
+    def shape(self) -> Shape:
+        return shape_of(self.origin, self.by_role())
+
+    def features(self) -> dict[str, bool]:
+        features: dict[str, bool | str] = {**self.shape().features()}
+        features["fivetran_synced_stamp"] = self.opportunity.find("_fivetran_synced") is not None
+        # History Mode is a per-table setting in Fivetran, so it is reported per table.
+        for role, table in self.by_role().items():
+            if table is not None:
+                features[f"history_mode_{'call_links' if role == 'call_context_integration' else role}"] = history_mode(table)
+        return {k: bool(v) for k, v in features.items()}
 
     def stream_tables(self) -> dict[StreamKind, list[tuple[str, Table]]]:
-        """Every table each stream's query reads, by logical name: what the probe must watch."""
+        """Every table each stream's query reads, by role: what the probe must watch.
+
+        Derived from the declarations, so a joined table cannot be left out. The Gong table is
+        read only for its health score, so it counts only when the score is joined from it.
+        """
         health = self._health_table()
-        joined = [
-            ("account", self.account),
-            ("user", self.user),
-            ("opportunity_history", self.history),
-            ("gong_opportunity", health if health is not self.opportunity else None),
-        ]
+        read = {role: t for role, t in self.by_role().items() if t is not None}
+        if read.get("gong_opportunity") is not None and health is not read["gong_opportunity"]:
+            del read["gong_opportunity"]
         return {
-            StreamKind.OPPORTUNITIES: [("opportunity", self.opportunity)] + [(n, t) for n, t in joined if t is not None],
-            StreamKind.CALL_LINKS: [("call_context_integration", self.links)] if self.links is not None else [],
+            stream: [(role, read[role]) for role in DECLARED if role in read and DECLARED[role].stream is stream]
+            for stream in StreamKind
         }
 
     def _health_table(self) -> Table | None:
@@ -119,7 +124,7 @@ def joined_opportunities_sql(t: SourceTables) -> str:
     Each table contributes its own part (:class:`_Joined`); a missing optional table contributes
     typed NULLs, so the columns of ``joined`` never depend on which tables exist.
     """
-    parts = [_opportunity(t), _account(t), _owner(t), _stage_history(t), _health(t)]
+    parts = [OPPORTUNITY_PARTS[role](t) for role, d in DECLARED.items() if d.stream is StreamKind.OPPORTUNITIES]
     ctes = [cte for part in parts for cte in part.ctes]
     joins = [join for part in parts for join in part.joins]
     select = [item for part in parts for item in part.select]
@@ -232,6 +237,16 @@ def _health(t: SourceTables) -> _Joined:
         select=[_if_live("gong", "gong.health_score", "health_score")],
         stamps=["gong.stamp"],
     )
+
+
+# Each declared table of the opportunity stream contributes one part (sync/bigquery/shape.py).
+OPPORTUNITY_PARTS: dict[str, Callable[[SourceTables], _Joined]] = {
+    "opportunity": _opportunity,
+    "account": _account,
+    "user": _owner,
+    "opportunity_history": _stage_history,
+    "gong_opportunity": _health,
+}
 
 
 def opportunity_result_sql(t: SourceTables) -> str:

@@ -55,6 +55,11 @@ KNOWN_ENV_VARS: frozenset[str] = frozenset(
         "SYNC_DELETE_GUARD_PERCENT",
         "SYNC_DELETE_GUARD_MIN_ROWS",
         "SYNC_DEAD_LETTER_SUBSCRIPTION",  # python -m sync dead-letters only (sync/ops/deadletters.py)
+        # The Fivetran webhook function only (sync/core/webhook_config.py).
+        "FIVETRAN_WEBHOOK_SECRET",
+        "FIVETRAN_WEBHOOK_CONNECTORS",
+        "FIVETRAN_WEBHOOK_GROUPS",
+        "FIVETRAN_WEBHOOK_MAX_AGE_SECONDS",
         "LOG_LEVEL",
     }
 )
@@ -65,6 +70,7 @@ _NEVER_ECHOED = frozenset(
     {
         "DATABASE_URL",
         "DB_PASSWORD_SECRET",
+        "FIVETRAN_WEBHOOK_SECRET",
         "BIGQUERY_API_ENDPOINT",
         "CLOUD_SQL_ADMIN_API_ENDPOINT",
         "SECRET_MANAGER_API_ENDPOINT",
@@ -134,6 +140,11 @@ class Settings:
     rejection_retention_days: int = 30
     delete_guard: DeleteGuardSettings = DeleteGuardSettings()
     log_level: str = "INFO"
+
+    @property
+    def page_budget_mib(self) -> float | None:
+        """What a page's rows may cost at peak in this instance's memory (``sync/core/memory.py``)."""
+        return memory.page_budget_mib(self.function_memory_mib)
 
     @classmethod
     def from_env(
@@ -342,7 +353,11 @@ def _check_database_choice(r: _EnvReader, *, required: bool) -> None:
 
 def _cloud_sql(r: _EnvReader) -> CloudSqlSettings | None:
     if r.get("INSTANCE_CONNECTION_NAME") is None:
-        for name in ("CLOUD_SQL_ADMIN_API_ENDPOINT", "SECRET_MANAGER_API_ENDPOINT"):
+        # The webhook reads its signing key from Secret Manager whatever the database path.
+        stand_ins: tuple[str, ...] = ("CLOUD_SQL_ADMIN_API_ENDPOINT",)
+        if r.get("FIVETRAN_WEBHOOK_SECRET") is None:
+            stand_ins += ("SECRET_MANAGER_API_ENDPOINT",)
+        for name in stand_ins:
             if r.get(name) is not None:
                 r.problems.append(f"{name} is only used with INSTANCE_CONNECTION_NAME; unset it")
         return None

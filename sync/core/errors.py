@@ -61,6 +61,18 @@ class SourceSchemaError(PermanentError):
     """A BigQuery table or a required logical column is missing."""
 
 
+class SourceShapeError(RetryableError):
+    """A table or column the replica was built from is missing or unreadable in the source.
+
+    Retryable: a Fivetran re-sync or a lost permission usually ends within the hour, and
+    nothing is written meanwhile. ``missing`` names each piece, for the log line and the alert.
+    """
+
+    def __init__(self, message: str, missing: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.missing = tuple(missing)
+
+
 class MessageError(PermanentError):
     """A Pub/Sub message that can never be processed (malformed JSON, unknown type, bad field)."""
 

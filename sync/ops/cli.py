@@ -1,4 +1,5 @@
-"""``python -m sync``: migrate, run, status, runs, rejections, preview, publish, dead-letters, verify, release-deletes.
+"""``python -m sync``: migrate, run, status, runs, rejections, preview, publish, dead-letters, verify, source,
+release-deletes.
 
 Exit codes: 0 ok; 1 a sync failure; 2 bad usage or configuration. Failures print one line
 to stderr saying why. Human output passes every text through :func:`report.printable`, since
@@ -22,7 +23,7 @@ from sync.core import logs
 from sync.core.config import Settings
 from sync.core.errors import ConfigurationError, classify
 from sync.core.messages import Message
-from sync.ops import deadletters, release, report, verify, views
+from sync.ops import deadletters, release, report, sources, verify, views
 from sync.ops.preview import preview
 from sync.ops.progress import tracking
 from sync.postgres.schema import current_version, upgrade
@@ -53,6 +54,7 @@ NEEDS: dict[str, Needs] = {
     "publish": Needs("publishes to Pub/Sub only", database=False, topic=True),
     "verify": Needs("reads BigQuery and Postgres, writes nothing", source=True),
     "release-deletes": Needs("writes Postgres only"),
+    "source": Needs("reads BigQuery and Postgres", source=True),
 }
 
 
@@ -94,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     deadletters.add_parser(sub)
     verify.add_parser(sub)
     release.add_parser(sub)
+    sources.add_parser(sub)
     return parser
 
 
@@ -280,6 +283,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace, Runtime, TextIO], int]] = {
     "rejections": _reading(_rejections),
     "verify": verify.command,
     "release-deletes": lambda args, runtime, out: release.command(args, runtime, out, sys.stderr),
+    "source": sources.command,
 }
 
 

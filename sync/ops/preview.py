@@ -15,12 +15,13 @@ from typing import Any
 from sync.bigquery.source import Source
 from sync.core.config import Settings
 from sync.core.messages import Message
-from sync.postgres import holds
+from sync.postgres import holds, requests
 from sync.postgres.db import Connection
 from sync.postgres.guard import Guard, page_deletes
 from sync.postgres.sink import write_page
 from sync.postgres.transaction import rolled_back, transaction
 from sync.rows.transform import Issue, transform_links, transform_page
+from sync.run import shape_check
 from sync.run.page_plan import PagePlan
 from sync.run.reader import Reader, SourceReader
 from sync.run.runs import plan
@@ -68,12 +69,22 @@ def preview(
     step = step or (lambda _what: None)
     with transaction(conn):
         state = read_state(conn)
+        pending = requests.pending(conn)
         held = holds.standing(conn)
-    decision = plan(Message.tick(), state, lookback=dt.timedelta(seconds=settings.lookback_seconds), max_pages=settings.max_pages)
+    decision = plan(
+        Message.tick(),
+        state,
+        lookback=dt.timedelta(seconds=settings.lookback_seconds),
+        max_pages=settings.max_pages,
+        requests=pending,
+    )
     if not isinstance(decision, PagePlan):
         return Preview(run=f"nothing to do: {decision.reason}", page=None, held_deletes=held)
+    shape_check.follow_record(conn, source)
     step("reading the next page from BigQuery")
-    read = (reader or SourceReader(source, settings.page_size)).read(decision, time.monotonic() + settings.time_budget_seconds)
+    read = (reader or SourceReader(source, settings.page_size, settings.page_budget_mib)).read(
+        decision, time.monotonic() + settings.time_budget_seconds
+    )
     links = transform_links(read.link_rows)
     step(f"staging {len(read.opportunity_rows)} rows in Postgres (rolled back)")
     with rolled_back(conn):

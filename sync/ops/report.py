@@ -61,12 +61,16 @@ def status(conn: Connection) -> dict[str, Any]:
         " (SELECT count(*) FROM call_opportunities) AS call_links FROM opportunities",
     )
     last_runs = runs(conn, limit=1)
+    shape = _rows(conn, "SELECT shape, recorded_by, recorded_at FROM source_shape")
+    pending = _rows(conn, "SELECT id, kind, streams, reason, requested_at FROM sync_requests WHERE run_id IS NULL ORDER BY id")
     held = holds.standing(conn)
     conn.rollback()
     return {
         **(summary[0] if summary else {}),
         "opportunities": counts[0],
         "last_run": last_runs[0] if last_runs else None,
+        "source_shape": shape[0] if shape else None,
+        "pending_requests": pending,
         "held_deletes": held,
     }
 

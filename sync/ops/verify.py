@@ -49,6 +49,7 @@ from sync.postgres.transaction import transaction
 from sync.rows import encoding, stored
 from sync.rows.stored import Column, Role
 from sync.rows.transform import transform_links, transform_page
+from sync.run import shape_check
 
 if TYPE_CHECKING:
     from sync.run.runtime import Runtime
@@ -284,6 +285,7 @@ def command(args: argparse.Namespace, runtime: Runtime, out: TextIO, err: TextIO
     err = err or sys.stderr
     conn = runtime.connect()
     try:
+        shape_check.follow_record(conn, runtime.source())
         result = verify(
             runtime.source(),
             conn,

@@ -131,6 +131,11 @@ def status_sheet(data: Mapping[str, Any], out: TextIO) -> None:
         *zip(("latest run's rows", ""), row_counts(last) if last else ("-",), strict=False),
         ("latest run's call links", f"+{last.get('links_added')} -{last.get('links_removed')}" if last else "-"),
         ("latest run's BigQuery cost", _cost(last) if last else "-"),
+        ("source built from", _shape(data.get("source_shape"))),
+        (
+            "next new run will",
+            "; ".join(f"{r['kind'].replace('_', ' ')} ({r['reason']})" for r in data.get("pending_requests") or []) or "-",
+        ),
         *zip(("deletes held", *[""] * 9), held_deletes(data.get("held_deletes") or []), strict=False),
     ]
     width = max(len(k) for k, _ in lines)
@@ -138,6 +143,16 @@ def status_sheet(data: Mapping[str, Any], out: TextIO) -> None:
     for key, value in lines:
         text = "-" if value is None else report.printable(str(value))
         print(f"{key:<{width}}  {text if len(text) <= room else text[: room - 1] + '…'}", file=out)
+
+
+def _shape(recorded: Mapping[str, Any] | None) -> str:
+    """The recorded shape in one line: the opportunity table and the features on."""
+    if not recorded:
+        return "- (recorded by the next run)"
+    shape = recorded["shape"]
+    on = [f for f, v in shape.get("features", {}).items() if v]
+    table = shape.get("tables", {}).get("opportunity", {}).get("table", "?")
+    return f"{table}; features: {', '.join(on) or 'none'} (`python -m sync source`)"
 
 
 def preview_sheet(data: Mapping[str, Any], out: TextIO) -> None:

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pg8000.dbapi
 
+from sync.core import secrets
 from sync.core.config import CloudSqlSettings, Settings
 from sync.core.database_url import DatabaseUrl, SslMode, parse_database_url
 from sync.core.errors import ConfigurationError, sqlstate_of
 
 if TYPE_CHECKING:
-    from google.cloud.secretmanager import SecretManagerServiceClient
     from google.cloud.sql.connector import Connector
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,6 @@ _SESSION_SQL = (
 
 _lock = threading.Lock()
 _connector: Connector | None = None
-_secrets: SecretManagerServiceClient | None = None
 _password_cache: dict[str, str] = {}
 
 
@@ -175,10 +174,11 @@ def _ssl_context(url: DatabaseUrl) -> ssl.SSLContext | bool | None:
 
 def close() -> None:
     """Close the process-wide connector and forget the cached password (tests; process exit)."""
-    global _connector, _secrets
+    global _connector
     with _lock:
-        connector, _connector, _secrets = _connector, None, None
+        connector, _connector = _connector, None
         _password_cache.clear()
+    secrets.close()
     if connector is not None:
         connector.close()
 
@@ -267,32 +267,9 @@ def _password(cfg: CloudSqlSettings) -> str:
         cached = _password_cache.get(resource)
     if cached is not None:
         return cached
-    from google.api_core import exceptions as gexc
-
-    try:
-        response = _secret_client(cfg).access_secret_version(name=resource)
-    except (gexc.NotFound, gexc.PermissionDenied, gexc.InvalidArgument) as err:
-        msg = (
-            f"Secret Manager answered {err.code} for DB_PASSWORD_SECRET: it must name an enabled secret version"
-            " that the function's service account may read (roles/secretmanager.secretAccessor)"
-        )
-        raise ConfigurationError([msg]) from err
-    value: str = response.payload.data.decode("utf-8")
+    value = secrets.access(resource, variable="DB_PASSWORD_SECRET", endpoint=cfg.secret_manager_endpoint)
     with _lock:
         _password_cache[resource] = value
     # Log the resource name only: the value never reaches a log line.
     log.info("database password read from Secret Manager", extra={"event": "db_password_read", "secret": resource})
     return value
-
-
-def _secret_client(cfg: CloudSqlSettings) -> SecretManagerServiceClient:
-    global _secrets
-    with _lock:
-        if _secrets is None:
-            from google.cloud import secretmanager
-
-            # REST rather than gRPC, here and in the tests alike, so the transport the tests
-            # drive is the one that deploys (and cold start skips building a gRPC channel).
-            options = {"api_endpoint": cfg.secret_manager_endpoint} if cfg.secret_manager_endpoint else None
-            _secrets = secretmanager.SecretManagerServiceClient(transport="rest", client_options=options)
-        return _secrets

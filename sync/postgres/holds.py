@@ -165,7 +165,7 @@ def release(conn: Connection, *, run_id: uuid.UUID | None, by: str, running: uui
 
 def _release_one(conn: Connection, row: Sequence[Any], by: str) -> Release:
     hold_id, kind, held, live, run = int(row[0]), HoldKind(row[1]), int(row[2]), int(row[3]), uuid.UUID(str(row[4]))
-    what = "full_resync" if kind is HoldKind.PURGE else "reread"
+    what: requests.Kind = "full_resync" if kind is HoldKind.PURGE else "reread"
     request_id = requests.add(
         conn,
         what,

@@ -28,7 +28,7 @@ from typing import Any
 from sync.postgres import holds
 from sync.postgres.db import Connection
 from sync.postgres.guard import Guard, HoldKind, judge, log_held
-from sync.rows import encoding
+from sync.rows import encoding, storable
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +66,13 @@ class Purged:
 def source_ids(rows: Iterable[Mapping[str, Any]]) -> Iterable[str]:
     """The raw ids of a page's source rows, as the source spelled them.
 
-    An id holding NUL is never stored (Postgres text cannot hold it, and ids are taken exactly
-    as the source has them), so it is left out rather than recorded shortened, where it could
-    shield a different stored row from the purge.
+    An id Postgres text cannot hold (one with NUL) is never stored either (ids are taken exactly
+    as the source has them), so it is left out rather than recorded altered, where it could
+    shield a different stored row from the purge. The table has no index, so an id of any
+    length is recorded: a btree's entry limit (54000) cannot refuse one.
     """
     ids = (str(row["id"]) for row in rows if row.get("id") is not None)
-    return (i for i in ids if "\x00" not in i)
+    return (i for i in ids if storable.fits_text(i))
 
 
 def record(conn: Connection, run_id: uuid.UUID, ids: Iterable[str]) -> None:

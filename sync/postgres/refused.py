@@ -30,7 +30,7 @@ from typing import Any
 from sync.core.errors import DataErrorInfo
 from sync.postgres.db import Connection
 from sync.postgres.isolate import Refusal
-from sync.rows import limits, stored
+from sync.rows import limits, storable, stored
 from sync.rows.limits import excerpt
 from sync.rows.parse import jsonable
 from sync.rows.stored import OpportunityRow
@@ -147,7 +147,7 @@ def remember(conn: Connection, refusals: Sequence[Refusal[Item]]) -> list[Issue]
             "INSERT INTO sync_refused_rows (content_hash, nulled_column, error) VALUES (%s, %s, %s::jsonb)"
             " ON CONFLICT (content_hash) DO UPDATE SET nulled_column = EXCLUDED.nulled_column, error = EXCLUDED.error,"
             " refused_at = now()",
-            (digest(refusal.item), refusal.repair, json.dumps(fields)),
+            (digest(refusal.item), refusal.repair, storable.json_text(fields)),
         )
     return records
 
@@ -164,7 +164,7 @@ def refuse_unwritten(conn: Connection, items: Sequence[Item], attempts: int) -> 
         cur.execute(
             "INSERT INTO sync_refused_rows (content_hash, nulled_column, error) VALUES (%s, NULL, %s::jsonb)"
             " ON CONFLICT (content_hash) DO UPDATE SET nulled_column = NULL, error = EXCLUDED.error, refused_at = now()",
-            (digest(item), json.dumps(error)),
+            (digest(item), storable.json_text(error)),
         )
     return [issue(item, error, None) for item in items]
 

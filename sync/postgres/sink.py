@@ -21,7 +21,6 @@ refuses a value, the page is bisected under savepoints and only the refused rows
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from sync.postgres import refused
 from sync.postgres.db import Connection, Cursor
 from sync.postgres.isolate import write_isolating
 from sync.postgres.transaction import bound
-from sync.rows import encoding, stored
+from sync.rows import encoding, storable, stored
 from sync.rows.stored import Column, OpportunityRow, Role
 from sync.rows.transform import Issue, LinkRow
 
@@ -330,11 +329,18 @@ def _merge(cur: Cursor, rows: Sequence[OpportunityRow]) -> tuple[int, int, int]:
 
 
 def record_rejections(conn: Connection, issues: Sequence[Issue], run_id: str) -> None:
-    """Add the page's skipped and degraded rows to ``sync_rejections``."""
+    """Add the page's skipped and degraded rows to ``sync_rejections``.
+
+    The records are about values Postgres may have refused, and they are written outside row
+    isolation: ids and values are stored as :mod:`sync.rows.storable` renders them (a NUL as
+    ``\\x00``), so no record can fail the page.
+    """
     if issues:
         conn.cursor().execute(
             "COPY sync_rejections (run_id, source_id, kind, reason, field_values) FROM STDIN",
-            stream=encoding.chunks(encoding.line((run_id, i.source_id, i.kind, i.reason, _json(i.values))) for i in issues),
+            stream=encoding.chunks(
+                encoding.line((run_id, _id(i.source_id), i.kind, i.reason, storable.json_text(i.values))) for i in issues
+            ),
         )
 
 
@@ -346,6 +352,5 @@ def _one(cur: Cursor) -> Sequence[Any]:
     return row
 
 
-def _json(value: Any) -> str:
-    # jsonb rejects the \u0000 escape; a NUL inside a source string is dropped instead.
-    return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":")).replace("\\u0000", "")
+def _id(source_id: str | None) -> str | None:
+    return None if source_id is None else storable.text(source_id)

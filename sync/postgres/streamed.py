@@ -31,7 +31,7 @@ from sync.core.errors import data_error
 from sync.postgres.db import Connection, Cursor
 from sync.postgres.sink import COPY_NEW, PageWrite, WriteCounts, record_rejections, write_page
 from sync.postgres.transaction import bound
-from sync.rows import encoding, stored
+from sync.rows import encoding, storable, stored
 from sync.rows.stored import OpportunityRow
 from sync.rows.transform import Issue, LinkRow, PageMapping
 
@@ -138,7 +138,7 @@ def look_up(conn: Connection, mapping: PageMapping) -> Held | None:
     if not present:
         return None
     # jsonb cannot hold NUL; an id with one is never stored (limits.SOURCE_ID), so never held.
-    ids = json.dumps([i for i in present if "\x00" not in i])
+    ids = json.dumps([i for i in present if storable.fits_text(i)])
     cur = conn.cursor()
     cur.execute(_LOOK_UP, (ids,))
     found = cur.fetchone()

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 
 from sync.core.deadline import LEASE_LOCK_WAIT_SECONDS, Deadline
-from sync.core.errors import PermanentError, SyncError, is_page_timeout, is_write_timeout
+from sync.core.errors import PermanentError, SourceShapeError, SyncError, is_page_timeout, is_write_timeout
 from sync.postgres.db import Connection
 from sync.postgres.transaction import transaction
 from sync.run import pacing, runlog
@@ -43,7 +43,10 @@ def after_failure(
                 with transaction(target, within=deadline.left_after_work(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
                     if p is not None and not counts_as_death:
                         st.clear_attempt(target, invocation)
-                    if isinstance(failure, PermanentError):
+                    if isinstance(failure, SourceShapeError):
+                        # Retried, but the status says so: the run keeps its cursor and resumes.
+                        st.mark_failed(target, invocation, str(failure))
+                    elif isinstance(failure, PermanentError):
                         st.mark_failed(target, invocation, str(failure))
                         if run_id is not None:
                             runlog.fail_run(target, run_id, str(failure))
@@ -57,6 +60,8 @@ def after_failure(
                     _close(target)
         except Exception:  # noqa: BLE001, S112 - the lease expires on its own
             continue
+        if isinstance(failure, SourceShapeError):
+            runlog.log_source_unavailable(run_id, failure)
         if isinstance(failure, PermanentError):
             runlog.log_run_failed(run_id, str(failure))
         if shrink is not None and p is not None:

@@ -35,3 +35,5 @@ class PagePlan:
     # marks the last completed run recorded.
     watermarks: Mapping[StreamKind, dt.datetime | None] = field(default_factory=dict)
     source_marks: Mapping[str, Mark] | None = None
+    # Pending requests (sync/postgres/requests.py) this new run takes with its first page.
+    requests: tuple[int, ...] = ()

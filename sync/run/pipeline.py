@@ -8,7 +8,9 @@ Steps and what a crash after each one leaves behind:
 2. read      - nothing changed.
 3. write     - rolled back with the transaction.
 4. commit    - rows, links, cursor and counts are durable together; lease released.
-5. publish   - if lost, the next tick continues the run from the stored cursor.
+5. publish   - if lost, the next tick continues the run from the stored cursor. At a run's end
+               the publish is the follow-up tick for ``sync_end`` events that arrived during the
+               run (``sync/run/wakeups.py``); if lost, the next scheduled tick begins the run.
 
 A redelivered message after step 4 is stale (its page is no longer the expected one) and is
 dropped, so at-least-once delivery cannot double-apply or fork the chain.
@@ -41,14 +43,14 @@ from sync.core.config import Settings
 from sync.core.deadline import LEASE_LOCK_WAIT_SECONDS, Deadline
 from sync.core.errors import LeaseBusyError, classify
 from sync.core.messages import Message, MessageType
-from sync.postgres import holds, purge, refused
+from sync.postgres import holds, purge, refused, requests
 from sync.postgres.db import Connection
 from sync.postgres.guard import Guard
 from sync.postgres.sink import PageWrite, WriteCounts, refuse_page
 from sync.postgres.streamed import write_mapped
 from sync.postgres.transaction import transaction
 from sync.rows.transform import Issue, LinkResult, PageMapping, PageResult, transform_links
-from sync.run import pacing, runlog
+from sync.run import pacing, runlog, shape_check, wakeups
 from sync.run import state as st
 from sync.run.failures import after_failure
 from sync.run.page_plan import PagePlan
@@ -134,8 +136,8 @@ class Pipeline:
         self._release = release or (lambda conn, _failed: _close(conn))
         self._publisher = publisher
         self._checkpoint = checkpoint or (lambda _step: None)
-        self._reader = reader or SourceReader(source, settings.page_size)
-        self._guard = Guard.of(settings)
+        self._source = source
+        self._reader = reader or SourceReader(source, settings.page_size, settings.page_budget_mib)
 
     def handle(self, message: Message, *, started: float | None = None) -> Outcome:
         """Process one message. Raises :class:`SyncError` (retryable or permanent) on failure.
@@ -155,12 +157,11 @@ class Pipeline:
                 state = st.acquire_lease(conn, invocation, self._settings.lease_seconds)
                 full = message.type is MessageType.FULL_RESYNC and state is not None
                 resync_started = full and st.resync_started(conn, message.message_id)
+                pending = requests.pending(conn) if state is not None else []
             if state is None:
                 return _busy(message)
             self._checkpoint("leased")
-            s = self._settings
-            lookback = dt.timedelta(seconds=s.lookback_seconds)
-            decision = plan(message, state, lookback=lookback, max_pages=s.max_pages, resync_started=resync_started)
+            decision = _decide(conn, self._source, self._settings, message, state, resync_started, pending, deadline)
             if isinstance(decision, Drop):
                 return _drop(conn, invocation, decision, deadline)
             if isinstance(decision, StopRun):
@@ -214,7 +215,9 @@ class Pipeline:
         # retried smaller (sync/run/pacing.py) rather than overrun the function.
         with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
             st.fence(conn, invocation)
-            page = _guarded(conn, self._guard, page)
+            if p.new_run:  # first, so that the delete guard sees the approvals a request carries
+                requests.take(conn, p.requests, p.run_id)
+            page = _guarded(conn, Guard.of(s), page)
             if attempt.refuse:
                 issues = [*page.rows.issues, *others]
                 written = refuse_page(conn, page.rows.rows, page.links.links, issues, str(p.run_id), attempt.number - 1)
@@ -224,9 +227,7 @@ class Pipeline:
             if full:
                 purge.record_page(conn, p.run_id, read.opportunity_rows, first=p.new_run)
                 if read.run_done:
-                    purged = purge.finish(conn, p.run_id, complete=ids_complete, guard=self._guard)
-                    _count_purge(c, purged)
-                    page = dataclasses.replace(page, held=page.held + (purged.held if purged else 0))
+                    page = _count_purge(page, c, purge.finish(conn, p.run_id, complete=ids_complete, guard=Guard.of(s)))
             self._checkpoint("written")
             tally = _tally(page, written)
             runlog.record_page(conn, p, tally, run_done=read.run_done, shrunk_to=pacing.shrunk(s.page_size, p.page_size_limit))
@@ -248,12 +249,34 @@ class Pipeline:
             with transaction(conn, within=deadline.left_after_work()):
                 totals = runlog.run_totals(conn, p.run_id)
             runlog.log_run_finished(p.run_id, totals)
+            if self._publisher is not None:
+                _follow_up(conn, self._publisher, p, deadline)
             return outcome
         outcome.continuation = Message.continuation(p.run_id, p.page + 1, read.opportunities.upper_bound)
         if self._publisher is not None:
             _publish(self._publisher, outcome.continuation)
         self._checkpoint("published")
         return outcome
+
+
+def _decide(
+    conn: Connection,
+    source: Source,
+    s: Settings,
+    message: Message,
+    state: st.SyncState,
+    resync_started: bool,
+    pending: list[requests.Request],
+    deadline: Deadline,
+) -> PagePlan | Drop | StopRun:
+    """The plan for ``message``, once the source is known to have what the replica was built from."""
+    lookback = dt.timedelta(seconds=s.lookback_seconds)
+    decision = plan(message, state, lookback=lookback, max_pages=s.max_pages, resync_started=resync_started, requests=pending)
+    if isinstance(decision, PagePlan):
+        added = shape_check.check(conn, source, s, decision, deadline)
+        if added:  # a feature appeared: the new run re-reads what it changes
+            decision = plan(message, state, lookback=lookback, max_pages=s.max_pages, requests=added)
+    return decision
 
 
 def _guarded(conn: Connection, guard: Guard, page: _Page) -> _Page:
@@ -291,6 +314,8 @@ def _begin_attempt(
     size = pacing.page_size(page_size, attempt.limit)
     with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
         st.record_attempt(conn, invocation, attempt.number, size, attempt.limit)
+        if p.new_run:
+            wakeups.run_began(conn)
     if state.page_attempts and (attempt.number == 1 or attempt.refuse):
         runlog.log_page_died(p, state.page_attempts, state.page_attempt_size, size, refuse=attempt.refuse)
     return attempt
@@ -356,6 +381,26 @@ def _publish(publisher: Publisher, message: Message) -> None:
         )
 
 
+def _follow_up(conn: Connection, publisher: Publisher, p: PagePlan, deadline: Deadline) -> None:
+    """After a run's last commit: a tick for the ``sync_end`` events that arrived during the run."""
+    try:
+        # The webhook holds the row while it publishes (at most WAKE_PUBLISH_TIMEOUT_SECONDS).
+        with transaction(conn, within=deadline.left_after_work(), lock_wait=wakeups.LOCK_WAIT_SECONDS):
+            published = wakeups.follow_up(conn, lambda: publisher.publish(Message.tick()))
+    except Exception as err:  # noqa: BLE001 - the run is committed; only the follow-up is lost
+        log.error(  # noqa: TRY400 - the traceback adds nothing to the classified reason
+            "follow-up tick failed; the next scheduled tick begins the run instead: %s",
+            classify(err),
+            extra={"event": "follow_up_failed", "run_id": str(p.run_id)},
+        )
+        return
+    if published:
+        log.info(
+            "a Fivetran sync ended during the run; follow-up tick published",
+            extra={"event": "follow_up_published", "run_id": str(p.run_id)},
+        )
+
+
 def _tally(page: _Page, written: PageWrite) -> runlog.PageTally:
     """Rows and links skipped or degraded by the transform, those Postgres refused, and future stamps."""
     read = page.read
@@ -366,11 +411,14 @@ def _tally(page: _Page, written: PageWrite) -> runlog.PageTally:
     return runlog.PageTally(len(read.opportunity_rows), skipped, degraded, written.counts, future, read.cost, page.held)
 
 
-def _count_purge(counts: WriteCounts, purged: purge.Purged | None) -> None:
-    if purged is not None:
-        counts.purged = purged.rows
-        counts.deleted += purged.rows
-        counts.links_removed += purged.links
+def _count_purge(page: _Page, counts: WriteCounts, purged: purge.Purged | None) -> _Page:
+    """Add the purge to the page's counts; a purge the delete guard held adds to the page's held deletes."""
+    if purged is None:
+        return page
+    counts.purged = purged.rows
+    counts.deleted += purged.rows
+    counts.links_removed += purged.links
+    return dataclasses.replace(page, held=page.held + purged.held)
 
 
 def _close(conn: Connection) -> None:

@@ -16,15 +16,16 @@ PUBLISH_TIMEOUT_SECONDS = 30.0
 class PubSubPublisher:
     """A :class:`sync.run.pipeline.Publisher`; the client is created on first use (cold start)."""
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: str, *, timeout: float = PUBLISH_TIMEOUT_SECONDS) -> None:
         self._topic = topic
+        self._timeout = timeout
         self._client: pubsub_v1.PublisherClient | None = None
         self._lock = threading.Lock()
 
     def publish(self, message: Message) -> None:
         """Publish and wait for the server's ack, so a failure is seen before we return."""
         future = self._get_client().publish(self._topic, encode(message), origin="opportunity-sync")
-        future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
+        future.result(timeout=self._timeout)
 
     def _get_client(self) -> pubsub_v1.PublisherClient:
         with self._lock:

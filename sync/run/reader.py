@@ -72,9 +72,10 @@ class Reader(Protocol):
 class SourceReader:
     """:class:`Reader` over a :class:`Source`: a probe on a run's first page, then one slice per stream."""
 
-    def __init__(self, source: Source, page_size: int) -> None:
+    def __init__(self, source: Source, page_size: int, budget_mib: float | None = None) -> None:
         self._source = source
         self._page_size = page_size
+        self._budget_mib = budget_mib
 
     def read(self, plan: PagePlan, deadline: float) -> PageRead:
         cost = Cost()
@@ -93,7 +94,9 @@ class SourceReader:
         for kind, stream in streams.items():
             if stream.done:
                 continue
-            page = self._source.read(StreamRead(kind, stream.cursor, stream.upper_bound, stream.result, size, deadline))
+            page = self._source.read(
+                StreamRead(kind, stream.cursor, stream.upper_bound, stream.result, size, deadline, self._budget_mib)
+            )
             if page is None:  # no such table in the source: nothing to read, now or later in the run
                 streams[kind] = stream.finished()
                 continue

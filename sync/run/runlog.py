@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sync.bigquery.results import Cost
+from sync.core.errors import SourceShapeError
 from sync.postgres.db import Connection
 from sync.postgres.schema import ENTITY
 from sync.postgres.sink import WriteCounts
+from sync.rows import storable
 
 if TYPE_CHECKING:
     from sync.bigquery.cursor import Keyset
@@ -105,7 +107,7 @@ def fail_run(conn: Connection, run_id: uuid.UUID, error: str) -> None:
     cur = conn.cursor()
     cur.execute(
         f"UPDATE sync_runs SET error = %s, status = 'failed', finished_at = now() WHERE run_id = %s AND {_OPEN}",
-        (error[:2000], str(run_id)),
+        (storable.text(error)[:2000], str(run_id)),
     )
 
 
@@ -213,6 +215,15 @@ def log_run_failed(run_id: uuid.UUID | None, error: str, *, stopped: bool = Fals
         "run stopped: %s" if stopped else "sync run failed: %s",
         error,
         extra={"event": "run_finished", "status": "failed", "run_id": str(run_id) if run_id else None, "error": error},
+    )
+
+
+def log_source_unavailable(run_id: uuid.UUID | None, failure: SourceShapeError) -> None:
+    """A recorded source table or column is gone: retried each tick; the alert fires if it lasts."""
+    log.error(
+        "%s",
+        failure,
+        extra={"event": "source_unavailable", "run_id": str(run_id) if run_id else None, "missing": list(failure.missing)},
     )
 
 

@@ -9,17 +9,22 @@ Rules:
 - ``continue``: only if its run id and page are exactly the ones the database expects;
   anything else is a duplicate or a late delivery from a superseded chain, and is dropped.
 - A run past ``max_pages`` pages is stopped: a chain that long is a bug, not a backlog.
+- Pending requests (``sync/postgres/requests.py``) shape the next *new* run only: a requested
+  full resync turns a tick's new run into one, and a requested re-read starts the named
+  streams from the beginning (no purge). A run in progress keeps its cursor.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sync.bigquery.cursor import Stream
 from sync.bigquery.streams import StreamKind
 from sync.core.messages import Message, MessageType
+from sync.postgres.requests import Request
 from sync.run.page_plan import PagePlan
 from sync.run.state import SyncState
 
@@ -44,17 +49,24 @@ class StopRun:
 
 
 def plan(
-    message: Message, state: SyncState, *, lookback: dt.timedelta, max_pages: int, resync_started: bool = False
+    message: Message,
+    state: SyncState,
+    *,
+    lookback: dt.timedelta,
+    max_pages: int,
+    resync_started: bool = False,
+    requests: Sequence[Request] = (),
 ) -> PagePlan | Drop | StopRun:
     """What to do for ``message`` given ``state``; ``resync_started`` says a full_resync's id was seen."""
     in_progress = state.run_id is not None and state.next_page is not None
     if message.type is MessageType.FULL_RESYNC:
         if message.message_id is not None and resync_started:
             return Drop(f"full_resync message {message.message_id} was already started")
-        return _new_run(state, TRIGGER_FULL, lookback, message.message_id)
+        return _new_run(state, TRIGGER_FULL, lookback, message.message_id, requests)
     if message.type is MessageType.TICK:
         if not in_progress:
-            return _new_run(state, TRIGGER_TICK, lookback, None)
+            full = any(r.kind == "full_resync" for r in requests)
+            return _new_run(state, TRIGGER_FULL if full else TRIGGER_TICK, lookback, None, requests)
         return _continue(state, max_pages)
     if not in_progress or message.run_id != state.run_id or message.page != state.next_page:
         expected = f"{state.run_id}/page {state.next_page}" if in_progress else "no run in progress"
@@ -81,18 +93,28 @@ def _continue(state: SyncState, max_pages: int) -> PagePlan | StopRun:
     )
 
 
-def _new_run(state: SyncState, trigger: str, lookback: dt.timedelta, message_id: str | None) -> PagePlan:
+def _new_run(
+    state: SyncState, trigger: str, lookback: dt.timedelta, message_id: str | None, requests: Sequence[Request]
+) -> PagePlan:
     full = trigger == TRIGGER_FULL
+    reread = {StreamKind(s) for r in requests if r.kind == "reread" for s in r.streams}
+    # A stream read again from the beginning has no watermark, which also keeps the probe from
+    # skipping it as unchanged (sync/bigquery/probe.py::decide).
+    watermarks = {
+        StreamKind.OPPORTUNITIES: None if StreamKind.OPPORTUNITIES in reread else state.watermark,
+        StreamKind.CALL_LINKS: None if StreamKind.CALL_LINKS in reread else state.link_watermark,
+    }
     return PagePlan(
         run_id=uuid.uuid4(),
         trigger=trigger,
         page=1,
         new_run=True,
-        opportunities=Stream.begin(state.watermark, lookback, full=full),
-        links=Stream.begin(state.link_watermark, lookback, full=full),
+        opportunities=Stream.begin(watermarks[StreamKind.OPPORTUNITIES], lookback, full=full),
+        links=Stream.begin(watermarks[StreamKind.CALL_LINKS], lookback, full=full),
         superseded_run=state.run_id,
         resync_message_id=message_id,
         page_size_limit=state.page_size_limit,
-        watermarks={StreamKind.OPPORTUNITIES: state.watermark, StreamKind.CALL_LINKS: state.link_watermark},
+        watermarks=watermarks,
         source_marks=state.source_marks,
+        requests=tuple(r.id for r in requests),
     )

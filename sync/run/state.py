@@ -27,6 +27,7 @@ from sync.bigquery.streams import StreamKind
 from sync.core.errors import LeaseBusyError, PermanentError, StaleLeaseError, sqlstate_of
 from sync.postgres.db import Connection
 from sync.postgres.schema import ENTITY
+from sync.rows import storable
 from sync.run.page_plan import PagePlan
 
 # lock_not_available: a lock wait ran past the transaction's lock_timeout (sync/postgres/transaction.py).
@@ -237,7 +238,7 @@ def mark_failed(conn: Connection, owner: uuid.UUID, error: str, *, abandon_run: 
         " run_next_page = CASE WHEN %s THEN NULL ELSE run_next_page END,"
         " lease_owner = NULL, lease_expires_at = NULL"
         " WHERE entity_type = %s AND (lease_owner IS NULL OR lease_owner = %s)",
-        (error[:2000], abandon_run, abandon_run, ENTITY, str(owner)),
+        (storable.text(error)[:2000], abandon_run, abandon_run, ENTITY, str(owner)),
     )
 
 

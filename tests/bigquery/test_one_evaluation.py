@@ -125,6 +125,9 @@ class LandsAfterProbe:
     def read(self, request):
         return self._source.read(request)
 
+    def shape(self, recorded, *, fresh):
+        return self._source.shape(recorded, fresh=fresh)
+
 
 @pytest.mark.parametrize("busy", [False, True], ids=["idle-probe", "probe-saw-changes"])
 def test_a_row_landing_between_probe_and_evaluation_is_not_lost(env, busy):

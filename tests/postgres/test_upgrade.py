@@ -136,3 +136,26 @@ def test_0006_counts_never_stored_deletions_on_their_own_and_keeps_every_run(emp
 
     assert query_url(url, "SELECT run_id, pages, rows_read, rows_unchanged, xmin::text FROM sync_runs") == before
     assert query_url(url, "SELECT rows_deleted_not_stored FROM sync_runs") == [(0,)]  # earlier runs: in rows_unchanged
+
+
+def test_0015_adds_the_wakeup_state_beside_a_run_in_flight(empty_database_url):
+    url = empty_database_url
+    migrate_below(url, 15)
+    query_url(
+        url,
+        "INSERT INTO opportunities (gong_opportunity_id, name, content_hash) SELECT 'o' || g, 'n', '\\x01'"
+        " FROM generate_series(1, 200) g",
+    )
+    query_url(url, "UPDATE sync_status SET run_id = %s, run_trigger = 'tick', run_next_page = 3", (str(RUN),))
+    before = query_url(url, "SELECT count(*), min(xmin::text) FROM opportunities")
+
+    conn = connect_url(url)
+    try:
+        assert 15 in migrate(conn)
+    finally:
+        conn.close()
+
+    assert query_url(url, "SELECT count(*), min(xmin::text) FROM opportunities") == before  # no row rewritten
+    # The run in flight carries on; no run has begun under the new rules and nothing is requested.
+    assert query_url(url, "SELECT run_id, run_next_page, run_begun_at FROM sync_status") == [(RUN, 3, None)]
+    assert query_url(url, "SELECT requested_at, tick_published_at FROM sync_wakeups") == [(None, None)]

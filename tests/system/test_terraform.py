@@ -49,6 +49,7 @@ EXPECTED_TF_FILES = {
     "monitoring.tf",
     "dashboard.tf",
     "outputs.tf",
+    "webhook.tf",
 }
 
 RUNTIME_SA = "google_service_account.runtime"
@@ -188,9 +189,9 @@ def test_providers_are_pinned_with_upper_bounds(cfg: Config) -> None:
     tf = one(cfg.terraform)
     assert ">=" in tf["required_version"]
     providers = one(tf["required_providers"])
-    assert set(providers) == {"google", "archive", "random", "time"}
+    assert set(providers) == {"google", "archive", "random", "time", "fivetran"}
     for name, spec in providers.items():
-        assert spec["source"] == f"hashicorp/{name}"
+        assert spec["source"] == ("fivetran/fivetran" if name == "fivetran" else f"hashicorp/{name}")
         assert "<" in spec["version"].replace("<=", "<"), f"{name} has no upper bound: {spec['version']}"
 
 
@@ -396,6 +397,12 @@ EXPECTED_RUNTIME_GRANTS = {
         "${google_secret_manager_secret.db_password[0].id}",
     ),
     ("google_pubsub_topic_iam_member", "roles/pubsub.publisher", "${google_pubsub_topic.sync.id}"),
+    # The webhook function runs as the same account and reads its signing key (webhook.tf).
+    (
+        "google_secret_manager_secret_iam_member",
+        "roles/secretmanager.secretAccessor",
+        "${google_secret_manager_secret.webhook[0].id}",
+    ),
 }
 SCOPE_ATTRIBUTE = {
     "google_bigquery_dataset_iam_member": "dataset_id",
@@ -427,7 +434,7 @@ def test_runtime_service_account_has_exactly_the_expected_grants(cfg: Config) ->
 
 def test_mode_specific_grants_are_conditional(cfg: Config) -> None:
     grants = _grants_to(cfg, RUNTIME_SA)
-    by_role = {role: body for (_, role, _), body in grants.items()}
+    by_role = {role: body for (_, role, scope), body in grants.items() if "webhook" not in scope}
     assert by_role["roles/cloudsql.instanceUser"]["count"] == "${local.iam_auth ? 1 : 0}"
     assert by_role["roles/secretmanager.secretAccessor"]["count"] == "${local.iam_auth ? 0 : 1}"
     # Project-level Cloud SQL roles are narrowed to the one instance.
@@ -536,8 +543,9 @@ def test_sql_users_per_auth_mode(cfg: Config) -> None:
 
 
 def test_no_password_reaches_state(cfg: Config) -> None:
-    # Only write-only arguments carry the password, and it is generated ephemerally.
-    assert "random_password" not in cfg.resources, "a managed random_password is stored in state"
+    # Only write-only arguments carry the password, and it is generated ephemerally. The one managed
+    # random_password is the webhook's signing key, which fivetran_webhook.secret would store anyway.
+    assert set(cfg.resources.get("random_password", {})) <= {"webhook"}, "a managed random_password is stored in state"
     assert "db" in cfg.ephemeral.get("random_password", {})
     version = cfg.resource("google_secret_manager_secret_version", "db_password")
     assert "secret_data" not in version
@@ -643,7 +651,7 @@ def _gcp_metric(cfg: Config, policy: dict[str, Any]) -> tuple[str, str]:
     return metric_type, text
 
 
-LOG_METRIC_ALERTS = {"run_failed", "sync_stale", "rejected_rate", "config_error", "deletes_held"}
+LOG_METRIC_ALERTS = {"run_failed", "sync_stale", "rejected_rate", "config_error", "source_unavailable", "deletes_held"}
 GCP_METRIC_ALERTS = {"dead_letters", "push_failures", "memory_high"}
 
 
@@ -986,3 +994,56 @@ def test_held_deletes_alert_on_the_line_the_guard_logs(cfg: Config) -> None:
     assert "deletes_held.name" in refs(policy["conditions"])
     _, body = _condition(policy)
     assert (body["comparison"], body["threshold_value"]) == ("COMPARISON_GT", 0)
+
+
+# ---------------------------------------------------------------------------
+# Fivetran webhook (webhook.tf)
+# ---------------------------------------------------------------------------
+
+
+def test_webhook_function_is_public_and_signature_checked(cfg: Config) -> None:
+    fn = cfg.resource("google_cloudfunctions2_function", "webhook")
+    assert fn["count"] == "${local.webhook_enabled ? 1 : 0}"
+    assert one(fn["build_config"])["entry_point"] == "fivetran_webhook"
+    # The same source zip as the sync function: one build input, two entry points.
+    sync_source = one(cfg.resource("google_cloudfunctions2_function", "sync")["build_config"])["source"]
+    assert one(fn["build_config"])["source"] == sync_source
+    service = one(fn["service_config"])
+    assert service["ingress_settings"] == "ALLOW_ALL"  # Fivetran calls from the internet
+    assert service["environment_variables"] == "${local.webhook_env}"
+    public = cfg.resource("google_cloud_run_v2_service_iam_member", "webhook_public")
+    assert public["member"] == "allUsers"
+    assert public["role"] == "roles/run.invoker"
+    assert "webhook[0].name" in public["name"]
+
+
+def test_webhook_env_adds_only_known_webhook_variables(cfg: Config) -> None:
+    env = refs(cfg.locals["webhook_env"])
+    assert "local.function_env" in env  # the same database and topic settings as the sync
+    names = set(re.findall(r"(FIVETRAN_[A-Z_]+)", env))
+    assert names == {
+        "FIVETRAN_WEBHOOK_SECRET",
+        "FIVETRAN_WEBHOOK_MAX_AGE_SECONDS",
+        "FIVETRAN_WEBHOOK_CONNECTORS",
+        "FIVETRAN_WEBHOOK_GROUPS",
+    }
+    assert names <= KNOWN_ENV_VARS
+    assert "google_secret_manager_secret.webhook[0].id" in env
+    assert "/versions/latest" in env
+
+
+def test_webhook_secret_is_generated_stored_and_handed_to_fivetran(cfg: Config) -> None:
+    version = cfg.resource("google_secret_manager_secret_version", "webhook")
+    assert version["secret_data_wo"] == "${random_password.webhook[0].result}"
+    assert "secret_data" not in version
+    hook = cfg.resource("fivetran_webhook", "sync_end")
+    assert hook["secret"] == "${random_password.webhook[0].result}"
+    assert hook["events"] == ["sync_end"]
+    assert "google_cloudfunctions2_function.webhook[0].url" in hook["url"]
+
+
+def test_fivetran_webhook_is_opt_in(cfg: Config) -> None:
+    assert cfg.variables["fivetran_webhook_enabled"]["default"] is False
+    assert cfg.resource("fivetran_webhook", "sync_end")["count"] == "${local.fivetran_webhook_enabled ? 1 : 0}"
+    assert cfg.locals["fivetran_webhook_enabled"] == "${var.webhook_enabled && var.fivetran_webhook_enabled}"
+    assert "webhook_url" in cfg.outputs
