@@ -65,8 +65,8 @@ def sync_opportunities(cloud_event: CloudEvent) -> None:
     started = time.monotonic()  # the platform's timeout runs from here, so does the deadline
     message: Message | None = None
     try:
-        body, message_id = from_cloud_event_data(cloud_event.data)
-        message = decode(body, message_id or str(cloud_event["id"]))
+        body, message_id, attributes = from_cloud_event_data(cloud_event.data)
+        message = decode(body, message_id or str(cloud_event["id"]), attributes)
         runtime = _get_runtime()
         runtime.ensure_schema()
         outcome = runtime.pipeline(runtime.publisher()).handle(message, started=started)

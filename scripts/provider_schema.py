@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 DEFAULT_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "provider-schemas"
 
 
@@ -54,7 +54,7 @@ class Package:
 # checks that the "lowest" set matches the floors in terraform/versions.tf.
 SETS: dict[str, tuple[Package, ...]] = {
     "lowest": (
-        Package("google", "cdktf-cdktf-provider-google", "14.26.0", "6.27.0"),
+        Package("google", "cdktn-provider-google", "19.0.0", "7.31.0"),
         Package("random", "cdktf-cdktf-provider-random", "11.1.0", "3.7.1"),
         Package("archive", "cdktf-cdktf-provider-archive", "10.0.0", "2.4.1"),
         Package("time", "cdktf-cdktf-provider-time", "10.2.0", "0.12.0"),
@@ -78,6 +78,8 @@ _LINK_RE = re.compile(
 )
 _ANCHOR_RE = re.compile(r"#(\w+) ")
 _ENUM_RE = re.compile(r"Possible values: (\[[^\]]*\])")
+# Some enums also take "" (a PSC forwarding rule's load_balancing_scheme); the docs say so in prose.
+_EMPTY_ALLOWED_RE = re.compile(r"empty string value \('\"\"'\) is also supported")
 
 
 def load(package: Package, cache_dir: Path = DEFAULT_CACHE) -> dict[str, Any]:
@@ -165,8 +167,12 @@ def _struct(types: dict[str, Any], fqn: str) -> dict[str, Any]:
             block["blocks"][name] = {"required": required, "block": _struct(types, nested)}
         else:
             # Long descriptions continue from the summary into the remarks.
-            enum = _ENUM_RE.search(docs.get("summary", "") + " " + docs.get("remarks", ""))
-            block["args"][name] = {"required": required, "enum": json.loads(enum.group(1)) if enum else None}
+            text = docs.get("summary", "") + " " + docs.get("remarks", "")
+            enum = _ENUM_RE.search(text)
+            values = json.loads(enum.group(1)) if enum else None
+            if values is not None and _EMPTY_ALLOWED_RE.search(text):
+                values.append("")
+            block["args"][name] = {"required": required, "enum": values}
     return block
 
 

@@ -57,14 +57,20 @@ class CloudSql:
         """The Postgres role of the service account: its email without .gserviceaccount.com."""
         return self.account.email.removesuffix(".gserviceaccount.com")
 
-    def env(self, database: str, user: str, *, iam: bool = False, secret: str = SECRET) -> dict[str, str]:
-        """The function's connection settings: exactly what Terraform sets, plus the endpoints."""
+    def env(
+        self, database: str, user: str, *, iam: bool = False, secret: str = SECRET, ip_type: str = "public"
+    ) -> dict[str, str]:
+        """The function's connection settings: exactly what Terraform sets, plus the endpoints.
+
+        ``ip_type`` is ``DB_IP_TYPE``; set ``admin.connectivity`` to match the instance it describes.
+        """
         settings = {
             "GOOGLE_APPLICATION_CREDENTIALS": str(self.key_file),
             "CLOUD_SQL_ADMIN_API_ENDPOINT": self.admin.http.url,
             "INSTANCE_CONNECTION_NAME": self.connection_name,
             "DB_USER": user,
             "DB_NAME": database,
+            "DB_IP_TYPE": ip_type,
         }
         if iam:
             return {**settings, "DB_IAM_AUTH": "true"}

@@ -52,7 +52,14 @@ def iam_token(cert: x509.Certificate) -> str | None:
 
 class AdminApi:
     """``cert_lifetime`` is how long ephemeral certificates live (Cloud SQL: one hour); a test
-    shortens it to make the connector's cached certificate go stale."""
+    shortens it to make the connector's cached certificate go stale.
+
+    ``connectivity`` is how the instance is reachable, as ``connectSettings`` reports it:
+    ``public`` (an address of type ``PRIMARY``), ``private`` (only ``PRIVATE``: private services
+    access with ``ipv4_enabled = false``) or ``psc`` (no addresses; ``pscEnabled`` and the
+    endpoint's DNS name in ``dnsNames``/``dnsName``). The connector picks the entry its
+    ``ip_type`` names and refuses when there is none.
+    """
 
     def __init__(self, auth: TokenServer, ca: CertificateAuthority, instance: Instance, ip_address: str) -> None:
         self._auth = auth
@@ -60,6 +67,7 @@ class AdminApi:
         self.instance = instance
         self.ip_address = ip_address
         self.cert_lifetime = dt.timedelta(hours=1)
+        self.connectivity = "public"
         self.issued: list[x509.Certificate] = []
         self._lock = threading.Lock()
         self.http = HttpStandIn(self._handle)
@@ -87,18 +95,25 @@ class AdminApi:
         return Reply.error(405, "method not allowed", "INVALID_ARGUMENT")
 
     def _connect_settings(self) -> Reply:
-        return Reply(
-            200,
-            {
-                "kind": "sql#connectSettings",
-                "serverCaCert": {"kind": "sql#sslCert", "cert": self._ca.cert_pem, "instance": self.instance.name},
-                "ipAddresses": [{"type": "PRIMARY", "ipAddress": self.ip_address}],
-                "region": self.instance.region,
-                "databaseVersion": self.instance.database_version,
-                "backendType": "SECOND_GEN",
-                "pscEnabled": False,
-            },
-        )
+        answer = {
+            "kind": "sql#connectSettings",
+            "serverCaCert": {"kind": "sql#sslCert", "cert": self._ca.cert_pem, "instance": self.instance.name},
+            "region": self.instance.region,
+            "databaseVersion": self.instance.database_version,
+            "backendType": "SECOND_GEN",
+            "pscEnabled": self.connectivity == "psc",
+        }
+        if self.connectivity == "psc":
+            # Cloud SQL answers a DNS name under sql-psc.goog that the VPC's private zone resolves to
+            # the endpoint. No resolver here knows such a name, so the stand-in answers the front's
+            # address in its place; the connector dials whatever this field holds the same way.
+            name = f"{self.ip_address}."
+            answer["dnsName"] = name
+            answer["dnsNames"] = [{"name": name, "connectionType": "PRIVATE_SERVICE_CONNECT", "dnsScope": "INSTANCE"}]
+        else:
+            kind = "PRIVATE" if self.connectivity == "private" else "PRIMARY"
+            answer["ipAddresses"] = [{"type": kind, "ipAddress": self.ip_address}]
+        return Reply(200, answer)
 
     def _ephemeral_cert(self, request: Request) -> Reply:
         body = request.json()

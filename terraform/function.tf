@@ -98,6 +98,7 @@ locals {
     INSTANCE_CONNECTION_NAME      = local.sql_instance_connection_name
     DB_USER                       = local.db_user
     DB_NAME                       = google_sql_database.sync.name
+    DB_IP_TYPE                    = var.sql_connectivity
     SYNC_TOPIC                    = google_pubsub_topic.sync.id
     SYNC_PAGE_SIZE                = tostring(var.page_size)
     SYNC_TIME_BUDGET_SECONDS      = tostring(local.time_budget_seconds)
@@ -141,7 +142,9 @@ resource "google_cloudfunctions2_function" "sync" {
   description = "Syncs Salesforce/Gong opportunities from the Fivetran BigQuery datasets to Cloud SQL."
 
   build_config {
-    runtime           = "python311"
+    # The newest runtime every pinned dependency supports and the suite runs on (terraform/README.md,
+    # "Runtime"); scripts/setup.sh builds the local virtualenv on the same Python.
+    runtime           = "python313"
     entry_point       = "sync_opportunities"
     service_account   = google_service_account.build.id
     docker_repository = google_artifact_registry_repository.images.id
@@ -169,9 +172,30 @@ resource "google_cloudfunctions2_function" "sync" {
     ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
     service_account_email          = google_service_account.runtime.email
+
+    # private/psc (network.tf): traffic for private ranges (the instance's private address or its
+    # PSC endpoint) leaves through the VPC; Google APIs keep the default path, so no Cloud NAT.
+    direct_vpc_egress = local.private_connectivity ? "VPC_EGRESS_PRIVATE_RANGES_ONLY" : null
+    dynamic "direct_vpc_network_interface" {
+      for_each = local.private_connectivity ? [1] : []
+      content {
+        network    = local.vpc_network
+        subnetwork = local.vpc_subnetwork
+      }
+    }
   }
 
   lifecycle {
+    # A new VPC is peered with nothing: an existing private instance is reached through its own network.
+    precondition {
+      condition     = !local.private_connectivity || var.create_sql_instance || var.vpc_network != null
+      error_message = "sql_connectivity = \"${var.sql_connectivity}\" with an existing instance needs vpc_network: the network peered with it (private) or holding its Private Service Connect endpoint (psc)."
+    }
+    # The connector dials the address DB_IP_TYPE names and fails at every invocation if the instance has none.
+    precondition {
+      condition     = var.create_sql_instance || local.existing_instance_reachable
+      error_message = "Instance ${var.sql_instance_name} has no ${var.sql_connectivity == "public" ? "public IP" : var.sql_connectivity == "private" ? "private IP (private_network)" : "Private Service Connect (psc_config.psc_enabled)"}, which sql_connectivity = \"${var.sql_connectivity}\" dials. Set sql_connectivity to what the instance has (terraform/README.md, \"Private connectivity\")."
+    }
     # An instance over its memory is killed mid-page; the function would refuse this page size
     # at start (sync/core/config.py), so plan refuses it first.
     precondition {
@@ -187,6 +211,10 @@ resource "google_cloudfunctions2_function" "sync" {
   # @cloud_event entry point expects (the decorator, not the deploy, fixes the signature).
 
   depends_on = [
+    # A private path must be complete before the first cold start connects through it.
+    google_service_networking_connection.private_services,
+    google_dns_record_set.psc,
+    google_compute_forwarding_rule.psc,
     # The build identity's grants, given time to propagate (iam.tf).
     time_sleep.build_grants,
     # The first cold start migrates the schema and must be able to log in.

@@ -164,7 +164,7 @@ resource "time_sleep" "log_metrics" {
 
   triggers = {
     metrics = join(",", concat(
-      [google_logging_metric.runs.id, google_logging_metric.config_errors.id, google_logging_metric.source_unavailable.id, google_logging_metric.deletes_held.id],
+      [google_logging_metric.runs.id, google_logging_metric.config_errors.id, google_logging_metric.source_unavailable.id, google_logging_metric.error_events.id, google_logging_metric.deletes_held.id],
       [for m in google_logging_metric.run_value : m.id],
     ))
   }
@@ -555,6 +555,131 @@ resource "google_monitoring_alert_policy" "memory_high" {
       First command: `gcloud logging read '${local.function_log_filter} AND textPayload:"Memory limit"' --project=${var.project_id} --limit=5`
       (an instance killed for memory logs "Memory limit of ... exceeded"). Then raise
       `function_memory` or lower `page_size` in terraform.tfvars and `terraform apply`.
+    EOT
+  }
+}
+
+# --- One alert per ERROR event an operator must act on ------------------------------
+
+# Every event the code logs at ERROR or CRITICAL is either counted by a metric some alert above
+# watches (run_finished, every CRITICAL line), listed here, or has a written reason in
+# tests/system/test_alerts.py, which fails on one that has none (a new ERROR event is one line here
+# or there). Each entry is one alert policy on the error_events metric below; `only` narrows it by
+# a label of the line (page_failed: acknowledged without being processed, not the retried ones).
+locals {
+  error_event_alerts = {
+    privileges_not_shed = {
+      severity = "ERROR"
+      only     = {}
+      subject  = "the database login still holds admin rights"
+      action   = "The function's Postgres login could not give up CREATEROLE, CREATEDB or cloudsqlsuperuser (jsonPayload.still_held lists them): least privilege does not hold. Follow docs/operations.md, \"Least privilege\"."
+    }
+    purge_skipped = {
+      severity = "WARNING"
+      only     = {}
+      subject  = "a full resync finished without purging"
+      action   = "A completed full resync removed nothing deleted in the source (jsonPayload.reason says why), so rows deleted without an is_deleted flag stay live. Run another full resync once the reason is fixed (outputs.full_resync_command)."
+    }
+    publish_failed = {
+      severity = "WARNING"
+      only     = {}
+      subject  = "continuations are not being published"
+      action   = "A page committed but its continuation could not be published to the trigger topic, so the run advances one page per tick instead of draining. Check the runtime service account's roles/pubsub.publisher on the topic."
+    }
+    follow_up_failed = {
+      severity = "WARNING"
+      only     = {}
+      subject  = "Fivetran's sync_end no longer starts the sync at once"
+      action   = "A run ended with sync_end requests waiting, and the follow-up tick could not be published, so those changes wait for the next scheduled tick. Check the runtime service account's roles/pubsub.publisher on the topic and the sync_wakeups table (docs/operations.md)."
+    }
+    webhook_failed = {
+      severity = "ERROR"
+      only     = {}
+      subject  = "the Fivetran webhook is failing"
+      action   = "The webhook function answered 500 for a reason it did not expect (jsonPayload.error); Fivetran retries for 24 hours, and meanwhile changes wait for the scheduled tick. Read the line's error and the webhook function's logs (terraform/README.md, Fivetran webhook)."
+    }
+    page_failed = {
+      severity = "ERROR"
+      only     = { retryable = "false" }
+      subject  = "a message was acknowledged without being processed"
+      action   = "A permanent failure: the message cannot succeed on retry, so it was acknowledged and dropped (a run in progress also logs run_finished status=failed). Read jsonPayload.error; a message the function cannot read (jsonPayload.message_type null) came from a publisher other than the scheduler or the function."
+    }
+  }
+}
+
+resource "google_logging_metric" "error_events" {
+  name        = "${local.metric_prefix}_error_events"
+  description = "Lines the ${var.name} function logged at ERROR, by event (and retryable, where the line has it)."
+  # Both functions: the webhook's own failures (webhook_failed) page like the sync's.
+  filter = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=(\"${var.name}\" OR \"${var.name}-fivetran-webhook\") AND severity=ERROR AND jsonPayload.event:*"
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "${var.name} ERROR lines by event"
+
+    labels {
+      key         = "event"
+      value_type  = "STRING"
+      description = "jsonPayload.event of the line"
+    }
+    labels {
+      key         = "retryable"
+      value_type  = "STRING"
+      description = "jsonPayload.retryable (page_failed): true if Pub/Sub redelivers the message"
+    }
+  }
+
+  label_extractors = {
+    event     = "EXTRACT(jsonPayload.event)"
+    retryable = "EXTRACT(jsonPayload.retryable)"
+  }
+}
+
+resource "google_monitoring_alert_policy" "error_event" {
+  for_each = local.error_event_alerts
+
+  display_name          = "${var.name}: ${each.value.subject}"
+  combiner              = "OR"
+  severity              = each.value.severity
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "ERROR lines with event=${each.key}"
+
+    condition_threshold {
+      filter          = join(" AND ", concat(["metric.type=\"logging.googleapis.com/user/${google_logging_metric.error_events.name}\" AND resource.type=\"cloud_run_revision\" AND metric.label.event=\"${each.key}\""], [for k, v in each.value.only : "metric.label.${k}=\"${v}\""]))
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "3600s"
+  }
+
+  depends_on = [time_sleep.log_metrics]
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "${var.name}: ${each.value.subject}"
+    content   = <<-EOT
+      ${each.value.action}
+
+      First command: `gcloud logging read '${local.function_log_filter} AND severity=ERROR AND jsonPayload.event="${each.key}"' --project=${var.project_id} --limit=5 --format=json`.
+      Runbook: terraform/README.md, "Log lines: working as designed, or look now".
     EOT
   }
 }

@@ -12,24 +12,37 @@ data "google_sql_database_instance" "existing" {
 
 resource "google_sql_database_instance" "created" {
   count = var.create_sql_instance ? 1 : 0
-  #checkov:skip=CKV_GCP_60:The function reaches the instance through the Cloud SQL connector over its public IP with IAM-authorised mTLS and no authorized networks; a private IP would need a VPC connector this stack does not otherwise need.
-  #checkov:skip=CKV_GCP_79:POSTGRES_15 is pinned deliberately: the README's one-time grants and the migrations are written and tested against 15; upgrade as a planned change.
+  #checkov:skip=CKV_GCP_60:ipv4_enabled follows sql_connectivity. public (the default, for projects without constraints/sql.restrictPublicIp) is reached only through the connector's IAM-authorised mTLS with no authorized networks; private and psc have no public IP.
   #checkov:skip=CKV2_GCP_13:log_duration=on logs every statement's duration; a sync issues thousands per run, which floods Cloud Logging. Use Query Insights for slow statements.
 
   name                = var.sql_instance_name
   project             = local.sql_project
   region              = var.region
-  database_version    = "POSTGRES_15"
+  database_version    = var.postgres_version
   deletion_protection = var.sql_deletion_protection
+
+  # The peering must exist before an instance can take an address from its range.
+  depends_on = [google_service_networking_connection.private_services]
 
   settings {
     tier              = var.sql_instance_tier
     availability_type = "ZONAL"
 
     ip_configuration {
-      ipv4_enabled = true
+      # Exactly the path sql_connectivity chooses (network.tf): no public IP unless it is "public".
+      ipv4_enabled       = var.sql_connectivity == "public"
+      private_network    = var.sql_connectivity == "private" ? local.vpc_network : null
+      allocated_ip_range = var.sql_connectivity == "private" ? local.private_services_range : null
       # The connector authenticates with client certificates; refuse anything else.
       ssl_mode = "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"
+
+      dynamic "psc_config" {
+        for_each = var.sql_connectivity == "psc" ? [1] : []
+        content {
+          psc_enabled               = true
+          allowed_consumer_projects = [var.project_id]
+        }
+      }
     }
 
     backup_configuration {
@@ -94,6 +107,14 @@ locals {
   # What the code gets in DB_USER. In IAM mode Postgres user names for service
   # accounts drop the ".gserviceaccount.com" suffix (63-char identifier limit).
   db_user = local.iam_auth ? trimsuffix(google_service_account.runtime.email, ".gserviceaccount.com") : var.db_user_name
+
+  # Whether the existing instance has the address kind sql_connectivity dials (checked on the function).
+  existing_ip = var.create_sql_instance ? null : try(data.google_sql_database_instance.existing[0].settings[0].ip_configuration[0], null)
+  existing_instance_reachable = local.existing_ip == null ? false : (
+    var.sql_connectivity == "public" ? local.existing_ip.ipv4_enabled :
+    var.sql_connectivity == "private" ? try(local.existing_ip.private_network, "") != "" :
+    anytrue([for p in try(local.existing_ip.psc_config, []) : p.psc_enabled])
+  )
 
   existing_instance_flags = var.create_sql_instance ? {} : {
     for f in data.google_sql_database_instance.existing[0].settings[0].database_flags : f.name => f.value

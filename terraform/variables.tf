@@ -88,7 +88,7 @@ variable "gong_dataset" {
 
 variable "create_sql_instance" {
   type        = bool
-  description = "Create a new Cloud SQL for PostgreSQL 15 instance named sql_instance_name. False (the default) uses an existing instance of that name."
+  description = "Create a new Cloud SQL for PostgreSQL instance (postgres_version) named sql_instance_name, reachable as sql_connectivity says. False (the default) uses an existing instance of that name."
   default     = false
 }
 
@@ -495,5 +495,81 @@ variable "fivetran_webhook_max_age_seconds" {
   validation {
     condition     = var.fivetran_webhook_max_age_seconds >= 60 && var.fivetran_webhook_max_age_seconds <= 86400
     error_message = "fivetran_webhook_max_age_seconds must be between 60 and 86400."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Private connectivity and the created instance's version (network.tf, sql.tf)
+# ---------------------------------------------------------------------------
+
+variable "sql_connectivity" {
+  type        = string
+  description = "How the function reaches Cloud SQL (DB_IP_TYPE): \"public\" (the instance's public IP through the connector's mTLS), \"private\" (its private IP through private services access) or \"psc\" (a Private Service Connect endpoint). private and psc send the function's traffic for private ranges into vpc_network through Direct VPC egress; they are what an organisation enforcing constraints/sql.restrictPublicIp needs. A created instance gets exactly this connectivity; an existing one must already have it."
+  default     = "public"
+
+  validation {
+    condition     = contains(["public", "private", "psc"], var.sql_connectivity)
+    error_message = "sql_connectivity must be one of public, private, psc."
+  }
+}
+
+variable "vpc_network" {
+  type        = string
+  description = "private/psc only: an existing VPC network (projects/P/global/networks/N) to reach the instance through; for an existing private instance, the network it is peered with. Null creates <name>-vpc."
+  default     = null
+
+  validation {
+    condition     = var.vpc_network == null || can(regex("^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/global/networks/[a-z]([-a-z0-9]*[a-z0-9])?$", var.vpc_network))
+    error_message = "vpc_network must be null or projects/PROJECT/global/networks/NAME."
+  }
+}
+
+variable "vpc_subnetwork" {
+  type        = string
+  description = "private/psc only: an existing subnetwork of vpc_network in region (projects/P/regions/R/subnetworks/S) for the function's Direct VPC egress addresses (Google asks for a /26 or larger). Null creates <name>-egress from egress_subnet_cidr."
+  default     = null
+
+  validation {
+    condition     = var.vpc_subnetwork == null || (var.vpc_network != null && can(regex("^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/regions/[a-z]+-[a-z]+[0-9]{1,2}/subnetworks/[a-z]([-a-z0-9]*[a-z0-9])?$", var.vpc_subnetwork)))
+    error_message = "vpc_subnetwork must be null or projects/PROJECT/regions/REGION/subnetworks/NAME, and needs vpc_network (the network it belongs to)."
+  }
+}
+
+variable "egress_subnet_cidr" {
+  type        = string
+  description = "private/psc with vpc_subnetwork = null: the range of the subnet Terraform creates for Direct VPC egress. Direct VPC egress takes two addresses per instance, and Google asks for at least a /26."
+  default     = "10.8.0.0/26"
+
+  validation {
+    condition     = can(cidrhost(var.egress_subnet_cidr, 0)) && try(tonumber(split("/", var.egress_subnet_cidr)[1]) <= 26, false)
+    error_message = "egress_subnet_cidr must be an IPv4 CIDR range of /26 or larger, e.g. 10.8.0.0/26."
+  }
+}
+
+variable "private_services_range" {
+  type        = string
+  description = "private only: the name of a range vpc_network already allocates to private services access (its google_service_networking_connection exists). Null: a created instance gets a new range and connection (private_services_prefix_length)."
+  default     = null
+}
+
+variable "private_services_prefix_length" {
+  type        = number
+  description = "private only, with private_services_range = null: the prefix length of the range reserved for private services access. Cloud SQL needs at least a /24; a /20 leaves room for more instances and other Google services on the same peering."
+  default     = 20
+
+  validation {
+    condition     = var.private_services_prefix_length >= 8 && var.private_services_prefix_length <= 24 && floor(var.private_services_prefix_length) == var.private_services_prefix_length
+    error_message = "private_services_prefix_length must be an integer between 8 and 24."
+  }
+}
+
+variable "postgres_version" {
+  type        = string
+  description = "database_version of a created instance (create_sql_instance = true). The default is the newest major Cloud SQL offers as generally available (see terraform/README.md, \"Postgres version\"); the sync is tested on 15 to 18. Changing it on an existing instance is an in-place major upgrade: take a backup first."
+  default     = "POSTGRES_18"
+
+  validation {
+    condition     = contains(["POSTGRES_15", "POSTGRES_16", "POSTGRES_17", "POSTGRES_18"], var.postgres_version)
+    error_message = "postgres_version must be one of POSTGRES_15, POSTGRES_16, POSTGRES_17, POSTGRES_18 (the majors the sync is tested on)."
   }
 }

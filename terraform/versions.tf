@@ -9,10 +9,11 @@ terraform {
   required_providers {
     google = {
       source = "hashicorp/google"
-      # google_sql_user.password_wo and google_secret_manager_secret_version.secret_data_wo
-      # arrived in 6.23.0; the floor stays at 6.27.0, the oldest release checked here.
-      # 8.x is untested.
-      version = ">= 6.27.0, < 8.0.0"
+      # google_cloudfunctions2_function's Direct VPC egress (direct_vpc_egress,
+      # direct_vpc_network_interface; network.tf) arrived in 7.21.0. The floor is 7.31.0, the
+      # oldest release after it with a published schema package (cdktn-provider-google 19.0.0;
+      # 18.0.0 is still 6.50.0), so the check verifies the floor itself. 8.x is untested.
+      version = ">= 7.31.0, < 8.0.0"
     }
     archive = {
       source = "hashicorp/archive"

@@ -100,6 +100,17 @@ resource "google_cloudfunctions2_function" "webhook" {
     ingress_settings                 = "ALLOW_ALL"
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.runtime.email
+
+    # It logs into the same Cloud SQL instance as the sync, so it takes the same path there
+    # (network.tf): private ranges through the VPC when the instance has no public IP.
+    direct_vpc_egress = local.private_connectivity ? "VPC_EGRESS_PRIVATE_RANGES_ONLY" : null
+    dynamic "direct_vpc_network_interface" {
+      for_each = local.private_connectivity ? [1] : []
+      content {
+        network    = local.vpc_network
+        subnetwork = local.vpc_subnetwork
+      }
+    }
   }
 
   depends_on = [

@@ -7,10 +7,12 @@ every offending variable, so an operator fixes all of them in one deploy.
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sync.core import memory
 from sync.core.database_url import DatabaseUrl, parse_database_url
@@ -39,6 +41,7 @@ KNOWN_ENV_VARS: frozenset[str] = frozenset(
         "DB_NAME",
         "DB_PASSWORD_SECRET",
         "DB_IAM_AUTH",
+        "DB_IP_TYPE",
         "CLOUD_SQL_ADMIN_API_ENDPOINT",
         "SECRET_MANAGER_API_ENDPOINT",
         "SYNC_TOPIC",
@@ -81,8 +84,27 @@ _NEVER_ECHOED = frozenset(
 DEFAULT_DELETE_GUARD_PERCENT = 10.0
 DEFAULT_DELETE_GUARD_MIN_ROWS = 100
 
+# Integers in settings are written in ASCII digits only: Python's int() also takes other scripts'
+# digits ("٣" is 3), underscores and surrounding spaces, none of which a deployment means.
+_INTEGER_RE = re.compile(r"^-?[0-9]+$")
+
+_Choice = TypeVar("_Choice", bound=enum.StrEnum)
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+
+
+class IpType(enum.StrEnum):
+    """Which of the instance's addresses the connector dials (its ``ip_type``), chosen by ``DB_IP_TYPE``.
+
+    ``public``: the instance's public IP. ``private``: its private IP on a VPC peered through private
+    services access. ``psc``: its Private Service Connect endpoint. The function reaches the last two
+    through Direct VPC egress (terraform/network.tf).
+    """
+
+    PUBLIC = "public"
+    PRIVATE = "private"
+    PSC = "psc"
 
 
 @dataclass(frozen=True)
@@ -94,6 +116,7 @@ class CloudSqlSettings:
     database: str
     password_secret: str | None
     iam_auth: bool
+    ip_type: IpType = IpType.PUBLIC
     # Test-only: the local stand-ins of the Cloud SQL Admin API and Secret Manager. Unset
     # (the default, and always in a deployment) means Google's own endpoints.
     admin_api_endpoint: str | None = None
@@ -272,15 +295,25 @@ class _EnvReader:
         raw = self.get(name)
         if raw is None:
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            self.problems.append(f"{name} must be an integer{_got(name, raw)}")
+        if not _INTEGER_RE.match(raw):
+            self.problems.append(f"{name} must be an integer written in the digits 0-9{_got(name, raw)}")
             return default
+        value = int(raw)
         if not low <= value <= high:
             self.problems.append(f"{name} must be between {low} and {high}, got {value}")
             return default
         return value
+
+    def choice(self, name: str, choices: type[_Choice], default: _Choice) -> _Choice:
+        raw = self.get(name)
+        if raw is None:
+            return default
+        try:
+            return choices(raw.lower())
+        except ValueError:
+            valid = ", ".join(c.value for c in choices)
+            self.problems.append(f"{name} must be one of {valid}{_got(name, raw)}")
+            return default
 
     def boolean(self, name: str, *, default: bool) -> bool:
         raw = self.get(name)
@@ -354,7 +387,7 @@ def _check_database_choice(r: _EnvReader, *, required: bool) -> None:
 def _cloud_sql(r: _EnvReader) -> CloudSqlSettings | None:
     if r.get("INSTANCE_CONNECTION_NAME") is None:
         # The webhook reads its signing key from Secret Manager whatever the database path.
-        stand_ins: tuple[str, ...] = ("CLOUD_SQL_ADMIN_API_ENDPOINT",)
+        stand_ins: tuple[str, ...] = ("DB_IP_TYPE", "CLOUD_SQL_ADMIN_API_ENDPOINT")
         if r.get("FIVETRAN_WEBHOOK_SECRET") is None:
             stand_ins += ("SECRET_MANAGER_API_ENDPOINT",)
         for name in stand_ins:
@@ -365,6 +398,7 @@ def _cloud_sql(r: _EnvReader) -> CloudSqlSettings | None:
     user, database = r.get("DB_USER"), r.get("DB_NAME")
     secret = r.matching("DB_PASSWORD_SECRET", _SECRET_RE, "projects/P/secrets/S/versions/V")
     iam = r.boolean("DB_IAM_AUTH", default=False)
+    ip_type = r.choice("DB_IP_TYPE", IpType, IpType.PUBLIC)
     for name, value in (("DB_USER", user), ("DB_NAME", database)):
         if value is None:
             r.problems.append(f"{name} is required with INSTANCE_CONNECTION_NAME")
@@ -376,4 +410,4 @@ def _cloud_sql(r: _EnvReader) -> CloudSqlSettings | None:
     secret_manager = r.endpoint("SECRET_MANAGER_API_ENDPOINT")
     if instance is None or user is None or database is None:
         return None
-    return CloudSqlSettings(instance, user, database, secret, iam, admin_api, secret_manager)
+    return CloudSqlSettings(instance, user, database, secret, iam, ip_type, admin_api, secret_manager)

@@ -23,7 +23,7 @@ from sync.core import logs
 from sync.core.config import Settings
 from sync.core.errors import ConfigurationError, classify
 from sync.core.messages import Message
-from sync.ops import deadletters, release, report, sources, verify, views
+from sync.ops import arguments, deadletters, release, report, sources, verify, views
 from sync.ops.preview import preview
 from sync.ops.progress import tracking
 from sync.postgres.schema import current_version, upgrade
@@ -76,11 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     runs = sub.add_parser("runs", help="list recent runs", description="List recent sync runs, newest first.")
-    runs.add_argument("--limit", type=int, default=20, help="at most this many runs (default 20)")
+    runs.add_argument("--limit", type=arguments.count, default=20, help="at most this many runs (default 20)")
     _output_flags(runs)
     rej = sub.add_parser("rejections", help="list skipped or degraded rows", description="List rejected rows with reasons.")
     rej.add_argument("--run", metavar="RUN_ID", help="only this run (its id, or the first 8 characters `runs` shows)")
-    rej.add_argument("--limit", type=int, default=100, help="at most this many rows (default 100)")
+    rej.add_argument("--limit", type=arguments.count, default=100, help="at most this many rows (default 100)")
     _output_flags(rej)
     prev = sub.add_parser(
         "preview",

@@ -6,7 +6,8 @@ Listing pulls without acknowledging and then releases the messages, so it change
 ``--replay`` publishes each message's body (and its own attributes, not the ones Pub/Sub
 added when dead-lettering) to ``SYNC_TOPIC`` and acknowledges it only after the publish is
 confirmed: a crash in between replays it twice, which the function tolerates (a stale
-continuation is ignored, a second tick finds nothing new).
+continuation is ignored, a second tick finds nothing new, a full_resync is recognised by when it
+was first requested, which the replay carries: :data:`sync.core.messages.REQUESTED_AT_ATTRIBUTE`).
 
 Selection (``--id``, ``--type``, ``--older-than``, ``--newer-than``) applies to listing and to
 replay alike; messages pulled and not selected are released at once, untouched.
@@ -27,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
 from sync.core.errors import ConfigurationError, MessageError
-from sync.core.messages import MessageType, decode
-from sync.ops import tables
+from sync.core.messages import REQUESTED_AT_ATTRIBUTE, MessageType, decode
+from sync.ops import arguments, tables
 
 SUBSCRIPTION_ENV = "SYNC_DEAD_LETTER_SUBSCRIPTION"
 TOPIC_ENV = "SYNC_TOPIC"
@@ -36,6 +37,9 @@ _SUBSCRIPTION_RE = re.compile(r"^projects/[^/]+/subscriptions/[A-Za-z][A-Za-z0-9
 _TOPIC_RE = re.compile(r"^projects/[^/]+/topics/[A-Za-z][A-Za-z0-9._~%+-]{2,254}$")
 # Pub/Sub adds these when it dead-letters a message; a replay must not carry them back.
 _DEAD_LETTER_ATTRIBUTE_PREFIX = "CloudPubSubDeadLetter"
+# One of them: when the message was published to the topic the push subscription reads.
+_SOURCE_PUBLISH_TIME = "CloudPubSubDeadLetterSourceTopicPublishTime"
+_REPLAYED_FROM = "replayed_from_dead_letter"
 #: The type of a body the function cannot decode (it acknowledges such a message, so one is
 #: dead-lettered only when published straight to the dead-letter topic).
 INVALID = "invalid"
@@ -79,6 +83,24 @@ class DeadLetter:
     @property
     def own_attributes(self) -> dict[str, str]:
         return {k: v for k, v in self.attributes.items() if not k.startswith(_DEAD_LETTER_ATTRIBUTE_PREFIX)}
+
+    @property
+    def requested_at(self) -> str | None:
+        """When the request was first published (UTC, ISO 8601): kept from an earlier replay, else the
+        publish time on the source topic that Pub/Sub records, else this letter's own; None if unreadable."""
+        for raw in (self.attributes.get(REQUESTED_AT_ATTRIBUTE), self.attributes.get(_SOURCE_PUBLISH_TIME), self.published):
+            try:
+                moment = dt.datetime.fromisoformat(raw or "")
+            except ValueError:
+                continue
+            return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).astimezone(dt.UTC).isoformat()
+        return None
+
+    def replay_attributes(self) -> dict[str, str]:
+        """Its own attributes, the first dead letter's id, and when the request was first published."""
+        attributes = {**self.own_attributes, _REPLAYED_FROM: self.own_attributes.get(_REPLAYED_FROM, self.message_id)}
+        requested = self.requested_at
+        return {**attributes, REQUESTED_AT_ATTRIBUTE: requested} if requested else attributes
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -159,7 +181,7 @@ def replay(
     ``replayed`` is called after each one is acknowledged (the CLI shows it as progress).
     """
     for letter in letters:
-        publish(letter.data, {**letter.own_attributes, "replayed_from_dead_letter": letter.message_id})
+        publish(letter.data, letter.replay_attributes())
         subscriber.acknowledge(request={"subscription": subscription, "ack_ids": [letter.ack_id]})
         if replayed is not None:
             replayed(letter)
@@ -193,7 +215,7 @@ def select(letters: Sequence[DeadLetter], selection: Selection, now: dt.datetime
     return picked, [d for d in letters if d.ack_id not in chosen]
 
 
-_AGE_RE = re.compile(r"^(\d+)([smhd])$")
+_AGE_RE = re.compile(r"^([0-9]+)([smhd])$")  # [0-9], not \d: \d also matches other scripts' digits
 _AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
@@ -233,7 +255,9 @@ def add_parser(sub: Any) -> None:
         "--older-than", type=parse_age, metavar="AGE", help="only messages published at least AGE ago (30m, 2h, 7d)"
     )
     parser.add_argument("--newer-than", type=parse_age, metavar="AGE", help="only messages published at most AGE ago")
-    parser.add_argument("--limit", type=int, default=100, help="pull at most this many messages to choose from (default 100)")
+    parser.add_argument(
+        "--limit", type=arguments.count, default=100, help="pull at most this many messages to choose from (default 100)"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -254,7 +278,7 @@ def main(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, err: Tex
     # PUBSUB_EMULATOR_HOST, when set, is honoured by both clients.
     subscriber = pubsub_v1.SubscriberClient()
     with tracking(f"pulling from {subscription}") as progress:
-        pulled = pull_all(subscriber, subscription, max(args.limit, 1), lambda n: progress.update(f"pulled {n} message(s)"))
+        pulled = pull_all(subscriber, subscription, args.limit, lambda n: progress.update(f"pulled {n} message(s)"))
     selection = Selection(frozenset(args.id), frozenset(args.type), args.older_than, args.newer_than)
     letters, others = select(pulled, selection, dt.datetime.now(dt.UTC))
     release(subscriber, subscription, others)

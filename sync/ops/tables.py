@@ -75,7 +75,8 @@ def width_for(out: TextIO, environ: Mapping[str, str] | None = None) -> int:
         except (OSError, ValueError, io.UnsupportedOperation):
             pass
     columns = environ.get("COLUMNS", "")
-    return int(columns) if columns.isdigit() and int(columns) > 0 else DEFAULT_WIDTH
+    # isascii too: isdigit() is true for other scripts' digits, which int() would read.
+    return int(columns) if columns.isascii() and columns.isdigit() and int(columns) > 0 else DEFAULT_WIDTH
 
 
 def _widths(columns: Sequence[Column], natural: list[int], width: int | None) -> list[int]:

@@ -227,9 +227,20 @@ def _connect_cloud_sql(cfg: CloudSqlSettings) -> Connection:
 def _open(connector: Connector, cfg: CloudSqlSettings, **kwargs: Any) -> Connection:
     """One ``connector.connect``; an instance the Admin API does not know is a configuration error."""
     import aiohttp  # the connector's HTTP client, already loaded with it
+    from google.cloud.sql.connector.exceptions import CloudSQLIPTypeError
 
     try:
-        conn: Connection = connector.connect(cfg.instance_connection_name, "pg8000", user=cfg.user, db=cfg.database, **kwargs)
+        conn: Connection = connector.connect(
+            cfg.instance_connection_name, "pg8000", user=cfg.user, db=cfg.database, ip_type=cfg.ip_type.value, **kwargs
+        )
+    except CloudSQLIPTypeError as err:
+        # The instance has no address of the chosen kind (a private-only instance dialled as public,
+        # say); no retry gives it one.
+        msg = (
+            f"DB_IP_TYPE={cfg.ip_type.value} but instance {cfg.instance_connection_name!r} has no address of that kind"
+            f" ({err}): set DB_IP_TYPE to the connectivity the instance has (Terraform: sql_connectivity)"
+        )
+        raise ConfigurationError([msg]) from err
     except ValueError as err:
         # The connector raises ValueError for a malformed name and for a region that is not
         # the instance's region; its message names the instance, never a credential.

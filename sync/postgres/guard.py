@@ -176,32 +176,30 @@ def log_held(verdict: Verdict, hold_id: int, total: int, samples: Sequence[str],
     ERROR: a WARNING ``deletes_still_held`` says so, and the alert does not fire again for them.
     """
     what = "a full resync's purge" if verdict.kind is HoldKind.PURGE else "rows the source flags deleted"
-    total = verdict.before + verdict.deletes
+    weighed = verdict.before + verdict.deletes
     reason = (
-        f"{total} with this run's earlier deletes, more than the limit of {verdict.limit}"
-        if verdict.limit is not None and total > verdict.limit
+        f"{weighed} with this run's earlier deletes, more than the limit of {verdict.limit}"
+        if verdict.limit is not None and weighed > verdict.limit
         else "a hold of this kind is still open"
     )
-    log.log(
-        logging.ERROR if fresh else logging.WARNING,
+    fields = {
+        "run_id": str(verdict.run_id),
+        "kind": verdict.kind.value,
+        "rows_held": verdict.deletes,
+        "run_deletes_before": verdict.before,
+        "live_rows": verdict.live,
+        "limit_rows": verdict.limit,
+        "approved": verdict.approved,
+        "hold_id": hold_id,
+        "hold_rows": total,
+        "sample_ids": list(samples),
+    }
+    message = (
         "%d deletes held (%s): run %s would soft-delete them from %d live rows (%s); everything else was written."
-        " Look, then release them with `python -m sync release-deletes`",
-        verdict.deletes,
-        what,
-        verdict.run_id,
-        verdict.live,
-        reason,
-        extra={
-            "event": "deletes_held" if fresh else "deletes_still_held",
-            "run_id": str(verdict.run_id),
-            "kind": verdict.kind.value,
-            "rows_held": verdict.deletes,
-            "run_deletes_before": verdict.before,
-            "live_rows": verdict.live,
-            "limit_rows": verdict.limit,
-            "approved": verdict.approved,
-            "hold_id": hold_id,
-            "hold_rows": total,
-            "sample_ids": list(samples),
-        },
+        " Look, then release them with `python -m sync release-deletes`"
     )
+    args = (verdict.deletes, what, verdict.run_id, verdict.live, reason)
+    if fresh:
+        log.error(message, *args, extra={"event": "deletes_held", **fields})
+    else:
+        log.warning(message, *args, extra={"event": "deletes_still_held", **fields})

@@ -156,7 +156,7 @@ class Pipeline:
             with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
                 state = st.acquire_lease(conn, invocation, self._settings.lease_seconds)
                 full = message.type is MessageType.FULL_RESYNC and state is not None
-                resync_started = full and st.resync_started(conn, message.message_id)
+                resync_started = full and st.resync_started(conn, message.message_id, message.requested_at)
                 pending = requests.pending(conn) if state is not None else []
             if state is None:
                 return _busy(message)

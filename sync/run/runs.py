@@ -5,7 +5,8 @@ Rules:
   continuation was lost resumes), else start an incremental run.
 - ``full_resync``: start a full run from the beginning, superseding any run in progress;
   a redelivery of a message already started (``resync_started``: its id is among those
-  remembered for Pub/Sub's retention, see ``state.resync_started``) is dropped.
+  remembered for Pub/Sub's retention, or, replayed from the dead letters, a full resync started
+  since it was first requested; see ``state.resync_started``) is dropped.
 - ``continue``: only if its run id and page are exactly the ones the database expects;
   anything else is a duplicate or a late delivery from a superseded chain, and is dropped.
 - A run past ``max_pages`` pages is stopped: a chain that long is a bug, not a backlog.
@@ -60,7 +61,9 @@ def plan(
     """What to do for ``message`` given ``state``; ``resync_started`` says a full_resync's id was seen."""
     in_progress = state.run_id is not None and state.next_page is not None
     if message.type is MessageType.FULL_RESYNC:
-        if message.message_id is not None and resync_started:
+        if resync_started and message.requested_at is not None:
+            return Drop(f"a full resync started after this full_resync was requested at {message.requested_at.isoformat()}")
+        if resync_started and message.message_id is not None:
             return Drop(f"full_resync message {message.message_id} was already started")
         return _new_run(state, TRIGGER_FULL, lookback, message.message_id, requests)
     if message.type is MessageType.TICK:

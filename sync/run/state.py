@@ -286,14 +286,18 @@ def record_page(conn: Connection, progress: PageProgress) -> None:
 RESYNC_MEMORY_DAYS = 8
 
 
-def resync_started(conn: Connection, message_id: str | None) -> bool:
-    """Whether a full resync was already started for this Pub/Sub message (a redelivery)."""
-    if message_id is None:
+def resync_started(conn: Connection, message_id: str | None, requested_at: dt.datetime | None = None) -> bool:
+    """Whether a full resync was already started for this request: for this Pub/Sub message (a
+    redelivery), or, for a request replayed from the dead letters (``requested_at`` set), at or after
+    the moment it was first published. A replay has a new message id, and the resync it asked for
+    may have started under the old one before the message was dead-lettered."""
+    if message_id is None and requested_at is None:
         return False
     cur = conn.cursor()
     cur.execute(
-        "SELECT 1 FROM sync_resync_messages WHERE message_id = %s AND started_at >= now() - make_interval(days => %s)",
-        (message_id, RESYNC_MEMORY_DAYS),
+        "SELECT 1 FROM sync_resync_messages WHERE started_at >= now() - make_interval(days => %s)"
+        " AND (message_id = %s OR started_at >= %s) LIMIT 1",
+        (RESYNC_MEMORY_DAYS, message_id, requested_at),
     )
     return cur.fetchone() is not None
 

@@ -66,8 +66,14 @@ class Webhook:
             "connector_id": event.connector_id if event else None,
             "group_id": event.group_id if event else None,
         }
-        level = logging.INFO if answer.status == 200 else logging.WARNING
-        log.log(level, "webhook %s: %s", answer.status, answer.outcome, extra=fields)
+        # A refused request is the sender's doing, not the operator's: never above WARNING.
+        log.log(
+            logging.INFO if answer.status == 200 else logging.WARNING,
+            "webhook %s: %s",
+            answer.status,
+            answer.outcome,
+            extra=fields,
+        )
         return answer
 
     def _answer(

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from sync.core import memory
-from sync.core.config import KNOWN_ENV_VARS, Settings
+from sync.core.config import KNOWN_ENV_VARS, IpType, Settings
 from sync.core.errors import ConfigurationError
 
 BASE = {"BIGQUERY_PROJECT": "acme-data", "DATABASE_URL": "postgresql://u:pw@db/app"}
@@ -18,6 +18,21 @@ def test_defaults():
     assert (s.salesforce_dataset, s.gong_dataset, s.page_size) == ("salesforce", "gongio_ft", 2000)
     assert s.cloud_sql is None
     assert s.auto_migrate
+
+
+@pytest.mark.parametrize(
+    ("raw", "chosen"),
+    [
+        (None, IpType.PUBLIC),  # unset: the connector's own default, the instance's public IP
+        ("private", IpType.PRIVATE),  # private services access
+        ("PSC", IpType.PSC),  # case does not matter, as for the connector
+    ],
+)
+def test_db_ip_type_chooses_the_connectors_ip_type(raw, chosen):
+    env = {"INSTANCE_CONNECTION_NAME": "acme-data:europe-west1:crm", "DB_USER": "u", "DB_NAME": "d", "DB_IAM_AUTH": "true"}
+    s = Settings.from_env({**env, **({"DB_IP_TYPE": raw} if raw else {})}, require_source=False)
+    assert s.cloud_sql is not None
+    assert s.cloud_sql.ip_type is chosen
 
 
 def test_cloud_sql_password_mode():
@@ -46,6 +61,25 @@ def test_cloud_sql_password_mode():
         # numbers are parsed and range-checked
         ({**BASE, "SYNC_PAGE_SIZE": "lots"}, ["SYNC_PAGE_SIZE must be an integer"]),
         ({**BASE, "SYNC_PAGE_SIZE": "0"}, ["SYNC_PAGE_SIZE must be between 1 and 50000"]),
+        # int() reads other scripts' digits ("٣" is 3), underscores and spaces inside; a setting takes 0-9 only
+        ({**BASE, "SYNC_PAGE_SIZE": "\u0663"}, ["SYNC_PAGE_SIZE must be an integer written in the digits 0-9, got '\u0663'"]),
+        ({**BASE, "SYNC_MAX_PAGES": "\uff11\uff10"}, ["SYNC_MAX_PAGES must be an integer written in the digits 0-9"]),
+        ({**BASE, "SYNC_LEASE_SECONDS": "1_000"}, ["SYNC_LEASE_SECONDS must be an integer written in the digits 0-9"]),
+        # the connector's ip_type, spelled as the choice Terraform makes
+        (
+            {
+                **BASE,
+                "DATABASE_URL": "",
+                "INSTANCE_CONNECTION_NAME": "p:r:i",
+                "DB_USER": "u",
+                "DB_NAME": "d",
+                "DB_IAM_AUTH": "true",
+                "DB_IP_TYPE": "vpc",
+            },
+            ["DB_IP_TYPE must be one of public, private, psc, got 'vpc'"],
+        ),
+        # without the connector there is no address to choose
+        ({**BASE, "DB_IP_TYPE": "private"}, ["DB_IP_TYPE is only used with INSTANCE_CONNECTION_NAME"]),
         (
             {**BASE, "DB_IAM_AUTH": "maybe", "INSTANCE_CONNECTION_NAME": "p:r:i", "DB_USER": "u", "DB_NAME": "d"},
             ["DB_IAM_AUTH must be true or false", "DATABASE_URL and INSTANCE_CONNECTION_NAME are mutually exclusive"],

@@ -55,9 +55,10 @@ def test_full_resync_keeps_the_message_id_for_dedup():
             "must carry a UTC offset",
         ),
         (b'{"type": "tick", "pad": "' + b"x" * 5000 + b'"}', "the limit is 4096"),
-        (b"[" * 1000 + b"]" * 1000, "nested too deeply"),  # RecursionError in the parser, under 2 KB
-        (b'{"a":' * 100 + b"[" * 950 + b"]" * 950 + b"}" * 100, "nested too deeply"),  # objects and arrays mixed
-        (b'{"type": "continue", "run_id": ' + b"[" * 900 + b"]" * 900 + b"}", "field 'run_id' must be a string"),
+        (b"[" * 1000 + b"]" * 1000, "nested more than 32 deep"),  # a RecursionError before Python 3.12, under 2 KB
+        (b'{"a":' * 100 + b"[" * 950 + b"]" * 950 + b"}" * 100, "nested more than 32 deep"),  # objects and arrays mixed
+        (b'{"type": "continue", "run_id": ' + b"[" * 900 + b"]" * 900 + b"}", "nested more than 32 deep"),
+        (b'{"type": "continue", "run_id": [[1]]}', "field 'run_id' must be a string"),  # shallow: named by field
         (b'{"type": {"nested": 1}}', "field 'type' must be a string, number, boolean or null, got dict"),
         (b'{"type": "continue", "v": 1.0}', "version 1.0 is not supported (expected the integer 1)"),  # 1.0 == 1
         (b'{"type": "continue", "v": true}', "version True is not supported"),  # True == 1 as well
@@ -70,9 +71,40 @@ def test_malformed_bodies_are_rejected_with_the_reason(body, error):
         decode(body)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"type": "tick", "note": "' + b"[" * 100 + b'"}',  # brackets inside a string are text
+        b'{"type": "tick", "note": "\\"' + b"{" * 100 + b'"}',  # so are those after an escaped quote
+    ],
+)
+def test_brackets_inside_strings_do_not_count_as_nesting(body):
+    assert decode(body) == Message.tick()
+
+
 def test_cloud_event_data_unwraps_pubsub():
     data = {"message": {"data": base64.b64encode(b'{"type":"tick"}').decode(), "messageId": "42"}, "subscription": "s"}
-    assert from_cloud_event_data(data) == (b'{"type":"tick"}', "42")
+    assert from_cloud_event_data(data) == (b'{"type":"tick"}', "42", {})
+    data["message"]["attributes"] = {"sync_requested_at": "2026-12-01T10:00:00+00:00"}
+    assert from_cloud_event_data(data)[2] == {"sync_requested_at": "2026-12-01T10:00:00+00:00"}
+
+
+@pytest.mark.parametrize(
+    ("attributes", "requested_at"),
+    [
+        (None, None),  # published by an operator: remembered by its message id only
+        ({"sync_requested_at": "2026-12-01T10:00:00.123+00:00"}, dt.datetime(2026, 12, 1, 10, 0, 0, 123000, tzinfo=dt.UTC)),
+        ({"sync_requested_at": "2026-12-01T10:00:00Z"}, dt.datetime(2026, 12, 1, 10, tzinfo=dt.UTC)),  # Pub/Sub's spelling
+    ],
+)
+def test_a_replayed_full_resync_carries_when_it_was_first_requested(attributes, requested_at):
+    assert decode(b'{"type":"full_resync"}', "7", attributes) == Message.full_resync("7", requested_at)
+
+
+@pytest.mark.parametrize("raw", ["yesterday", "2026-12-01T10:00:00"])  # unreadable; no offset
+def test_a_malformed_requested_at_is_refused(raw):
+    with pytest.raises(MessageError, match="attribute sync_requested_at must be an ISO timestamp with a UTC offset"):
+        decode(b'{"type":"full_resync"}', "7", {"sync_requested_at": raw})
 
 
 @pytest.mark.parametrize(

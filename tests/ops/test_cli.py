@@ -60,6 +60,23 @@ def test_database_only_commands_name_only_the_database_settings(command):
     assert "BIGQUERY_PROJECT" not in line
 
 
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["runs", "--limit", "-1"], "'-1'"),  # reached Postgres as LIMIT -1 and came back as its raw error
+        (["runs", "--limit", "0"], "'0'"),  # an empty table nobody asks for
+        (["rejections", "--limit", "\u0663"], "'\u0663'"),  # int() reads it as 3
+        (["rejections", "--limit", "ten"], "'ten'"),
+    ],
+)
+def test_a_limit_below_one_is_a_usage_error_before_anything_is_read(env, args, shown):
+    result = _cli(args, env.env_vars())
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"argument --limit: must be a whole number of at least 1, got {shown}" in result.stderr
+    assert "SQLSTATE" not in result.stderr
+
+
 def test_publish_needs_only_the_topic():
     result = _cli(["publish", "tick"], {})
     assert result.returncode == 2

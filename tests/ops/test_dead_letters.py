@@ -8,6 +8,7 @@ the message to the dead-letter topic with the ``CloudPubSubDeadLetterSource*`` a
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -295,6 +296,10 @@ def test_selection_and_dry_run_touch_only_what_they_pick(pubsub_host):
         (["--dry-run"], "--dry-run goes with --replay"),  # listing changes nothing already
         (["--older-than", "2 hours"], "an age is a whole number with s, m, h or d"),
         (["--type", "resync"], "invalid choice: 'resync'"),
+        # --limit 0 replayed one message (the pull asked for at least one); it is refused, as any count below 1
+        (["--replay", "--limit", "0"], "argument --limit: must be a whole number of at least 1, got '0'"),
+        (["--limit", "-5"], "argument --limit: must be a whole number of at least 1, got '-5'"),
+        (["--older-than", "\u0663h"], "an age is a whole number with s, m, h or d"),  # ASCII digits only
     ],
 )
 def test_bad_selection_exits_2(args, expected):
@@ -354,3 +359,63 @@ def test_replaying_continuations_of_applied_pages_changes_nothing(env, pubsub_ho
     finally:
         if server.poll() is None:
             _stop(server, log)
+
+
+def _function_log(log_path, event):
+    return [json.loads(line) for line in log_path.read_text().splitlines() if f'"event": "{event}"' in line]
+
+
+@pytest.mark.pubsub
+@needs_emulator
+def test_a_replayed_full_resync_that_had_started_starts_no_second_one(env, pubsub_host, tmp_path):
+    """The dead letter has a new message id, and the replay another: what the function recognises is when
+    the request was first published, which Pub/Sub records on the letter and the replay carries on."""
+    from google.cloud import pubsub_v1
+
+    env.seed(generate(40, seed=73))
+    trigger, dead, inspect = _topics("dlq-resync")
+    publisher, subscriber = _clients()
+    port = free_port()
+    log_path = tmp_path / "function.log"
+    server, log = _serve(port, {**env.env_vars(), "SYNC_TOPIC": trigger, "PUBSUB_EMULATOR_HOST": pubsub_host}, log_path)
+    try:
+        subscriber.create_subscription(
+            request={
+                "name": subscriber.subscription_path(PROJECT, "dlq-resync-push"),
+                "topic": trigger,
+                "push_config": pubsub_v1.types.PushConfig(push_endpoint=f"http://127.0.0.1:{port}/"),
+                "ack_deadline_seconds": 60,
+                "dead_letter_policy": {"dead_letter_topic": dead, "max_delivery_attempts": MAX_ATTEMPTS},
+            }
+        )
+        (requested,) = env.query("SELECT now()")[0]
+        env.drain(Message.full_resync("original"))  # the request's resync ran, under the original id
+        pubsub_env = {"SYNC_DEAD_LETTER_SUBSCRIPTION": inspect, "PUBSUB_EMULATOR_HOST": pubsub_host, "SYNC_TOPIC": trigger}
+
+        # The letter as Pub/Sub leaves it: a new id, the source topic's publish time among its attributes.
+        source_time = requested.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        publisher.publish(
+            dead,
+            b'{"type":"full_resync"}',
+            CloudPubSubDeadLetterSourceTopicPublishTime=source_time,
+            CloudPubSubDeadLetterSourceDeliveryCount=str(MAX_ATTEMPTS),
+        ).result()
+        assert _cli(["--replay"], **pubsub_env).stdout.strip() == f"replayed 1 message(s) to {trigger}"
+        deadline = time.monotonic() + 60
+        while not _function_log(log_path, "message_dropped"):
+            assert time.monotonic() < deadline, "the replayed full_resync never arrived"
+            time.sleep(0.5)
+        (dropped,) = _function_log(log_path, "message_dropped")
+        assert "a full resync started after this full_resync was requested" in dropped["message"]
+        assert env.query("SELECT count(*) FROM sync_runs WHERE trigger = 'full_resync'") == [(1,)]
+
+        # A request first published after that resync started is a new one: its replay runs.
+        (later,) = env.query("SELECT now()")[0]
+        publisher.publish(dead, b'{"type":"full_resync"}', CloudPubSubDeadLetterSourceTopicPublishTime=later.isoformat()).result()
+        assert _cli(["--replay"], **pubsub_env).returncode == 0
+        deadline = time.monotonic() + 60
+        while env.query("SELECT count(*) FROM sync_runs WHERE trigger = 'full_resync' AND status = 'success'") != [(2,)]:
+            assert time.monotonic() < deadline, "the later request's replay did not run"
+            time.sleep(0.5)
+    finally:
+        _stop(server, log)

@@ -404,3 +404,48 @@ def test_missing_google_credentials_are_a_configuration_error(bq_client, bq_endp
     assert failure.levelno == logging.CRITICAL
     assert "Google credentials are not available" in failure.getMessage()
     assert "GOOGLE_APPLICATION_CREDENTIALS" in failure.getMessage()
+
+
+@pytest.mark.parametrize("connectivity", ["private", "psc"])
+def test_private_ip_and_private_service_connect_sync_through_the_address_of_their_kind(
+    bq_client, bq_endpoint, cloudsql, target, monkeypatch, caplog, connectivity
+):
+    """An instance without a public IP (the org policy sql.restrictPublicIp), reached as Terraform deploys it."""
+    env = _env(bq_client, bq_endpoint, target.secure, target.database)
+    data = generate(20, seed=90)
+    env.seed(data)
+    monkeypatch.setattr(cloudsql.admin, "connectivity", connectivity)
+    connection = cloudsql.env(target.database, target.role, secret=target.secret, ip_type=connectivity)
+    app = client(monkeypatch, _function_vars(env, connection))
+    accepted = len(cloudsql.front.accepted)
+    caplog.set_level(logging.INFO)
+
+    assert push(app, {"type": "tick"}).status_code == 200
+
+    assert env.projection() == expected_projection(data)
+    assert len(cloudsql.front.accepted) > accepted  # through the connector's mTLS, at the private address
+    assert _events(caplog.records, "page_failed") == []
+
+
+@pytest.mark.parametrize(
+    ("connectivity", "ip_type"),
+    [
+        ("private", "public"),  # the instance lost its public IP (or never had one): the default no longer fits
+        ("public", "private"),  # private chosen, but the instance has no private services access address
+        ("private", "psc"),  # PSC chosen for an instance without PSC enabled
+    ],
+)
+def test_an_ip_type_the_instance_lacks_is_a_configuration_error_naming_db_ip_type(
+    bq_client, bq_endpoint, cloudsql, target, monkeypatch, caplog, connectivity, ip_type
+):
+    env = _env(bq_client, bq_endpoint, target.secure, target.database)
+    env.seed(generate(5, seed=91))
+    monkeypatch.setattr(cloudsql.admin, "connectivity", connectivity)
+    app = client(
+        monkeypatch, _function_vars(env, cloudsql.env(target.database, target.role, secret=target.secret, ip_type=ip_type))
+    )
+    caplog.set_level(logging.INFO)
+    assert push(app, {"type": "tick"}).status_code == 200  # acked: no retry gives the instance that address
+    (failure,) = _our_errors(caplog.records)
+    assert failure.levelno == logging.CRITICAL
+    assert f"DB_IP_TYPE={ip_type} but instance" in failure.getMessage()

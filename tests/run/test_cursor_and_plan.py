@@ -177,6 +177,9 @@ def test_plan(message, state, expect):
         (Message.full_resync("m1"), True, "drop"),  # a remembered id: a redelivery, not started twice
         (Message.full_resync("m1"), False, "page"),  # a new id starts a run
         (Message.full_resync(None), True, "page"),  # no id (the CLI's own): nothing to recognise
+        # replayed from the dead letters: a new id, but a resync started since it was first requested
+        (Message.full_resync("r1", dt.datetime(2026, 12, 1, tzinfo=dt.UTC)), True, "drop"),
+        (Message.full_resync("r1", dt.datetime(2026, 12, 1, tzinfo=dt.UTC)), False, "page"),  # none since: it starts
         (Message.tick(), True, "page"),  # only full_resync consults the memory
     ],
 )

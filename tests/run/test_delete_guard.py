@@ -188,6 +188,7 @@ def test_a_wave_of_deleted_rows_is_held_and_the_rest_of_the_page_written(env, cl
     assert lines
     assert all(e["severity"] == "ERROR" and e["kind"] == "source_deletes" for e in lines)
     assert sum(e["rows_held"] for e in lines) == held
+    assert lines[-1]["hold_rows"] == held  # the hold's distinct ids, all pages together
     assert (lines[0]["live_rows"], lines[0]["run_deletes_before"]) == (200, applied)
 
     # A later run reading them again (a re-sync bumps their stamps) holds them again, counted once.

@@ -58,3 +58,28 @@ def test_a_resync_that_crashed_before_its_first_commit_is_not_remembered(env):
     # Pub/Sub redelivers C: it starts, since it never did.
     assert env.pipeline().handle(Message.full_resync("C")).action == "page"
     assert _full_runs(env) == 1
+
+
+def test_a_full_resync_replayed_from_the_dead_letters_after_it_started_starts_nothing(env):
+    """Its redeliveries met the lease its own chain held until Pub/Sub dead-lettered it; the replay has a new id."""
+    data = generate(60, seed=34)
+    env.seed(data)
+    pipeline = env.pipeline(SYNC_PAGE_SIZE="20")
+    (requested,) = env.query("SELECT now()")[0]
+    first = pipeline.handle(Message.full_resync("original"))
+    assert first.action == "page"
+
+    replayed = pipeline.handle(Message.full_resync("replayed", requested))
+    assert replayed.action == "dropped"
+    assert "started after this full_resync was requested" in replayed.reason
+    outcome = first  # the first resync's chain is intact and finishes
+    while outcome.continuation is not None:
+        outcome = pipeline.handle(outcome.continuation)
+    assert outcome.run_done
+    assert _full_runs(env) == 1
+    assert env.projection() == expected_projection(data)
+
+    # A request published after every resync started is a new one, replayed or not.
+    (later,) = env.query("SELECT now()")[0]
+    assert pipeline.handle(Message.full_resync("replayed-later", later)).action == "page"
+    assert _full_runs(env) == 2

@@ -173,6 +173,42 @@ def test_cli_passes_on_the_repository():
         ),
         # A provider argument.
         ("versions.tf", "default_labels =", "default_label =", "provider google: unknown argument or block 'default_label'"),
+        # The private connectivity pieces (network.tf, function.tf, sql.tf) are checked like the rest.
+        (
+            "function.tf",
+            'direct_vpc_egress = local.private_connectivity ? "VPC_EGRESS_PRIVATE_RANGES_ONLY" : null',
+            'direct_vpc_egres = local.private_connectivity ? "VPC_EGRESS_PRIVATE_RANGES_ONLY" : null',
+            "service_config: unknown argument or block 'direct_vpc_egres'",
+        ),
+        (
+            "function.tf",
+            "subnetwork = local.vpc_subnetwork",
+            "subnet = local.vpc_subnetwork",
+            "unknown argument or block 'subnet'",
+        ),
+        ("sql.tf", "psc_enabled               = true", "psc_enable = true", "unknown argument or block 'psc_enable'"),
+        ("sql.tf", "      private_network    =", "      private_net =", "unknown argument or block 'private_net'"),
+        (
+            "network.tf",
+            "reserved_peering_ranges = [",
+            "reserved_ranges = [",
+            "google_service_networking_connection.private_services: unknown argument or block 'reserved_ranges'",
+        ),
+        ("network.tf", '"VPC_PEERING"', '"VPC_PEERING"\n  address_kind = "INTERNAL"', "unknown argument or block 'address_kind'"),
+        # "" is accepted only where the provider documents it (a PSC forwarding rule), not for every enum.
+        ("function.tf", '"ALLOW_INTERNAL_ONLY"', '""', "ingress_settings = '' is not one of"),
+        (
+            "network.tf",
+            'load_balancing_scheme = ""',
+            'load_balancing_scheme = "PSC"',
+            "load_balancing_scheme = 'PSC' is not one of",
+        ),
+        (
+            "network.tf",
+            "target      = google_sql_database_instance.created[0].psc_service_attachment_link",
+            "target      = google_sql_database_instance.created[0].psc_attachment_link",
+            "no attribute 'psc_attachment_link'",
+        ),
         # The time provider is checked too.
         (
             "iam.tf",

@@ -32,7 +32,7 @@ TF_DIR = ROOT / "terraform"
 if str(ROOT) not in sys.path:  # sync/ is imported from the repo root, not installed
     sys.path.insert(0, str(ROOT))
 
-from sync.core.config import KNOWN_ENV_VARS  # noqa: E402
+from sync.core.config import KNOWN_ENV_VARS, IpType  # noqa: E402
 
 # The layout the README and reviewers rely on; a missing file fails loudly here
 # instead of every other test passing vacuously on an empty parse.
@@ -45,6 +45,7 @@ EXPECTED_TF_FILES = {
     "iam.tf",
     "secrets.tf",
     "sql.tf",
+    "network.tf",
     "function.tf",
     "monitoring.tf",
     "dashboard.tf",
@@ -297,10 +298,28 @@ def test_ack_deadline_covers_the_function_timeout(cfg: Config) -> None:
         assert timeout <= deadline <= 600, timeout
 
 
+# The Python scripts/setup.sh builds the virtualenv on: the function's runtime.
+RUNTIME_PYTHON = re.search(r"^RUNTIME_PYTHON=(\d+\.\d+)$", (ROOT / "scripts" / "setup.sh").read_text(), re.MULTILINE)
+
+
+def test_the_function_runs_on_the_python_the_suite_is_built_on(cfg: Config) -> None:
+    assert RUNTIME_PYTHON is not None, "scripts/setup.sh no longer names RUNTIME_PYTHON"
+    build = one(cfg.resource("google_cloudfunctions2_function", "sync")["build_config"])
+    assert build["runtime"] == "python" + RUNTIME_PYTHON.group(1).replace(".", "")
+
+
+def test_the_suite_runs_on_the_functions_python() -> None:
+    assert RUNTIME_PYTHON is not None
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert running == RUNTIME_PYTHON.group(1), (
+        f"the suite runs on Python {running}, the function on {RUNTIME_PYTHON.group(1)}: run scripts/setup.sh"
+        " (make setup), which makes .venv again on the function's Python"
+    )
+
+
 def test_function_runtime_settings(cfg: Config) -> None:
     function = cfg.resource("google_cloudfunctions2_function", "sync")
     build = one(function["build_config"])
-    assert build["runtime"] == "python311"
     assert build["entry_point"] == "sync_opportunities"
     service = one(function["service_config"])
     assert service["max_instance_count"] == 1
@@ -651,7 +670,15 @@ def _gcp_metric(cfg: Config, policy: dict[str, Any]) -> tuple[str, str]:
     return metric_type, text
 
 
-LOG_METRIC_ALERTS = {"run_failed", "sync_stale", "rejected_rate", "config_error", "source_unavailable", "deletes_held"}
+LOG_METRIC_ALERTS = {
+    "run_failed",
+    "sync_stale",
+    "rejected_rate",
+    "config_error",
+    "source_unavailable",
+    "error_event",
+    "deletes_held",
+}
 GCP_METRIC_ALERTS = {"dead_letters", "push_failures", "memory_high"}
 
 
@@ -924,10 +951,12 @@ def test_memory_model_is_the_codes_and_plan_refuses_what_the_function_would(cfg:
         memory.MIB_PER_ROW,
         memory.HEADROOM,
     )
-    (check,) = [
-        p for block in cfg.resource("google_cloudfunctions2_function", "sync")["lifecycle"] for p in block.get("precondition", [])
+    checks = [
+        p["condition"]
+        for block in cfg.resource("google_cloudfunctions2_function", "sync")["lifecycle"]
+        for p in block.get("precondition", [])
     ]
-    assert check["condition"] == "${local.page_peak_mib * local.memory_headroom <= local.function_memory_mib}"
+    assert "${local.page_peak_mib * local.memory_headroom <= local.function_memory_mib}" in checks
 
     terraform = shutil.which("terraform")
     if terraform is None:
@@ -988,7 +1017,7 @@ def test_held_deletes_alert_on_the_line_the_guard_logs(cfg: Config) -> None:
     assert metric["label_extractors"] == {"kind": "EXTRACT(jsonPayload.kind)"}
     # The event and field the metric reads are the ones sync/postgres/guard.py logs at ERROR.
     guard = (ROOT / "sync" / "postgres" / "guard.py").read_text()
-    assert '"deletes_held" if fresh else "deletes_still_held"' in guard
+    assert 'log.error(message, *args, extra={"event": "deletes_held", **fields})' in guard
     assert '"kind": verdict.kind.value' in guard
     policy = cfg.resources["google_monitoring_alert_policy"]["deletes_held"]
     assert "deletes_held.name" in refs(policy["conditions"])
@@ -1047,3 +1076,125 @@ def test_fivetran_webhook_is_opt_in(cfg: Config) -> None:
     assert cfg.resource("fivetran_webhook", "sync_end")["count"] == "${local.fivetran_webhook_enabled ? 1 : 0}"
     assert cfg.locals["fivetran_webhook_enabled"] == "${var.webhook_enabled && var.fivetran_webhook_enabled}"
     assert "webhook_url" in cfg.outputs
+
+
+# ---------------------------------------------------------------------------
+# Private connectivity (network.tf) and the created instance's version
+# ---------------------------------------------------------------------------
+
+
+def test_db_ip_type_is_the_connectivity_terraform_builds(cfg: Config) -> None:
+    assert cfg.locals["function_env_common"]["DB_IP_TYPE"] == "${var.sql_connectivity}"
+    condition = one(cfg.variables["sql_connectivity"]["validation"])["condition"]
+    assert set(re.findall(r'"(\w+)"', condition)) == {t.value for t in IpType}, "the variable and DB_IP_TYPE accept the same"
+    ip = one(one(cfg.resource("google_sql_database_instance", "created")["settings"])["ip_configuration"])
+    # A created instance has exactly the path chosen: no public IP for private or psc.
+    assert ip["ipv4_enabled"] == '${var.sql_connectivity == "public"}'
+    assert "local.vpc_network" in ip["private_network"]
+    assert "local.private_services_range" in ip["allocated_ip_range"]
+    assert ip["ssl_mode"] == "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"
+    (psc,) = [d["psc_config"] for d in ip["dynamic"]]
+    assert psc["for_each"] == '${var.sql_connectivity == "psc" ? [1] : []}'
+    # The function reaches a private address only through Direct VPC egress, and only for private ranges.
+    service = one(cfg.resource("google_cloudfunctions2_function", "sync")["service_config"])
+    assert service["direct_vpc_egress"] == '${local.private_connectivity ? "VPC_EGRESS_PRIVATE_RANGES_ONLY" : null}'
+    (interface,) = [d["direct_vpc_network_interface"] for d in service["dynamic"]]
+    assert one(interface["content"]) == {"network": "${local.vpc_network}", "subnetwork": "${local.vpc_subnetwork}"}
+    assert "vpc_connector" not in service, "Direct VPC egress and a connector are mutually exclusive"
+
+
+def test_the_private_pieces_exist_only_with_the_instance_they_serve(cfg: Config) -> None:
+    counts = {
+        ("google_compute_global_address", "private_services"): "local.create_private_services_access",
+        ("google_service_networking_connection", "private_services"): "local.create_private_services_access",
+        ("google_compute_address", "psc"): "local.create_psc_endpoint",
+        ("google_compute_forwarding_rule", "psc"): "local.create_psc_endpoint",
+        ("google_dns_managed_zone", "psc"): "local.create_psc_endpoint",
+        ("google_dns_record_set", "psc"): "local.create_psc_endpoint",
+        ("google_compute_network", "sync"): "local.create_network",
+        ("google_compute_subnetwork", "egress"): "local.create_subnetwork",
+    }
+    for (rtype, name), flag in counts.items():
+        assert cfg.resource(rtype, name)["count"] == f"${{{flag} ? 1 : 0}}", (rtype, name)
+    assert "var.create_sql_instance" in cfg.locals["create_private_services_access"]
+    assert "var.create_sql_instance" in cfg.locals["create_psc_endpoint"]
+    # The instance takes its address from the peering's range, so the peering comes first.
+    assert (
+        "${google_service_networking_connection.private_services}"
+        in cfg.resource("google_sql_database_instance", "created")["depends_on"]
+    )
+    # The connector dials the instance's DNS name for PSC: the record maps exactly that name to the endpoint.
+    record = cfg.resource("google_dns_record_set", "psc")
+    assert record["name"] == "${google_sql_database_instance.created[0].dns_name}"
+    assert record["rrdatas"] == ["${google_compute_address.psc[0].address}"]
+    assert cfg.resource("google_compute_forwarding_rule", "psc")["target"] == (
+        "${google_sql_database_instance.created[0].psc_service_attachment_link}"
+    )
+
+
+def test_the_created_instance_runs_the_chosen_postgres_version(cfg: Config) -> None:
+    assert cfg.resource("google_sql_database_instance", "created")["database_version"] == "${var.postgres_version}"
+    assert cfg.variables["postgres_version"]["default"] == "POSTGRES_18"
+
+
+def _variables_module(tmp_path: Path, names: tuple[str, ...]) -> Path:
+    """The named variable blocks exactly as variables.tf writes them, as a module of their own."""
+    text = (TF_DIR / "variables.tf").read_text()
+    blocks = [re.search(rf'^variable "{n}" \{{.*?^\}}$', text, re.MULTILINE | re.DOTALL) for n in names]
+    assert all(blocks), names
+    (tmp_path / "variables.tf").write_text("\n\n".join(b.group(0) for b in blocks if b) + "\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("values", "accepted"),
+    [
+        ({}, True),  # the defaults: public, the newest GA major
+        ({"sql_connectivity": "psc", "postgres_version": "POSTGRES_15"}, True),
+        ({"sql_connectivity": "vpc"}, False),  # not a connectivity the code knows
+        ({"postgres_version": "POSTGRES_14"}, False),  # a major the sync is not tested on
+        ({"egress_subnet_cidr": "10.8.0.0/28"}, False),  # smaller than the /26 Direct VPC egress asks for
+        ({"egress_subnet_cidr": "10.8.0.0"}, False),
+        ({"vpc_subnetwork": "projects/acme-data/regions/europe-west1/subnetworks/egress"}, False),  # no vpc_network
+        (
+            {
+                "vpc_network": "projects/acme-data/global/networks/shared",
+                "vpc_subnetwork": "projects/acme-data/regions/europe-west1/subnetworks/egress",
+            },
+            True,
+        ),
+        ({"private_services_prefix_length": 25}, False),  # Cloud SQL needs at least a /24
+    ],
+)
+def test_connectivity_and_version_variables_refuse_what_cannot_work(
+    tmp_path: Path, values: dict[str, Any], accepted: bool
+) -> None:
+    import shutil
+    import subprocess
+
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("no terraform binary to evaluate the validations with")
+    names = (
+        "sql_connectivity",
+        "vpc_network",
+        "vpc_subnetwork",
+        "egress_subnet_cidr",
+        "private_services_prefix_length",
+        "postgres_version",
+    )
+    module = _variables_module(tmp_path, names)
+    result = subprocess.run(
+        [terraform, f"-chdir={module}", "console", *(f"-var={k}={v}" for k, v in values.items())],
+        input="var.sql_connectivity\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"TF_CLI_CONFIG_FILE": "/dev/null", "CHECKPOINT_DISABLE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    # console reports a refused value and still exits 0: read what it says.
+    refused = "Invalid value for variable" in result.stdout + result.stderr
+    assert refused is not accepted, result.stdout + result.stderr
+    if accepted:
+        assert result.stdout.strip().strip('"') == values.get("sql_connectivity", "public")
