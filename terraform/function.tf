@@ -112,6 +112,8 @@ locals {
     # IAM database login as the runtime account: the function has no password at all.
     DB_IAM_AUTH                   = "true"
     SYNC_REJECTION_RETENTION_DAYS = tostring(var.rejection_retention_days)
+    SYNC_DELETE_GUARD_PERCENT     = var.delete_guard_percent
+    SYNC_DELETE_GUARD_MIN_ROWS    = tostring(var.delete_guard_min_rows)
     LOG_LEVEL                     = var.log_level
   }
 

@@ -3,7 +3,8 @@
 #   numeric rows_read, rows_skipped, ... (rows_skipped = rows rejected by validation),
 # plus one alert for each way the sync can stop without a failed run: dead letters waiting,
 # a configuration error (logged at CRITICAL and acked), push deliveries answered non-2xx,
-# memory near the instance's limit. The dashboard on the same series is in dashboard.tf.
+# memory near the instance's limit; and one for deletes the guard held (deletes_held), which
+# wait for an operator while every run keeps succeeding. The dashboard on the same series is in dashboard.tf.
 # Cloud Logging parses stdout JSON into jsonPayload; a 2nd-gen function's logs
 # are attributed to its Cloud Run service (local.function_log_filter).
 
@@ -29,6 +30,10 @@ locals {
   # Every line the function logs at CRITICAL is a configuration error (main.py): the message
   # names the variable at fault, and it was acked because every retry would fail the same way.
   config_errors_filter = "${local.function_log_filter} AND severity=CRITICAL"
+
+  # The ERROR line a run logs when it holds deletes (sync/postgres/guard.py): a held purge, or
+  # rows the source flags deleted. Rows a hold already keeps log deletes_still_held instead.
+  deletes_held_filter = "${local.function_log_filter} AND jsonPayload.event=\"deletes_held\""
 
   # Metrics GCP itself writes, in the filter form and in PromQL (dots and slashes become
   # underscores, the first slash a colon). tests/system/test_terraform.py pins these names.
@@ -124,6 +129,29 @@ resource "google_logging_metric" "source_unavailable" {
   }
 }
 
+resource "google_logging_metric" "deletes_held" {
+  name        = "${local.metric_prefix}_deletes_held"
+  description = "Times a ${var.name} run held deletes for an operator (deletes_held), by kind (purge|source_deletes)."
+  filter      = local.deletes_held_filter
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "${var.name} deletes held"
+
+    labels {
+      key         = "kind"
+      value_type  = "STRING"
+      description = "purge (a full resync's) or source_deletes (rows the source flags deleted)"
+    }
+  }
+
+  label_extractors = {
+    kind = "EXTRACT(jsonPayload.kind)"
+  }
+}
+
 # An alert policy created in the same apply as its log-based metric fails with 404
 # "Cannot find metric(s) that match type = ... If a metric was created recently, it could
 # take up to 10 minutes to become available" (provider issue #11102, still open). No
@@ -136,7 +164,7 @@ resource "time_sleep" "log_metrics" {
 
   triggers = {
     metrics = join(",", concat(
-      [google_logging_metric.runs.id, google_logging_metric.config_errors.id, google_logging_metric.source_unavailable.id, google_logging_metric.error_events.id],
+      [google_logging_metric.runs.id, google_logging_metric.config_errors.id, google_logging_metric.source_unavailable.id, google_logging_metric.error_events.id, google_logging_metric.deletes_held.id],
       [for m in google_logging_metric.run_value : m.id],
     ))
   }
@@ -646,6 +674,60 @@ resource "google_monitoring_alert_policy" "error_event" {
 
       First command: `gcloud logging read '${local.function_log_filter} AND severity=ERROR AND jsonPayload.event="${each.key}"' --project=${var.project_id} --limit=5 --format=json`.
       Runbook: terraform/README.md, "Log lines: working as designed, or look now".
+    EOT
+  }
+}
+
+# (8) Deletes held: a run would have soft-deleted more of the replica than the delete guard
+# allows, so it held them and finished everything else. Runs keep succeeding, so nothing else fires.
+resource "google_monitoring_alert_policy" "deletes_held" {
+  display_name          = "${var.name}: deletes held for an operator"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "a deletes_held line from ${var.name}"
+
+    condition_threshold {
+      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.deletes_held.name}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "86400s"
+  }
+
+  depends_on = [time_sleep.log_metrics]
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "${var.name}: deletes held, waiting for an operator"
+    content   = <<-EOT
+      A ${var.name} run would have soft-deleted more of the replica than the delete guard allows
+      (`SYNC_DELETE_GUARD_PERCENT` of the live rows, never fewer than `SYNC_DELETE_GUARD_MIN_ROWS`):
+      a full resync's purge, or a wave of rows the source flags deleted. It held them and wrote
+      everything else; the held rows stay live until someone looks.
+
+      First command: `python -m sync status` (with the function's database settings) shows what is
+      held, by which run, against how many live rows; the log line has a sample of the ids:
+      `gcloud logging read '${local.deletes_held_filter}' --project=${var.project_id} --limit=5 --format=json`.
+      Check the source (a Fivetran re-sync in flight? a connector pointed elsewhere?). If the deletes are
+      real, `python -m sync release-deletes` approves them and the next run re-reads the source and
+      applies what it then finds. Runbook: terraform/README.md, "Held deletes".
     EOT
   }
 }

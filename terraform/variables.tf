@@ -301,6 +301,28 @@ variable "max_pages" {
   }
 }
 
+variable "delete_guard_percent" {
+  type        = string
+  description = "A run that would soft-delete more than this percentage of the live replica holds those deletes for an operator (SYNC_DELETE_GUARD_PERCENT); \"off\" disables the guard. See docs/operations.md, \"Deletes are guarded\"."
+  default     = "10"
+
+  validation {
+    condition     = var.delete_guard_percent == "off" || try(tonumber(var.delete_guard_percent) > 0 && tonumber(var.delete_guard_percent) <= 100, false)
+    error_message = "delete_guard_percent must be a number above 0 and at most 100, or \"off\"."
+  }
+}
+
+variable "delete_guard_min_rows" {
+  type        = number
+  description = "Fewer deletes than this in one run are never held, whatever share of a small replica they are (SYNC_DELETE_GUARD_MIN_ROWS)."
+  default     = 100
+
+  validation {
+    condition     = var.delete_guard_min_rows >= 1 && var.delete_guard_min_rows <= 100000000 && floor(var.delete_guard_min_rows) == var.delete_guard_min_rows
+    error_message = "delete_guard_min_rows must be an integer between 1 and 100000000."
+  }
+}
+
 variable "rejection_retention_days" {
   type        = number
   description = "Days rejected rows are kept for inspection (SYNC_REJECTION_RETENTION_DAYS)."

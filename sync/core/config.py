@@ -8,6 +8,7 @@ every offending variable, so an operator fixes all of them in one deploy.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ KNOWN_ENV_VARS: frozenset[str] = frozenset(
         "SYNC_MAX_PAGES",
         "SYNC_AUTO_MIGRATE",
         "SYNC_REJECTION_RETENTION_DAYS",
+        "SYNC_DELETE_GUARD_PERCENT",
+        "SYNC_DELETE_GUARD_MIN_ROWS",
         "SYNC_DEAD_LETTER_SUBSCRIPTION",  # python -m sync dead-letters only (sync/ops/deadletters.py)
         # The Fivetran webhook function only (sync/core/webhook_config.py).
         "FIVETRAN_WEBHOOK_SECRET",
@@ -75,6 +78,10 @@ _NEVER_ECHOED = frozenset(
         "SECRET_MANAGER_API_ENDPOINT",
     }
 )
+
+# Why these defaults: docs/operations.md, "Deletes are guarded".
+DEFAULT_DELETE_GUARD_PERCENT = 10.0
+DEFAULT_DELETE_GUARD_MIN_ROWS = 100
 
 # Integers in settings are written in ASCII digits only: Python's int() also takes other scripts'
 # digits ("٣" is 3), underscores and surrounding spaces, none of which a deployment means.
@@ -116,6 +123,16 @@ class CloudSqlSettings:
 
 
 @dataclass(frozen=True)
+class DeleteGuardSettings:
+    """When a run's deletes are held for an operator (``sync/postgres/guard.py``)."""
+
+    # More than this share of the live replica (percent) in one run is held; None: the guard is off.
+    percent: float | None = DEFAULT_DELETE_GUARD_PERCENT
+    # Fewer deletes than this in one run are never held, whatever share of a small replica they are.
+    min_rows: int = DEFAULT_DELETE_GUARD_MIN_ROWS
+
+
+@dataclass(frozen=True)
 class Settings:
     """Validated configuration for one process."""
 
@@ -142,6 +159,7 @@ class Settings:
     # schema to be current (sync/postgres/schema.py require_current).
     auto_migrate: bool = True
     rejection_retention_days: int = 30
+    delete_guard: DeleteGuardSettings = DeleteGuardSettings()
     log_level: str = "INFO"
 
     @property
@@ -183,7 +201,6 @@ class Settings:
         topic = r.matching("SYNC_TOPIC", _TOPIC_RE, "projects/PROJECT/topics/TOPIC")
         if require_topic and r.get("SYNC_TOPIC") is None:
             r.problems.append("SYNC_TOPIC is required (projects/PROJECT/topics/TOPIC)")
-        log_level = _log_level(r)
 
         settings = cls(
             bigquery_project=project or "",
@@ -203,7 +220,8 @@ class Settings:
             max_pages=r.integer("SYNC_MAX_PAGES", 10_000, 1, 1_000_000),
             auto_migrate=r.boolean("SYNC_AUTO_MIGRATE", default=True),
             rejection_retention_days=r.integer("SYNC_REJECTION_RETENTION_DAYS", 30, 1, 3650),
-            log_level=log_level,
+            delete_guard=_delete_guard(r),
+            log_level=_log_level(r),
         )
         r.problems += _budget_problems(settings) + _memory_problems(settings)
         if r.problems:
@@ -216,6 +234,23 @@ def _log_level(r: _EnvReader) -> str:
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         r.problems.append(f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got {level!r}")
     return level
+
+
+def _delete_guard(r: _EnvReader) -> DeleteGuardSettings:
+    min_rows = r.integer("SYNC_DELETE_GUARD_MIN_ROWS", DEFAULT_DELETE_GUARD_MIN_ROWS, 1, 100_000_000)
+    raw = r.get("SYNC_DELETE_GUARD_PERCENT")
+    if raw is None:
+        return DeleteGuardSettings(min_rows=min_rows)
+    if raw.lower() == "off":
+        return DeleteGuardSettings(None, min_rows)
+    try:
+        percent = float(raw.removesuffix("%"))
+    except ValueError:
+        percent = math.nan
+    if not 0 < percent <= 100:  # NaN fails too
+        r.problems.append(f"SYNC_DELETE_GUARD_PERCENT must be a percentage above 0 and at most 100, or off, got {raw!r}")
+        return DeleteGuardSettings(min_rows=min_rows)
+    return DeleteGuardSettings(percent, min_rows)
 
 
 class _EnvReader:

@@ -1,4 +1,5 @@
-"""``python -m sync``: migrate, run, status, runs, rejections, preview, publish, dead-letters, verify, source.
+"""``python -m sync``: migrate, run, status, runs, rejections, preview, publish, dead-letters, verify, source,
+release-deletes.
 
 Exit codes: 0 ok; 1 a sync failure; 2 bad usage or configuration. Failures print one line
 to stderr saying why. Human output passes every text through :func:`report.printable`, since
@@ -22,7 +23,7 @@ from sync.core import logs
 from sync.core.config import Settings
 from sync.core.errors import ConfigurationError, classify
 from sync.core.messages import Message
-from sync.ops import arguments, deadletters, report, sources, verify, views
+from sync.ops import arguments, deadletters, release, report, sources, verify, views
 from sync.ops.preview import preview
 from sync.ops.progress import tracking
 from sync.postgres.schema import current_version, upgrade
@@ -52,6 +53,7 @@ NEEDS: dict[str, Needs] = {
     "rejections": Needs("reads Postgres only"),
     "publish": Needs("publishes to Pub/Sub only", database=False, topic=True),
     "verify": Needs("reads BigQuery and Postgres, writes nothing", source=True),
+    "release-deletes": Needs("writes Postgres only"),
     "source": Needs("reads BigQuery and Postgres", source=True),
 }
 
@@ -101,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     # A command with a module of its own registers its parser here, as dead-letters does.
     deadletters.add_parser(sub)
     verify.add_parser(sub)
+    release.add_parser(sub)
     sources.add_parser(sub)
     return parser
 
@@ -235,7 +238,7 @@ def _run(args: argparse.Namespace, runtime: Runtime, out: TextIO) -> int:
     # Draining locally needs no Pub/Sub: each outcome carries the next message.
     pipeline = runtime.pipeline(None if until_done else runtime.publisher())
     message = Message.full_resync(f"cli-{uuid.uuid4()}") if args.full_resync else Message.tick()
-    pages = rows = skipped = 0
+    pages = rows = skipped = held_total = 0
     totals = WriteCounts()
     with tracking("page 1") as progress:
         while True:
@@ -248,6 +251,7 @@ def _run(args: argparse.Namespace, runtime: Runtime, out: TextIO) -> int:
             pages += 1
             rows += outcome.rows_read
             skipped += outcome.skipped
+            held_total += outcome.held
             totals += outcome.counts
             progress.update(f"page {pages}, {rows} rows read")
             if not until_done or outcome.continuation is None:
@@ -255,10 +259,11 @@ def _run(args: argparse.Namespace, runtime: Runtime, out: TextIO) -> int:
             message = outcome.continuation
     done = "run complete" if outcome.continuation is None else "more pages remain"
     t = totals
-    # Each row read is counted once, so the six counts add up to the rows read.
+    # Each row read is counted once, so the six counts (seven, with deletes held) add up to the rows read.
+    held = f", {held_total} deletes held (see status)" if held_total else ""
     print(
         f"{pages} page(s), {rows} rows read: {t.inserted} inserted, {t.updated} updated, {t.unchanged} unchanged,"
-        f" {skipped} skipped,\n{t.deleted} soft-deleted, {t.not_stored} deleted in the source and never stored;"
+        f" {skipped} skipped,\n{t.deleted} soft-deleted, {t.not_stored} deleted in the source and never stored{held};"
         f" call links +{t.links_added} -{t.links_removed}; {done}",
         file=out,
     )
@@ -288,6 +293,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace, Runtime, TextIO], int]] = {
     "runs": _reading(_runs),
     "rejections": _reading(_rejections),
     "verify": verify.command,
+    "release-deletes": lambda args, runtime, out: release.command(args, runtime, out, sys.stderr),
     "source": sources.command,
 }
 

@@ -15,8 +15,9 @@ from typing import Any
 from sync.bigquery.source import Source
 from sync.core.config import Settings
 from sync.core.messages import Message
-from sync.postgres import requests
+from sync.postgres import holds, requests
 from sync.postgres.db import Connection
+from sync.postgres.guard import Guard, page_deletes
 from sync.postgres.transaction import rolled_back, transaction
 from sync.postgres.writer import write_page
 from sync.rows.transform import Issue, PageMapping, transform_links
@@ -40,7 +41,10 @@ class Preview:
     deleted_not_stored: int = 0
     would_skip: int = 0
     degraded: int = 0
+    # Deletes of live rows the guard would hold (sync/postgres/guard.py), and the holds waiting now.
+    would_hold: int = 0
     links_read: int = 0
+    held_deletes: list[dict[str, Any]] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -66,6 +70,7 @@ def preview(
     with transaction(conn):
         state = read_state(conn)
         pending = requests.pending(conn)
+        held = holds.standing(conn)
     decision = plan(
         Message.tick(),
         state,
@@ -74,7 +79,7 @@ def preview(
         requests=pending,
     )
     if not isinstance(decision, PagePlan):
-        return Preview(run=f"nothing to do: {decision.reason}", page=None)
+        return Preview(run=f"nothing to do: {decision.reason}", page=None, held_deletes=held)
     shape_check.follow_record(conn, source)
     step("reading the next page from BigQuery")
     read = (reader or SourceReader(source, settings.page_size, settings.page_budget_mib)).read(
@@ -83,7 +88,9 @@ def preview(
     links = transform_links(read.link_rows)
     step(f"staging {len(read.opportunity_rows)} rows in Postgres (rolled back)")
     with rolled_back(conn):
-        written = write_page(conn, PageMapping(read.opportunity_rows), links.links, [], str(decision.run_id))
+        # What the pipeline would hold, weighed as it would weigh it; nothing is recorded.
+        guarded = page_deletes(conn, Guard.of(settings), decision.run_id, read.opportunity_rows)
+        written = write_page(conn, PageMapping(guarded.rows), links.links, [], str(decision.run_id))
     counts = written.counts
     issues = [*written.mapped.issues, *links.issues, *read.future, *written.refused]
     skipped = sum(1 for i in issues if i.kind == "skipped")
@@ -99,6 +106,8 @@ def preview(
         deleted_not_stored=counts.not_stored,
         would_skip=skipped,
         degraded=len(issues) - skipped,
+        would_hold=len(guarded.held),
         links_read=len(links.links),
+        held_deletes=held,
         issues=issues,
     )

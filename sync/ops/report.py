@@ -7,6 +7,7 @@ import re
 import uuid
 from typing import Any
 
+from sync.postgres import holds
 from sync.postgres.db import Connection
 
 # C0 and C1 controls and DEL, line and paragraph separators, and the bidi marks, embeddings,
@@ -62,12 +63,15 @@ def status(conn: Connection) -> dict[str, Any]:
     last_runs = runs(conn, limit=1)
     shape = _rows(conn, "SELECT shape, recorded_by, recorded_at FROM source_shape")
     pending = _rows(conn, "SELECT id, kind, streams, reason, requested_at FROM sync_requests WHERE run_id IS NULL ORDER BY id")
+    held = holds.standing(conn)
+    conn.rollback()
     return {
         **(summary[0] if summary else {}),
         "opportunities": counts[0],
         "last_run": last_runs[0] if last_runs else None,
         "source_shape": shape[0] if shape else None,
         "pending_requests": pending,
+        "held_deletes": held,
     }
 
 
@@ -76,7 +80,7 @@ def runs(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
         conn,
         "SELECT run_id, trigger, status, started_at, finished_at, pages, rows_read, rows_inserted, rows_updated,"
         " rows_unchanged, rows_skipped, rows_degraded, rows_deleted,"
-        " rows_deleted_not_stored, links_added, links_removed, rows_future_stamped,"
+        " rows_deleted_not_stored, rows_held, links_added, links_removed, rows_future_stamped,"
         " smallest_page_size, bigquery_jobs, bigquery_bytes_processed, bigquery_bytes_billed, error"
         " FROM sync_runs ORDER BY started_at DESC LIMIT %s",
         (limit,),

@@ -81,12 +81,31 @@ def rejections_table(rows: Sequence[Mapping[str, Any]], out: TextIO, *, wide: bo
 
 
 def row_counts(run: Mapping[str, Any]) -> tuple[str, str]:
-    """Where each row a run read went, in words, on two lines; the six counts add up to the rows read."""
+    """Where each row a run read went, in words, on two lines; the counts add up to the rows read."""
+    held = f", {run.get('rows_held')} deletes held" if run.get("rows_held") else ""
     return (
         f"{run.get('rows_read')} read: {run.get('rows_inserted')} inserted, {run.get('rows_updated')} updated,"
         f" {run.get('rows_unchanged')} unchanged, {run.get('rows_skipped')} skipped,",
-        f"{run.get('rows_deleted')} soft-deleted, {run.get('rows_deleted_not_stored')} deleted in the source and never stored",
+        f"{run.get('rows_deleted')} soft-deleted, {run.get('rows_deleted_not_stored')} deleted in the source and never stored"
+        + held,
     )
+
+
+_HELD_KIND = {"purge": "purge", "source_deletes": "source deletes"}
+
+
+def held_deletes(holds: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per hold (how many deletes of what kind, by which run, against how many live rows), then what to do."""
+    if not holds:
+        return ["-"]
+    lines = []
+    for h in holds:
+        state = "held" if h["released_at"] is None else f"up to {h['approved']} approved, {h['state'].removeprefix('released, ')}"
+        kind = _HELD_KIND.get(h["kind"], h["kind"])
+        lines.append(f"{h['rows_held']} ({kind}) by run {_short_id(h['run_id'])} of {h['live_rows']} live rows: {state}")
+    if any(h["released_at"] is None for h in holds):
+        lines.append("look, then: python -m sync release-deletes")
+    return lines
 
 
 def status_sheet(data: Mapping[str, Any], out: TextIO) -> None:
@@ -117,6 +136,7 @@ def status_sheet(data: Mapping[str, Any], out: TextIO) -> None:
             "next new run will",
             "; ".join(f"{r['kind'].replace('_', ' ')} ({r['reason']})" for r in data.get("pending_requests") or []) or "-",
         ),
+        *zip(("deletes held", *[""] * 9), held_deletes(data.get("held_deletes") or []), strict=False),
     ]
     width = max(len(k) for k, _ in lines)
     room = max(20, tables.width_for(out) - width - 2)
@@ -146,11 +166,14 @@ def preview_sheet(data: Mapping[str, Any], out: TextIO) -> None:
         "would_delete": "would delete",
         "deleted_not_stored": "deleted in the source, never stored",
         "degraded": "degraded (stored; see rejections)",
+        "would_hold": "deletes the guard would hold",
         "links_read": "call links read",
     }
     width = max(len(v) for v in labels.values())
     for key, label in labels.items():
         print(f"  {label:<{width}}  {data[key]}", file=out)
+    for n, line in enumerate(held_deletes(data.get("held_deletes") or [])):
+        print(report.printable(f"  {'deletes held now' if n == 0 else '':<{width}}  {line}"), file=out)
     issues = data["issues"]
     if issues:
         print("rejections:", file=out)

@@ -11,6 +11,10 @@ the source was empty (far likelier a broken connector than a deleted CRM), the r
 before ids were recorded (an upgrade mid-run), or its result was evaluated again mid-run (a
 row whose stamp fell behind the cursor in between would go unseen). Future-stamped rows are
 read like any others (``sync/bigquery/slices.py``), so their ids are always among those recorded.
+
+The purge is held, not run, when it would soft-delete more of the live replica than the delete
+guard allows (``sync/postgres/guard.py``): a source that holds a tenth of its rows because a
+Fivetran re-sync is in flight looks exactly like a deleted CRM until someone looks.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sync.postgres import holds
 from sync.postgres.db import Connection
+from sync.postgres.guard import Guard, HoldKind, judge, log_held
 from sync.rows import encoding, storable
 
 log = logging.getLogger(__name__)
@@ -40,10 +46,21 @@ SELECT (SELECT count(*) FROM purged), (SELECT count(*) FROM unlinked)
 """
 
 
+# What _PURGE would soft-delete, counted before it runs.
+_DOOMED = """
+SELECT count(*) FROM opportunities o
+WHERE o.deleted_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM sync_run_source_ids s WHERE s.run_id = %s AND s.source_id = o.gong_opportunity_id)
+"""
+
+
 @dataclass(frozen=True)
 class Purged:
+    """Rows soft-deleted and call links dropped by the purge, or the rows it held instead."""
+
     rows: int = 0
     links: int = 0
+    held: int = 0
 
 
 def source_ids(rows: Iterable[Mapping[str, Any]]) -> Iterable[str]:
@@ -77,20 +94,41 @@ def forget(conn: Connection) -> None:
     conn.cursor().execute("DELETE FROM sync_run_source_ids")
 
 
-def purge(conn: Connection, run_id: uuid.UUID) -> Purged | None:
-    """Soft-delete live rows the run never saw; None (and a log line) when the source was empty."""
+def purge(conn: Connection, run_id: uuid.UUID, guard: Guard | None = None) -> Purged | None:
+    """Soft-delete live rows the run never saw; None (and a log line) when the source was empty.
+
+    With a ``guard``, a purge over its limit is recorded as held instead (``Purged.held``).
+    """
     cur = conn.cursor()
     cur.execute("SELECT EXISTS (SELECT 1 FROM sync_run_source_ids WHERE run_id = %s)", (str(run_id),))
     row = cur.fetchone()
     if row is None or not row[0]:
         refuse(run_id, "the full resync found no opportunity ids in the source")
         return None
+    if guard is not None and guard.percent is not None:
+        held = _held(conn, guard, run_id)
+        if held:
+            return Purged(held=held)
     cur.execute(_PURGE, (str(run_id),))
     counts = cur.fetchone()
     if counts is None:  # an aggregate always returns a row; this is a driver fault
         msg = "purge returned no counts"
         raise RuntimeError(msg)
     return Purged(int(counts[0]), int(counts[1]))
+
+
+def _held(conn: Connection, guard: Guard, run_id: uuid.UUID) -> int:
+    """How many deletes the guard holds back from this purge (0: purge), recorded and logged."""
+    cur = conn.cursor()
+    cur.execute(_DOOMED, (str(run_id),))
+    counted = cur.fetchone()
+    doomed = int(counted[0]) if counted else 0
+    verdict = judge(conn, guard, run_id, HoldKind.PURGE, doomed)
+    if not verdict.hold:
+        return 0
+    hold_id, sample = holds.hold_purge(conn, verdict)
+    log_held(verdict, hold_id, doomed, sample)
+    return doomed
 
 
 def record_page(conn: Connection, run_id: uuid.UUID, rows: Iterable[Mapping[str, Any]], *, first: bool) -> None:
@@ -100,11 +138,11 @@ def record_page(conn: Connection, run_id: uuid.UUID, rows: Iterable[Mapping[str,
     record(conn, run_id, source_ids(rows))
 
 
-def finish(conn: Connection, run_id: uuid.UUID, *, complete: bool) -> Purged | None:
-    """The end of a full run: purge if its recorded ids can be trusted, then forget them."""
+def finish(conn: Connection, run_id: uuid.UUID, *, complete: bool, guard: Guard | None = None) -> Purged | None:
+    """The end of a full run: purge if its recorded ids can be trusted (and ``guard`` allows), then forget them."""
     result = None
     if complete:
-        result = purge(conn, run_id)
+        result = purge(conn, run_id, guard)
     else:
         refuse(
             run_id,

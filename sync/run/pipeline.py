@@ -42,8 +42,9 @@ from sync.core.config import Settings
 from sync.core.deadline import LEASE_LOCK_WAIT_SECONDS, Deadline
 from sync.core.errors import LeaseBusyError, classify
 from sync.core.messages import Message, MessageType
-from sync.postgres import purge, refused, requests
+from sync.postgres import holds, purge, refused, requests
 from sync.postgres.db import Connection, close_quietly
+from sync.postgres.guard import Guard
 from sync.postgres.transaction import transaction
 from sync.postgres.writer import PageWrite, WriteCounts, refuse_page, write_page
 from sync.rows.transform import Issue, LinkResult, PageMapping, transform_links
@@ -79,6 +80,8 @@ class Outcome:
     skipped: int = 0
     degraded: int = 0
     counts: WriteCounts = field(default_factory=WriteCounts)
+    # Deletes the guard held back (sync/postgres/guard.py).
+    held: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ class _Page:
     read: PageRead
     mapping: PageMapping  # mapped by the write, as it pulls the rows (sync/postgres/writer.py)
     links: LinkResult
+    # Deletes held back: the page's rows left out of ``mapping``, and a held purge.
+    held: int = 0
 
 
 class Pipeline:
@@ -175,7 +180,7 @@ class Pipeline:
         read = self._reader.read(p, deadline.read_ends)
         self._checkpoint("read")
         page = _Page(p, read, PageMapping(read.opportunity_rows), transform_links(read.link_rows))
-        written = self._write(conn, invocation, page, state, deadline, attempt)
+        page, written = self._write(conn, invocation, page, state, deadline, attempt)
         self._checkpoint("committed")
         return self._finish(conn, page, written, deadline)
 
@@ -187,7 +192,7 @@ class Pipeline:
         state: st.SyncState,
         deadline: Deadline,
         attempt: pacing.Attempt,
-    ) -> PageWrite:
+    ) -> tuple[_Page, PageWrite]:
         """The write step: rows, links, rejections, purge ids, run counts and cursor in one transaction."""
         p, read, s = page.plan, page.read, self._settings
         full = p.trigger == TRIGGER_FULL
@@ -199,17 +204,18 @@ class Pipeline:
         # retried smaller (sync/run/pacing.py) rather than overrun the function.
         with transaction(conn, within=deadline.left(), lock_wait=LEASE_LOCK_WAIT_SECONDS):
             st.fence(conn, invocation)
+            if p.new_run:  # first, so that the delete guard sees the approvals a request carries
+                requests.take(conn, p.requests, p.run_id)
+            page = _guarded(conn, Guard.of(s), page)
             if attempt.refuse:
                 written = refuse_page(conn, page.mapping, page.links.links, others, str(p.run_id), attempt.number - 1)
             else:
                 written = write_page(conn, page.mapping, page.links.links, others, str(p.run_id), deadline=deadline.work_ends)
             c = written.counts
-            if p.new_run:
-                requests.take(conn, p.requests, p.run_id)
             if full:
                 purge.record_page(conn, p.run_id, read.opportunity_rows, first=p.new_run)
                 if read.run_done:
-                    _count_purge(c, purge.finish(conn, p.run_id, complete=ids_complete))
+                    page = _count_purge(page, c, purge.finish(conn, p.run_id, complete=ids_complete, guard=Guard.of(s)))
             self._checkpoint("written")
             tally = _tally(page, written)
             sync_runs.record_page(conn, p, tally, run_done=read.run_done, shrunk_to=pacing.shrunk(s.page_size, p.page_size_limit))
@@ -217,7 +223,7 @@ class Pipeline:
             if read.run_done:
                 sync_runs.expire_rejections(conn, s.rejection_retention_days)
                 refused.expire(conn, s.rejection_retention_days)
-        return written
+        return page, written
 
     def _finish(self, conn: Connection, page: _Page, written: PageWrite, deadline: Deadline) -> Outcome:
         """The finish step, after the commit: log the page, then end the run or continue it."""
@@ -261,6 +267,14 @@ def _decide(
     return decision
 
 
+def _guarded(conn: Connection, guard: Guard, page: _Page) -> _Page:
+    """The page as written: without the deletes the guard holds (recorded and logged by ``holds.guard_page``)."""
+    guarded = holds.guard_page(conn, guard, page.plan.run_id, page.read.opportunity_rows)
+    if not guarded.held:
+        return page
+    return dataclasses.replace(page, mapping=PageMapping(guarded.rows), held=len(guarded.held))
+
+
 def _page_outcome(page: _Page, tally: sync_runs.PageTally, written: PageWrite) -> Outcome:
     """What a committed page did, as the caller (and the function's log) sees it."""
     p, read = page.plan, page.read
@@ -273,6 +287,7 @@ def _page_outcome(page: _Page, tally: sync_runs.PageTally, written: PageWrite) -
         skipped=tally.rows_skipped,
         degraded=tally.rows_degraded,
         counts=written.counts,
+        held=page.held,
     )
 
 
@@ -382,7 +397,7 @@ def _tally(page: _Page, written: PageWrite) -> sync_runs.PageTally:
     skipped = sum(1 for i in issues if i.kind == "skipped")
     future = len(read.future)
     degraded = len(issues) - skipped + future
-    return sync_runs.PageTally(len(read.opportunity_rows), skipped, degraded, written.counts, future, read.cost)
+    return sync_runs.PageTally(len(read.opportunity_rows), skipped, degraded, written.counts, future, read.cost, page.held)
 
 
 def _issues(page: _Page, written: PageWrite) -> list[Issue]:
@@ -390,11 +405,14 @@ def _issues(page: _Page, written: PageWrite) -> list[Issue]:
     return [*written.mapped.issues, *page.links.issues, *written.refused]
 
 
-def _count_purge(counts: WriteCounts, purged: purge.Purged | None) -> None:
-    if purged is not None:
-        counts.purged = purged.rows
-        counts.deleted += purged.rows
-        counts.links_removed += purged.links
+def _count_purge(page: _Page, counts: WriteCounts, purged: purge.Purged | None) -> _Page:
+    """Add the purge to the page's counts; a purge the delete guard held adds to the page's held deletes."""
+    if purged is None:
+        return page
+    counts.purged = purged.rows
+    counts.deleted += purged.rows
+    counts.links_removed += purged.links
+    return dataclasses.replace(page, held=page.held + purged.held)
 
 
 def _s(value: uuid.UUID | None) -> str | None:

@@ -43,6 +43,8 @@ class PageTally:
     written: WriteCounts
     rows_future_stamped: int = 0
     cost: Cost = field(default_factory=Cost)
+    # Deletes the guard held back (sync/postgres/guard.py): rows read and not written, and a held purge.
+    rows_held: int = 0
 
     def counters(self) -> dict[str, int]:
         """Each count under its ``sync_runs`` column name, which is also its log field."""
@@ -59,6 +61,7 @@ class PageTally:
             "links_added": w.links_added,
             "links_removed": w.links_removed,
             "rows_deleted_not_stored": w.not_stored,
+            "rows_held": self.rows_held,
         }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from sync.core import memory
@@ -264,3 +266,36 @@ def test_without_a_function_memory_no_page_size_is_refused_and_a_malformed_one_i
     assert Settings.from_env({**BASE, "SYNC_PAGE_SIZE": "50000"}).function_memory_mib is None
     with pytest.raises(ConfigurationError, match="SYNC_FUNCTION_MEMORY must be a number with unit M, Mi, G or Gi"):
         Settings.from_env({**BASE, "SYNC_FUNCTION_MEMORY": "lots"})
+
+
+@pytest.mark.parametrize(
+    ("value", "percent"),
+    [
+        (None, 10.0),  # the default: a tenth of the live replica in one run
+        ("25", 25.0),
+        ("2.5%", 2.5),  # a percent sign is allowed
+        ("100", 100.0),  # the whole replica: only a run deleting more than it had would be held
+        ("off", None),  # the guard is off
+        ("OFF", None),
+    ],
+)
+def test_delete_guard_percent(value, percent):
+    s = Settings.from_env(BASE if value is None else {**BASE, "SYNC_DELETE_GUARD_PERCENT": value})
+    assert s.delete_guard.percent == percent
+    assert s.delete_guard.min_rows == 100
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        # zero would hold every delete: say off instead
+        ({"SYNC_DELETE_GUARD_PERCENT": "0"}, "SYNC_DELETE_GUARD_PERCENT must be a percentage above 0 and at most 100, or off"),
+        ({"SYNC_DELETE_GUARD_PERCENT": "150"}, "SYNC_DELETE_GUARD_PERCENT must be a percentage"),
+        ({"SYNC_DELETE_GUARD_PERCENT": "nan"}, "SYNC_DELETE_GUARD_PERCENT must be a percentage"),
+        ({"SYNC_DELETE_GUARD_PERCENT": "lots"}, "got 'lots'"),
+        ({"SYNC_DELETE_GUARD_MIN_ROWS": "0"}, "SYNC_DELETE_GUARD_MIN_ROWS must be between 1 and 100000000"),
+    ],
+)
+def test_a_bad_delete_guard_setting_is_named(variables, named):
+    with pytest.raises(ConfigurationError, match=re.escape(named)):
+        Settings.from_env({**BASE, **variables})

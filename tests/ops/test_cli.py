@@ -30,7 +30,9 @@ def _cli(args, env_vars):
     )
 
 
-@pytest.mark.parametrize("command", [[], ["migrate"], ["run"], ["status"], ["runs"], ["rejections"], ["preview"], ["publish"]])
+@pytest.mark.parametrize(
+    "command", [[], ["migrate"], ["run"], ["status"], ["runs"], ["rejections"], ["preview"], ["publish"], ["release-deletes"]]
+)
 def test_help(command):
     result = _cli([*command, "--help"], {})
     assert result.returncode == 0
@@ -48,7 +50,7 @@ def test_bad_config_exits_2_with_one_line_naming_every_variable_and_the_command(
     assert "SYNC_PAGE_SIZE must be an integer" in lines[0]
 
 
-@pytest.mark.parametrize("command", ["status", "runs", "rejections", "migrate"])
+@pytest.mark.parametrize("command", ["status", "runs", "rejections", "migrate", "release-deletes"])
 def test_database_only_commands_name_only_the_database_settings(command):
     result = _cli([command], {})
     assert result.returncode == 2
@@ -380,10 +382,19 @@ def test_labels_count_a_run_with_known_counts(env):
         "rows_skipped": 3,
         "rows_deleted": 1,
         "rows_deleted_not_stored": 4,
+        "rows_held": 0,  # one delete of 52 live rows: far below the delete guard's limit
         "rows_degraded": None,
         "rows_future_stamped": None,
     }
-    parts = ("rows_inserted", "rows_updated", "rows_unchanged", "rows_skipped", "rows_deleted", "rows_deleted_not_stored")
+    parts = (
+        "rows_inserted",
+        "rows_updated",
+        "rows_unchanged",
+        "rows_skipped",
+        "rows_deleted",
+        "rows_deleted_not_stored",
+        "rows_held",
+    )
     assert sum(latest[k] for k in parts) == latest["rows_read"]
 
     sheet = dict(_sheet(_cli(["status"], vars_).stdout))
@@ -392,6 +403,7 @@ def test_labels_count_a_run_with_known_counts(env):
     assert sheet["latest run's rows"] == "60 read: 0 inserted, 2 updated, 50 unchanged, 3 skipped,"
     assert sheet[""] == "1 soft-deleted, 4 deleted in the source and never stored"
     assert sheet["opportunities in Postgres"].startswith("52 live, 1 soft-deleted, ")
+    assert sheet["deletes held"] == "-"
 
     table = _cli(["runs"], vars_).stdout.splitlines()
     assert table[0].split() == ["started", "(UTC)", "run", "trigger", "status", "pages", "read", "written", "skipped", "error"]

@@ -174,6 +174,9 @@ def test_every_variable_is_typed_and_described(cfg: Config) -> None:
         # The push-failure alert aligns on 5-minute windows.
         ("alert_push_failure_minutes", "% 5 == 0"),
         ("alert_memory_utilization", "< 1"),
+        # sync/core/config.py accepts a percentage in (0, 100] or off.
+        ("delete_guard_percent", '"off"'),
+        ("delete_guard_min_rows", ">= 1"),
     ],
 )
 def test_variable_is_validated(cfg: Config, variable: str, bound: str) -> None:
@@ -704,7 +707,15 @@ def _gcp_metric(cfg: Config, policy: dict[str, Any]) -> tuple[str, str]:
     return metric_type, text
 
 
-LOG_METRIC_ALERTS = {"run_failed", "sync_stale", "rejected_rate", "config_error", "source_unavailable", "error_event"}
+LOG_METRIC_ALERTS = {
+    "run_failed",
+    "sync_stale",
+    "rejected_rate",
+    "config_error",
+    "source_unavailable",
+    "error_event",
+    "deletes_held",
+}
 GCP_METRIC_ALERTS = {"dead_letters", "push_failures", "memory_high"}
 
 
@@ -1031,6 +1042,24 @@ def test_memory_model_is_the_codes_and_plan_refuses_what_the_function_would(cfg:
     assert [(m, p, plan) for m, p, plan, _ in answers] == [(m, p, code) for m, p, _, code in answers]
     # Both sides of each boundary are among the cases.
     assert {plan for _, _, plan, _ in answers} == {True, False}
+
+
+def test_held_deletes_alert_on_the_line_the_guard_logs(cfg: Config) -> None:
+    metric = cfg.resource("google_logging_metric", "deletes_held")
+    assert metric["filter"] == "${local.deletes_held_filter}"
+    assert (
+        cfg.locals["deletes_held_filter"].replace('\\"', '"')
+        == '${local.function_log_filter} AND jsonPayload.event="deletes_held"'
+    )
+    assert metric["label_extractors"] == {"kind": "EXTRACT(jsonPayload.kind)"}
+    # The event and field the metric reads are the ones sync/postgres/guard.py logs at ERROR.
+    guard = (ROOT / "sync" / "postgres" / "guard.py").read_text()
+    assert 'log.error(message, *args, extra={"event": "deletes_held", **fields})' in guard
+    assert '"kind": verdict.kind.value' in guard
+    policy = cfg.resources["google_monitoring_alert_policy"]["deletes_held"]
+    assert "deletes_held.name" in refs(policy["conditions"])
+    _, body = _condition(policy)
+    assert (body["comparison"], body["threshold_value"]) == ("COMPARISON_GT", 0)
 
 
 # ---------------------------------------------------------------------------
