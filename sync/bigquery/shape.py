@@ -69,7 +69,7 @@ JOINED: tuple[Declared, ...] = (
         "opportunity_history",
         "salesforce",
         "opportunity_history",
-        ("opportunity_id", "stage_name", "created_date"),
+        ("id", "opportunity_id", "stage_name", "created_date"),
         feature="stage_history",
     ),
     Declared("gong_opportunity", "gong", "opportunity", ("id",), ("health_score", *_BOOKKEEPING), feature="health_score"),
