@@ -234,13 +234,28 @@ def write_page(
 
 
 def refuse_page(
-    conn: Connection, mapping: PageMapping, links: Sequence[LinkRow], issues: Sequence[Issue], run_id: str, attempts: int
+    conn: Connection,
+    mapping: PageMapping,
+    links: Sequence[LinkRow],
+    issues: Sequence[Issue],
+    run_id: str,
+    attempts: int,
+    *,
+    deadline: float = math.inf,
 ) -> PageWrite:
-    """Write nothing of a one-row page that ended ``attempts`` invocations: refuse and record it."""
+    """Write a one-row page whose attempts weigh ``attempts`` without its row: refuse and record it.
+
+    The suspects are the row and its own links. The page's other links belong to opportunities
+    the link stream reached beside it, so they are written as usual; a page of links alone
+    refuses them.
+    """
     mapped = mapping.result()
-    rejected = refused.refuse_unwritten(conn, [*mapped.rows, *links], attempts)
-    record_rejections(conn, [*mapped.issues, *issues, *rejected], run_id)
-    return PageWrite(mapped, WriteCounts(), rejected, 0)
+    suspects = {i for i in mapping.ids() if i is not None}
+    blamed = [link for link in links if not suspects or link.gong_opportunity_id in suspects]
+    kept = [link for link in links if suspects and link.gong_opportunity_id not in suspects]
+    rejected = refused.refuse_unwritten(conn, [*mapped.rows, *blamed], attempts)
+    rest = write_page(conn, PageMapping([]), kept, [*mapped.issues, *issues, *rejected], run_id, deadline=deadline)
+    return PageWrite(mapped, rest.counts, [*rejected, *rest.refused], rest.attempts)
 
 
 def look_up(cur: Cursor, mapping: PageMapping, links: Sequence[LinkRow]) -> Held:

@@ -208,7 +208,9 @@ class Pipeline:
                 requests.take(conn, p.requests, p.run_id)
             page = _guarded(conn, Guard.of(s), page)
             if attempt.refuse:
-                written = refuse_page(conn, page.mapping, page.links.links, others, str(p.run_id), attempt.number - 1)
+                written = refuse_page(
+                    conn, page.mapping, page.links.links, others, str(p.run_id), attempt.number - 1, deadline=deadline.work_ends
+                )
             else:
                 written = write_page(conn, page.mapping, page.links.links, others, str(p.run_id), deadline=deadline.work_ends)
             c = written.counts
@@ -296,7 +298,8 @@ def _begin_attempt(
 ) -> pacing.Attempt:
     """Record the attempt at the page before reading it, in its own committed transaction.
 
-    If this invocation is killed, the record stays, and counts as a death on the page.
+    If this invocation is killed, the record stays, and counts as a death on the page; this is
+    also where failed attempts that weigh enough shrink the page (``sync/run/pacing.py``).
     """
     attempt = pacing.next_attempt(page_size, p.page_size_limit, state.page_attempts, state.page_attempt_size)
     size = pacing.page_size(page_size, attempt.limit)
@@ -305,7 +308,7 @@ def _begin_attempt(
         if p.new_run:
             wakeups.run_began(conn)
     if state.page_attempts and (attempt.number == 1 or attempt.refuse):
-        sync_runs.log_page_died(p, state.page_attempts, state.page_attempt_size, size, refuse=attempt.refuse)
+        sync_runs.log_page_shrunk(p, state.page_attempts, state.page_attempt_size, size, refuse=attempt.refuse)
     return attempt
 
 

@@ -306,17 +306,12 @@ def _remember_resync(conn: Connection, message_id: str) -> None:
     )
 
 
-def limit_page_size(conn: Connection, size: int) -> None:
-    """After a page timed out: read at most ``size`` rows per page until pages commit again."""
-    cur = conn.cursor()
-    cur.execute("UPDATE sync_status SET page_size_limit = %s WHERE entity_type = %s", (size, ENTITY))
-
-
 def record_attempt(conn: Connection, owner: uuid.UUID, number: int, size: int, limit: int | None) -> None:
     """Before the read: this is attempt ``number`` at the next page, read at ``size`` rows.
 
-    Committed on its own, so it stays if the invocation is killed; the page's commit and a
-    handled failure clear it (:func:`record_page`, :func:`clear_attempt`).
+    Committed on its own, so it stays, counting as a death, if the invocation is killed; the
+    page's commit clears it (:func:`record_page`) and a failure the invocation sees re-weighs it
+    (:func:`weigh_attempt`).
     """
     cur = conn.cursor()
     cur.execute(
@@ -326,15 +321,17 @@ def record_attempt(conn: Connection, owner: uuid.UUID, number: int, size: int, l
     )
 
 
-def clear_attempt(conn: Connection, owner: uuid.UUID) -> None:
-    """The invocation lived to handle its failure: its attempt was not a death.
+def weigh_attempt(conn: Connection, owner: uuid.UUID, weight: int) -> None:
+    """The invocation lived to see its attempt fail: it counts ``weight`` against the page, not one death.
 
-    Only while it still holds the lease: a successor's record is not this invocation's to clear.
+    Only while it still holds the lease: a successor's record is not this invocation's to change.
     """
     cur = conn.cursor()
     cur.execute(
-        "UPDATE sync_status SET page_attempts = 0, page_attempt_size = NULL WHERE entity_type = %s AND lease_owner = %s",
-        (ENTITY, str(owner)),
+        "UPDATE sync_status SET page_attempts = greatest(0, page_attempts - 1 + %s),"
+        " page_attempt_size = CASE WHEN page_attempts - 1 + %s > 0 THEN page_attempt_size END"
+        " WHERE entity_type = %s AND lease_owner = %s",
+        (weight, weight, ENTITY, str(owner)),
     )
 
 

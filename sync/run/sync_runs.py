@@ -227,30 +227,20 @@ def log_source_unavailable(run_id: uuid.UUID | None, failure: SourceShapeError) 
     )
 
 
-def log_page_died(plan: PagePlan, died: int, died_at: int | None, page_size: int, *, refuse: bool) -> None:
-    """Invocations died on this page before committing; it is read smaller or refused (``sync/run/pacing.py``)."""
+def log_page_shrunk(plan: PagePlan, strikes: int, struck_at: int | None, page_size: int, *, refuse: bool) -> None:
+    """Failed attempts at this page weigh enough: it is read smaller or refused (``sync/run/pacing.py``)."""
     log.warning(
-        "%d invocations died on page %s at %s rows before committing; %s",
-        died,
+        "failed attempts at page %s weigh %d at %s rows; %s",
         plan.page,
-        died_at,
+        strikes,
+        struck_at,
         "its one row is refused" if refuse else f"it is read at {page_size} rows",
         extra={
-            "event": "page_died",
+            "event": "page_shrunk",
             "run_id": str(plan.run_id),
-            "attempts": died,
-            "died_at_page_size": died_at,
+            "strikes": strikes,
+            "struck_at_page_size": struck_at,
             "page_size": page_size,
             "refused": refuse,
         },
-    )
-
-
-def log_page_shrunk(plan: PagePlan | None, page_size: int, error: str) -> None:
-    """A page timed out and will be retried smaller (``sync/run/pacing.py``)."""
-    log.warning(
-        "page %s timed out; the next attempt reads at most %d rows per page",
-        plan.page if plan else None,
-        page_size,
-        extra={"event": "page_shrunk", "run_id": str(plan.run_id) if plan else None, "page_size": page_size, "error": error},
     )

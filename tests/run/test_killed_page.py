@@ -13,7 +13,7 @@ from serving import Server, first_in_read_order, install_slow_rows, session_aliv
 
 from standins.generator import generate
 from sync.core.messages import Message
-from sync.run.pacing import DEATHS_BEFORE_SHRINK
+from sync.run.pacing import STRIKES_TO_SHRINK
 
 PAGE = 40
 LEASE = 2
@@ -54,7 +54,7 @@ def test_a_page_killed_three_times_is_read_at_half_the_size(env, tmp_path):
     env.seed(data)
     install_slow_rows(env, SLEEP, [first_in_read_order(data)])
 
-    for n in range(1, DEATHS_BEFORE_SHRINK + 1):
+    for n in range(1, STRIKES_TO_SHRINK + 1):
         _kill_mid_page(env, tmp_path, n)
         # Recorded before the read, committed on its own: the only trace a killed page leaves.
         assert env.query("SELECT page_attempts, page_attempt_size, last_sync_timestamp FROM sync_status") == [(n, PAGE, None)]

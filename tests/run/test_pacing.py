@@ -1,18 +1,20 @@
-"""Page size after a timeout, after deaths and after commits: halve to one row, double back, record the smallest."""
+"""The one rule for a page's size: failed attempts weigh against it, enough halve it to one row, then refuse it;
+commits double it back."""
 
 from __future__ import annotations
 
 import pytest
 
+from sync.core.errors import PermanentError, RetryableError, TimeBudgetError, classify
 from sync.run.pacing import (
-    DEATHS_BEFORE_SHRINK,
     MIN_PAGE_SIZE,
+    STRIKES_TO_SHRINK,
     Attempt,
     after_commit,
-    after_timeout,
     next_attempt,
     page_size,
     shrunk,
+    weight,
 )
 
 
@@ -29,18 +31,99 @@ def test_page_size(configured, limit, expected):
     assert page_size(configured, limit) == expected
 
 
+class _StatementTimeout(Exception):
+    """What pg8000 raises for 57014, as far as ``sqlstate_of`` reads it."""
+
+    def __init__(self) -> None:
+        super().__init__({"C": "57014", "M": "canceling statement due to statement timeout"})
+
+
+_DIED = None  # nothing of ours ran to see it
+_WRITE_TIMEOUT = TimeBudgetError("the time budget ran out while writing")
+_STATEMENT_TIMEOUT = classify(_StatementTimeout())
+_READ_TIMEOUT = RetryableError("bigquery read timed out")
+_READ_TIMEOUT.__cause__ = TimeoutError()
+_CONNECTION_LOST = RetryableError("connection failure: ConnectionResetError")
+_PERMANENT = PermanentError("a required column is missing")
+
+
 @pytest.mark.parametrize(
-    ("configured", "limit", "expected"),
+    ("failure", "size", "expected"),
     [
-        (2000, None, 1000),  # first timeout: half
-        (2000, 1000, 500),  # again: half again
-        (2000, 3, MIN_PAGE_SIZE),  # down to one row, so a slow row ends up alone
-        (2000, MIN_PAGE_SIZE, MIN_PAGE_SIZE),  # at one row it stays
-        (1, None, 1),  # a configured size of one row stays one row
+        (_DIED, 40, 1),  # one death may be the platform's
+        (_DIED, 1, 1),
+        (_WRITE_TIMEOUT, 40, STRIKES_TO_SHRINK),  # seen: proof enough to halve now
+        (_STATEMENT_TIMEOUT, 40, STRIKES_TO_SHRINK),
+        (_READ_TIMEOUT, 40, STRIKES_TO_SHRINK),
+        (_WRITE_TIMEOUT, 1, 1),  # at one row the next step refuses: the row's own write counts like a death
+        (_STATEMENT_TIMEOUT, 1, 1),
+        (_READ_TIMEOUT, 1, 0),  # a slow BigQuery read says nothing about the row
+        (_CONNECTION_LOST, 40, 0),  # not the page's doing
+        (_CONNECTION_LOST, 1, 0),
+        (_PERMANENT, 40, 0),
     ],
 )
-def test_after_timeout_halves_to_a_floor(configured, limit, expected):
-    assert after_timeout(configured, limit) == expected
+def test_weight_of_a_failed_attempt(failure, size, expected):
+    assert weight(failure, size) == expected
+
+
+def _attempts(failures, configured=2000, limit=None, strikes=0, struck_at=None):
+    """Drive the rule as the pipeline does: record each attempt as a death, re-weigh what was seen.
+
+    ``failures`` maps the attempt's page size to how it ends (``"commit"`` or a failure). Returns
+    the sizes read and whether the page was refused in the end.
+    """
+    sizes = []
+    for _ in range(200):
+        attempt = next_attempt(configured, limit, strikes, struck_at)
+        if attempt.refuse:
+            return sizes, True
+        limit, size = attempt.limit, page_size(configured, attempt.limit)
+        sizes.append(size)
+        ending = failures(size)
+        if ending == "commit":
+            return sizes, False
+        strikes, struck_at = attempt.number - 1 + weight(ending, size), size
+        if strikes == 0:
+            struck_at = None
+    raise AssertionError(f"neither committed nor refused: {sizes[-5:]}")
+
+
+def test_a_page_that_times_out_is_halved_at_once_then_commits():
+    sizes, refused = _attempts(lambda size: "commit" if size <= 500 else _STATEMENT_TIMEOUT)
+    assert (sizes, refused) == ([2000, 1000, 500], False)
+
+
+def test_a_row_whose_write_always_times_out_is_refused_after_three_tries_alone():
+    sizes, refused = _attempts(lambda size: _WRITE_TIMEOUT)
+    assert refused
+    assert sizes[:4] == [2000, 1000, 500, 250]
+    assert sizes[-STRIKES_TO_SHRINK:] == [1] * STRIKES_TO_SHRINK
+    assert sizes.count(1) == STRIKES_TO_SHRINK
+
+
+def test_deaths_and_timeouts_count_by_the_same_rule():
+    ends = iter([_DIED, _DIED, _STATEMENT_TIMEOUT])  # two deaths at 2000, then a timeout: one halving
+    sizes, refused = _attempts(lambda size: next(ends, "commit"))
+    assert (sizes, refused) == ([2000, 2000, 2000, 1000], False)
+
+
+def test_a_failure_unrelated_to_the_page_keeps_earlier_deaths():
+    ends = iter([_DIED, _DIED, _CONNECTION_LOST, _DIED])
+    sizes, _ = _attempts(lambda size: next(ends, "commit"))
+    assert sizes == [2000, 2000, 2000, 2000, 1000]  # the third death halves it; the lost connection was not one
+
+
+def test_a_read_that_times_out_at_one_row_never_refuses_the_row():
+    seen = []
+
+    def ending(size):
+        seen.append(size)
+        return _READ_TIMEOUT if len(seen) < 40 else "commit"
+
+    sizes, refused = _attempts(ending, limit=1)
+    assert (len(sizes), refused) == (40, False)
+    assert set(sizes) == {1}
 
 
 @pytest.mark.parametrize(
@@ -62,11 +145,9 @@ def test_shrunk_is_recorded_only_below_the_configured_size(configured, limit, ex
 
 
 def test_a_timeout_streak_then_recovery_round_trips():
-    limit = None
-    for _ in range(20):
-        limit = after_timeout(2000, limit)
-    assert limit == MIN_PAGE_SIZE
-    commits = 0
+    sizes, _ = _attempts(lambda size: "commit" if size == MIN_PAGE_SIZE else _READ_TIMEOUT)
+    assert sizes[-1] == MIN_PAGE_SIZE
+    limit, commits = MIN_PAGE_SIZE, 0
     while limit is not None:
         limit = after_commit(2000, limit)
         commits += 1
@@ -103,4 +184,4 @@ def test_a_killed_page_reaches_one_row_then_is_refused():
     else:
         raise AssertionError("never refused")
     assert sorted(set(sizes), reverse=True)[:3] == [2000, 1000, 500]
-    assert sizes[-DEATHS_BEFORE_SHRINK:] == [1] * DEATHS_BEFORE_SHRINK  # three tries at one row, then refused
+    assert sizes[-STRIKES_TO_SHRINK:] == [1] * STRIKES_TO_SHRINK  # three tries at one row, then refused
