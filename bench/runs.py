@@ -16,6 +16,7 @@ from typing import Any
 from unittest import mock
 
 from bench import phases
+from bench.emulated import frozen
 from bench.legacy import PerPageSource
 from bench.pg import fresh_database, query
 from sync.bigquery.source import BigQuerySource
@@ -59,7 +60,7 @@ def one_run(
 ) -> dict[str, Any]:
     """A run on a fresh source object (so its schema look-ups count), timed end to end and by phase."""
     settings = Settings.from_env(env)
-    source = BigQuerySource(bq, settings)
+    source = frozen(BigQuerySource(bq, settings))
     read: Any = PerPageSource(source) if legacy else source
     clock = phases.Clock()
     pipeline = _pipeline(settings, read, lambda: connect_url(env["DATABASE_URL"]), publisher, clock)

@@ -122,16 +122,12 @@ def make_client(settings: Settings) -> bigquery.Client:
 
 
 def _collect_cycles() -> None:
-    """A full collection, cheap after the first: what survives it is frozen out of later ones.
+    """A full collection, to free the slice's raw JSON held in a reference cycle (see ``_page``).
 
-    A full collection walks every tracked object, and the imported client libraries alone are
-    ~70k of them (~30 ms a slice here). After the first, the survivors (modules, clients,
-    caches) move to the permanent generation, so each later collection walks only what the
-    process allocated since, and the slice's garbage is found just the same.
+    Cheap when the process froze its long-lived objects out of collections
+    (:func:`sync.run.runtime.freeze_long_lived`): it then walks only what was allocated since.
     """
     gc.collect()
-    if not gc.get_freeze_count():
-        gc.freeze()
 
 
 class BigQuerySource:

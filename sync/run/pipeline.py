@@ -96,6 +96,15 @@ class _Page:
     held: int = 0
 
 
+@dataclass(frozen=True)
+class _Committed:
+    """A committed page: as written, what the write did, and its tally (recorded and logged alike)."""
+
+    page: _Page
+    written: PageWrite
+    tally: sync_runs.PageTally
+
+
 class Pipeline:
     """Runs one page per call to :meth:`handle`.
 
@@ -180,9 +189,9 @@ class Pipeline:
         read = self._reader.read(p, deadline.read_ends)
         self._checkpoint("read")
         page = _Page(p, read, PageMapping(read.opportunity_rows), transform_links(read.link_rows))
-        page, written = self._write(conn, invocation, page, state, deadline, attempt)
+        committed = self._write(conn, invocation, page, state, deadline, attempt)
         self._checkpoint("committed")
-        return self._finish(conn, page, written, deadline)
+        return self._finish(conn, committed, deadline)
 
     def _write(
         self,
@@ -192,12 +201,14 @@ class Pipeline:
         state: st.SyncState,
         deadline: Deadline,
         attempt: pacing.Attempt,
-    ) -> tuple[_Page, PageWrite]:
+    ) -> _Committed:
         """The write step: rows, links, rejections, purge ids, run counts and cursor in one transaction."""
         p, read, s = page.plan, page.read, self._settings
         full = p.trigger == TRIGGER_FULL
-        ids_complete = full and (p.new_run or state.ids_complete) and read.ids_incomplete is None
-        if full and read.ids_incomplete is not None and (p.new_run or state.ids_complete):
+        # A full resync's id list stays complete until one page cannot record every id.
+        complete_so_far = full and (p.new_run or state.ids_complete)
+        ids_complete = complete_so_far and read.ids_incomplete is None
+        if complete_so_far and read.ids_incomplete is not None:
             purge.note_incomplete(p.run_id, read.ids_incomplete)
         others = [*page.links.issues, *read.future]
         # Isolating refused rows shares the invocation's one deadline: a page that needs longer is
@@ -225,12 +236,12 @@ class Pipeline:
             if read.run_done:
                 sync_runs.expire_rejections(conn, s.rejection_retention_days)
                 refused.expire(conn, s.rejection_retention_days)
-        return page, written
+        return _Committed(page, written, tally)
 
-    def _finish(self, conn: Connection, page: _Page, written: PageWrite, deadline: Deadline) -> Outcome:
+    def _finish(self, conn: Connection, committed: _Committed, deadline: Deadline) -> Outcome:
         """The finish step, after the commit: log the page, then end the run or continue it."""
+        page, written, tally = committed.page, committed.written, committed.tally
         p, read = page.plan, page.read
-        tally = _tally(page, written)
         sync_runs.log_page(p, tally, read.opportunities.cursor, _issues(page, written), run_done=read.run_done)
         if read.future_starts:
             sync_runs.log_future_stamped(p, read.future, read.future_total)
