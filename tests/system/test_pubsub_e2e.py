@@ -9,17 +9,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from projection import expected_projection
+from serving import Server, wait_until
 
 from standins import pubsub as spubsub
 from standins.bigquery import PROJECT
 from standins.generator import generate
-from standins.process import free_port
 from sync.core.messages import Message, decode
 from sync.run.publisher import PubSubPublisher
 
@@ -63,67 +61,28 @@ def test_tick_drains_through_push_continuations(env, pubsub_host, tmp_path):
     data = generate(130, seed=61)
     env.seed(data)
     topic = _topic("sync-e2e")
-    port = free_port()
-    server_env = {
-        **os.environ,
-        **env.env_vars(),
-        "SYNC_TOPIC": topic,
-        "SYNC_PAGE_SIZE": "40",  # several pages: continuations must really flow through Pub/Sub
-        "PUBSUB_EMULATOR_HOST": pubsub_host,
-    }
-    log = open(tmp_path / "function.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "functions_framework",
-            "--target",
-            "sync_opportunities",
-            "--signature-type",
-            "cloudevent",
-            "--source",
-            str(ROOT / "main.py"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=server_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    server = Server(
+        env.env_vars(
+            SYNC_TOPIC=topic,
+            SYNC_PAGE_SIZE="40",  # several pages: continuations must really flow through Pub/Sub
+            PUBSUB_EMULATOR_HOST=pubsub_host,
+        ),
+        tmp_path / "function.log",
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-            except urllib.error.HTTPError:
-                break  # the server answers (405/400 for a GET is fine)
-            except OSError:
-                assert time.monotonic() < deadline, "functions-framework did not start"
-                time.sleep(0.3)
         subscriber = pubsub_v1.SubscriberClient()
         subscriber.create_subscription(
             name=subscriber.subscription_path(PROJECT, "sync-e2e-push"),
             topic=topic,
-            push_config=pubsub_v1.types.PushConfig(push_endpoint=f"http://127.0.0.1:{port}/"),
+            push_config=pubsub_v1.types.PushConfig(push_endpoint=f"http://127.0.0.1:{server.port}/"),
         )
         PubSubPublisher(topic).publish(Message.tick())
 
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            status = env.query("SELECT status, run_id FROM sync_status")[0]
-            if status == ("success", None):
-                break
-            time.sleep(1)
-        pages = env.query("SELECT pages, status FROM sync_runs")
-        assert pages == [(4, "success")]  # 40 + 40 + 40 + 10: the short fourth page ends the run
+        wait_until(lambda: env.query("SELECT status, run_id FROM sync_status")[0] == ("success", None), 180, "the run to end", 1)
+        assert env.query("SELECT pages, status FROM sync_runs") == [(4, "success")]  # 40 + 40 + 40 + 10: the short page ends it
         assert env.projection() == expected_projection(data)
     finally:
-        server.terminate()
-        server.wait(10)
-        log.close()
+        server.stop()
 
 
 def test_cli_publishes_full_resync(env, pubsub_host):
