@@ -93,12 +93,14 @@ def error_fields(error: DataErrorInfo) -> dict[str, str]:
 
 # The refusals remembered for a page's ids (its rows' and its links' opportunities), as one JSON
 # array; a refusal remembered before migration 0010 has no id and answers for every page until
-# it expires. The id list is the statement's only parameter.
-REMEMBERED = """
+# it expires. ``{ids}`` is a query that yields the ids.
+REMEMBERED_FOR = """
 SELECT json_agg(json_build_array(encode(content_hash, 'hex'), nulled_column, error))
 FROM sync_refused_rows
-WHERE source_id IS NULL OR source_id IN (SELECT jsonb_array_elements_text(%s::jsonb))
+WHERE source_id IS NULL OR source_id IN ({ids})
 """
+# The same with the id list as the statement's only parameter.
+REMEMBERED = REMEMBERED_FOR.format(ids="SELECT jsonb_array_elements_text(%s::jsonb)")
 
 # A remembered refusal by the digest of the content refused: the column nulled (None: skipped), the error.
 Memory = dict[bytes, tuple[str | None, dict[str, Any]]]

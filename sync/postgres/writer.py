@@ -52,11 +52,13 @@ _KEY, _DELETED, _HASH = stored.KEY.name, stored.DELETED.name, stored.HASH.name
 
 # The page's ids travel as one JSON array and the digests come back as one JSON object:
 # cheaper than staging the ids or returning a row per id, and exact for any string jsonb holds.
+# The ids are sent once; the refusals look-up adds the links' opportunities (the second
+# parameter, usually a few ids) to them.
 _LOOK_UP = f"""
 WITH page AS (SELECT jsonb_array_elements_text(%s::jsonb) AS id)
 SELECT (SELECT json_object_agg(cur.{_KEY}, encode(cur.{_HASH}, 'hex'))
         FROM page JOIN opportunities cur ON cur.{_KEY} = page.id),
-       ({refused.REMEMBERED}),
+       ({refused.REMEMBERED_FOR.format(ids="SELECT id FROM page UNION ALL SELECT jsonb_array_elements_text(%s::jsonb)")}),
        EXISTS (SELECT 1 FROM page JOIN call_links l ON l.gong_opportunity_id = page.id)
 """
 _STAGE = (
@@ -261,7 +263,7 @@ def refuse_page(
 def look_up(cur: Cursor, mapping: PageMapping, links: Sequence[LinkRow]) -> Held:
     """What Postgres holds for the page's ids and its links' opportunities, in one round trip."""
     ids = [i for i in mapping.ids() if i is not None]
-    cur.execute(_LOOK_UP, (_ids(ids), _ids([*ids, *(link.gong_opportunity_id for link in links)])))
+    cur.execute(_LOOK_UP, (_ids(ids), _ids(link.gong_opportunity_id for link in links)))
     digests, remembered, waiting = one_row(cur, "the page look-up")
     return Held(dict(digests or {}), refused.memory(remembered), bool(waiting), len(set(ids)) == len(ids))
 
