@@ -3,8 +3,7 @@
 Inside the caller's transaction, a page is written in four steps:
 
 1. **Look up** the page's ids in one round trip, before any row is mapped: the content digest
-   stored under each, the refusals remembered for them (``sync/postgres/refused.py``), and
-   whether links read earlier wait for one of them.
+   stored under each and the refusals remembered for them (``sync/postgres/refused.py``).
 2. **Sort** each row as it is mapped: *unchanged* (stored with the same digest) and *not
    stored* (deleted in the source under an id Postgres does not hold) are only counted, so an
    unchanged re-read writes no tuple, takes no row lock and burns no sequence value; a row
@@ -14,8 +13,9 @@ Inside the caller's transaction, a page is written in four steps:
    time, so the server stores one chunk while Python maps the next (a first load costs what
    COPY costs). Changed rows then go through a temp staging table and the merge, whose ``ON
    CONFLICT ... WHERE (...) IS DISTINCT FROM (...)`` is the backstop. One statement lands the
-   links whose two ends exist. Staging, both COPY column lists and the merge derive from
-   ``sync/rows/stored.py``.
+   links whose two ends exist, for the links read now and the rows written now (links read on
+   an earlier page may wait for them); a page that writes no row pays nothing for links.
+   Staging, both COPY column lists and the merge derive from ``sync/rows/stored.py``.
 4. **Fall back** only after a data error: the write is rolled back to its savepoint and
    ``sync/postgres/refused.py`` bisects the sorted page, each part merged, leaving out (or
    storing with a value NULL) only the rows Postgres refuses. An id another writer stored
@@ -58,8 +58,7 @@ _LOOK_UP = f"""
 WITH page AS (SELECT jsonb_array_elements_text(%s::jsonb) AS id)
 SELECT (SELECT json_object_agg(cur.{_KEY}, encode(cur.{_HASH}, 'hex'))
         FROM page JOIN opportunities cur ON cur.{_KEY} = page.id),
-       ({refused.REMEMBERED_FOR.format(ids="SELECT id FROM page UNION ALL SELECT jsonb_array_elements_text(%s::jsonb)")}),
-       EXISTS (SELECT 1 FROM page JOIN call_links l ON l.gong_opportunity_id = page.id)
+       ({refused.REMEMBERED_FOR.format(ids="SELECT id FROM page UNION ALL SELECT jsonb_array_elements_text(%s::jsonb)")})
 """
 _STAGE = (
     # No key: ids are unique per page already (PageMapping.result). Emptied here, not only at
@@ -191,7 +190,6 @@ class Held:
 
     digests: dict[str, str]  # stored content digest (hex) by id, for the ids stored
     memory: refused.Memory  # refusals remembered for these ids
-    links_waiting: bool  # links read earlier wait for one of these ids
     unique: bool  # no id occurs twice in the page
 
 
@@ -226,7 +224,7 @@ def write_page(
         cur.execute("ROLLBACK TO SAVEPOINT write_page")
         page.finish(new)
         items: list[refused.Item] = [*page.new, *page.changed, *links]
-        written = write_isolating(conn, items, _Part(conn, held, deadline), deadline=deadline, repairs=refused.repairs)
+        written = write_isolating(conn, items, _Part(conn, deadline), deadline=deadline, repairs=refused.repairs)
         counts, attempts, refusals = sum(written.results, WriteCounts()), 1 + written.attempts, written.refused
     cur.execute("RELEASE SAVEPOINT write_page")
     mapped = mapping.result()
@@ -264,8 +262,8 @@ def look_up(cur: Cursor, mapping: PageMapping, links: Sequence[LinkRow]) -> Held
     """What Postgres holds for the page's ids and its links' opportunities, in one round trip."""
     ids = [i for i in mapping.ids() if i is not None]
     cur.execute(_LOOK_UP, (_ids(ids), _ids(link.gong_opportunity_id for link in links)))
-    digests, remembered, waiting = one_row(cur, "the page look-up")
-    return Held(dict(digests or {}), refused.memory(remembered), bool(waiting), len(set(ids)) == len(ids))
+    digests, remembered = one_row(cur, "the page look-up")
+    return Held(dict(digests or {}), refused.memory(remembered), len(set(ids)) == len(ids))
 
 
 class _Sorted:
@@ -308,7 +306,7 @@ def _write(cur: Cursor, new: Iterator[OpportunityRow], page: _Sorted, links: Seq
     first = next(new, None)  # an unchanged page sends no COPY at all
     if first is not None:
         _copy_new(cur, itertools.chain((first,), new))
-    counts = _merge_and_link(cur, page.changed, links, [*page.new, *page.changed] if page.held.links_waiting else [])
+    counts = _merge_and_link(cur, page.changed, links, [*page.new, *page.changed])
     counts.inserted += len(page.new)
     return counts
 
@@ -321,9 +319,8 @@ def _copy_new(cur: Cursor, rows: Iterator[OpportunityRow]) -> None:
 class _Part:
     """Writes one part of a sorted page for isolation: every row merged, its links landed."""
 
-    def __init__(self, conn: Connection, held: Held, deadline: float) -> None:
+    def __init__(self, conn: Connection, deadline: float) -> None:
         self._conn = conn
-        self._held = held
         self._deadline = deadline
 
     def __call__(self, items: Sequence[refused.Item]) -> WriteCounts:
@@ -331,7 +328,7 @@ class _Part:
         _bound(self._conn, self._deadline)
         rows = [i for i in items if isinstance(i, OpportunityRow)]
         links = [i for i in items if isinstance(i, LinkRow)]
-        return _merge_and_link(self._conn.cursor(), rows, links, rows if self._held.links_waiting else [])
+        return _merge_and_link(self._conn.cursor(), rows, links, rows)
 
 
 def _merge_and_link(
