@@ -184,11 +184,13 @@ def run(
     repeats: int,
     page_sizes: Sequence[int],
     with_dlt: bool,
+    ours: Callable[[], dict[str, Any]] | None = None,
     baseline: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Every approach once per round, rounds interleaved so machine noise hits them alike.
 
-    ``baseline`` runs :func:`run_ours` with the pre-change package in a child interpreter.
+    ``ours`` and ``baseline`` run :func:`run_ours` with today's and the pre-change package, each
+    in a child interpreter (``bench/baseline.py``); without ``ours`` it runs in this process.
     """
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     stored_rows = transform_page(source_rows).rows
@@ -201,11 +203,11 @@ def run(
     for _ in range(repeats):
         with fresh_database() as url:
             samples["copy_limit"].append(timed(lambda u=url: copy_limit(u, payload))[0])
-        ours = run_ours(source_rows, page_sizes)
-        for key, values in ours["samples"].items():
+        mine = ours() if ours is not None else run_ours(source_rows, page_sizes)
+        for key, values in mine["samples"].items():
             samples.setdefault(key, []).extend(values)
-        counts = ours["counts"]
-        rerun_diffs += ours["rerun_footprint"]
+        counts = mine["counts"]
+        rerun_diffs += mine["rerun_footprint"]
         if baseline is not None:
             theirs = baseline()
             for key, values in theirs["samples"].items():
