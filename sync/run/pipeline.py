@@ -218,12 +218,7 @@ class Pipeline:
             if p.new_run:  # first, so that the delete guard sees the approvals a request carries
                 requests.take(conn, p.requests, p.run_id)
             page = _guarded(conn, Guard.of(s), page)
-            if attempt.refuse:
-                written = refuse_page(
-                    conn, page.mapping, page.links.links, others, str(p.run_id), attempt.number - 1, deadline=deadline.work_ends
-                )
-            else:
-                written = write_page(conn, page.mapping, page.links.links, others, str(p.run_id), deadline=deadline.work_ends)
+            written = _rows_and_links(conn, page, others, attempt, deadline.work_ends)
             c = written.counts
             if full:
                 purge.record_page(conn, p.run_id, read.opportunity_rows, first=p.new_run)
@@ -278,6 +273,14 @@ def _decide(
         if added:  # a feature appeared: the new run re-reads what it changes
             decision = plan(message, state, lookback=lookback, max_pages=s.max_pages, requests=added)
     return decision
+
+
+def _rows_and_links(conn: Connection, page: _Page, others: list[Issue], attempt: pacing.Attempt, ends: float) -> PageWrite:
+    """The page's rows and links written, or, when its attempts weigh enough (``sync/run/pacing.py``), its row refused."""
+    p, links = page.plan, page.links.links
+    if attempt.refuse:
+        return refuse_page(conn, page.mapping, links, others, str(p.run_id), attempt.number - 1, deadline=ends)
+    return write_page(conn, page.mapping, links, others, str(p.run_id), deadline=ends)
 
 
 def _guarded(conn: Connection, guard: Guard, page: _Page) -> _Page:
