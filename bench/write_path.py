@@ -200,16 +200,21 @@ def run(
     counts: dict[str, Any] = {}
     rerun_diffs: list[dict[str, Any]] = []
     base_diffs: list[dict[str, Any]] = []
-    for _ in range(repeats):
+    for round_ in range(repeats):
         with fresh_database() as url:
             samples["copy_limit"].append(timed(lambda u=url: copy_limit(u, payload))[0])
+        # Whoever runs first follows the COPY limit's 100k-row write (WAL, checkpoints): every
+        # other round the baseline goes first, so that cost falls on both sides alike.
+        baseline_first = baseline is not None and round_ % 2 == 1
+        theirs = baseline() if baseline is not None and baseline_first else None
         mine = ours() if ours is not None else run_ours(source_rows, page_sizes)
+        if baseline is not None and not baseline_first:
+            theirs = baseline()
         for key, values in mine["samples"].items():
             samples.setdefault(key, []).extend(values)
         counts = mine["counts"]
         rerun_diffs += mine["rerun_footprint"]
-        if baseline is not None:
-            theirs = baseline()
+        if theirs is not None:
             for key, values in theirs["samples"].items():
                 base_samples.setdefault(key, []).extend(values)
             base_diffs += theirs["rerun_footprint"]
